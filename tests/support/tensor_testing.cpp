@@ -1,0 +1,94 @@
+#include "support/tensor_testing.h"
+
+#include <hwy/targets.h>
+
+#include <cmath>
+
+namespace sy::test {
+
+Tensor random_uniform(Shape shape, Rng& rng, float lo, float hi) {
+  Tensor t = Tensor::zeros(std::move(shape));
+  float* p = t.mutable_data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = rng.uniform(lo, hi);
+  return t;
+}
+
+Tensor random_normal(Shape shape, Rng& rng, float stddev) {
+  Tensor t = Tensor::zeros(std::move(shape));
+  float* p = t.mutable_data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = rng.normal(0.0f, stddev);
+  return t;
+}
+
+::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, float atol,
+                                     float rtol) {
+  if (actual.shape() != expected.shape()) {
+    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << " vs expected "
+                                         << shape_str(expected.shape());
+  }
+  const Tensor a = actual.to_f32();
+  const Tensor e = expected.to_f32();
+  const float* pa = a.data<float>();
+  const float* pe = e.data<float>();
+  int64_t bad = 0;
+  int64_t worst = -1;
+  double worst_excess = -1.0;
+  double max_abs = 0.0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double diff = std::fabs(static_cast<double>(pa[i]) - pe[i]);
+    const double allowed = atol + rtol * std::fabs(static_cast<double>(pe[i]));
+    max_abs = std::max(max_abs, std::isnan(diff) ? INFINITY : diff);
+    const bool ok = diff <= allowed || (std::isinf(pa[i]) && pa[i] == pe[i]);
+    if (!ok) {
+      ++bad;
+      const double excess = std::isnan(diff) ? INFINITY : diff - allowed;
+      if (excess > worst_excess) {
+        worst_excess = excess;
+        worst = i;
+      }
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << bad << " of " << a.numel() << " elements differ beyond atol=" << atol
+         << " rtol=" << rtol << "; worst at flat index " << worst << ": got " << pa[worst]
+         << ", expected " << pe[worst] << "; max |diff| " << max_abs;
+}
+
+Tensor numeric_gradient(Tensor& x, const std::function<double()>& loss, float eps) {
+  Tensor grad = Tensor::zeros(x.shape());
+  float* px = x.mutable_data<float>();
+  float* pg = grad.mutable_data<float>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float saved = px[i];
+    px[i] = saved + eps;
+    const double up = loss();
+    px[i] = saved - eps;
+    const double down = loss();
+    px[i] = saved;
+    pg[i] = static_cast<float>((up - down) / (2.0 * static_cast<double>(eps)));
+  }
+  return grad;
+}
+
+double dot(const Tensor& a, const Tensor& b) {
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  double s = 0.0;
+  for (int64_t i = 0; i < a.numel(); ++i) s += static_cast<double>(pa[i]) * pb[i];
+  return s;
+}
+
+void for_each_simd_path(const std::function<void(const std::string& name)>& fn) {
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t target : targets) {
+    hwy::SetSupportedTargetsForTest(target);
+    const std::string name = hwy::TargetName(target);
+    SCOPED_TRACE("SIMD path " + name);
+    fn(name);
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+}  // namespace sy::test
