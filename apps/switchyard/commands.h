@@ -1,0 +1,15 @@
+// Each subcommand registers its flags on the CLI11 app and returns the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace sy::app {
+
+using Runner = std::function<int()>;
+
+Runner add_env_command(CLI::App& app);
+Runner add_bench_command(CLI::App& app);
+
+}  // namespace sy::app

@@ -1,0 +1,87 @@
+// Kernel benchmarks. Memory-bound kernels report GB/s of useful traffic (inputs read once,
+// outputs written once) against the triad bandwidth of the same run; GEMM reports GFLOP/s
+// against OpenBLAS called directly on the same shape, in the same run.
+#include <cblas.h>
+
+#include <string>
+
+#include "bench/suites.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "core/threads.h"
+#include "kernels/gemm.h"
+#include "kernels/rms_norm.h"
+#include "kernels/softmax.h"
+
+namespace sy::bench {
+
+namespace {
+
+Tensor random_tensor(const Shape& shape, uint64_t seed) {
+  Tensor t = Tensor::zeros(shape);
+  Rng rng(seed);
+  float* p = t.mutable_data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = rng.uniform(-2.0f, 2.0f);
+  return t;
+}
+
+bool wanted(const SuiteOptions& opts, const std::string& name) {
+  return opts.filter.empty() || name.find(opts.filter) != std::string::npos;
+}
+
+// Reports a memory-bound kernel: `bytes` of useful traffic per call.
+void emit_bandwidth(Reporter& reporter, const MachineLimits& limits, const std::string& name,
+                    double bytes, double seconds) {
+  reporter.emit({.bench = "kernels", .name = name, .metric = "GB_per_s",
+                 .value = bytes / seconds / 1e9, .limit = limits.triad_gb_per_s,
+                 .limit_kind = "bandwidth_bound"});
+}
+
+}  // namespace
+
+void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts) {
+  const std::string threads = "/t" + std::to_string(num_threads());
+  const int64_t rows = opts.quick ? 1024 : 4096, cols = 4096;
+  const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+  const double row_bytes = static_cast<double>(rows) * cols * 4.0;
+
+  if (wanted(opts, "rms_norm")) {
+    const Tensor x = random_tensor({rows, cols}, 1);
+    const Tensor w = random_tensor({cols}, 2);
+    Tensor y = Tensor::zeros({rows, cols});
+    Tensor inv = Tensor::zeros({rows});
+    const double s = median(time_samples([&] { kernels::rms_norm_forward(y, inv, x, w); }, opts.timing));
+    emit_bandwidth(reporter, limits, "rms_norm_fwd/" + shape + threads, 2.0 * row_bytes, s);
+  }
+
+  if (wanted(opts, "softmax")) {
+    const Tensor x = random_tensor({rows, cols}, 3);
+    Tensor y = Tensor::zeros({rows, cols});
+    const double s = median(time_samples([&] { kernels::softmax_forward(y, x); }, opts.timing));
+    emit_bandwidth(reporter, limits, "softmax_fwd/" + shape + threads, 2.0 * row_bytes, s);
+  }
+
+  if (wanted(opts, "gemm")) {
+    const int64_t n = opts.quick ? 512 : 2048;
+    const Tensor a = random_tensor({n, n}, 4);
+    const Tensor b = random_tensor({n, n}, 5);
+    Tensor c = Tensor::zeros({n, n});
+    const double flops = 2.0 * static_cast<double>(n) * n * n;
+    const double ours = median(time_samples([&] { kernels::gemm(c, a, b); }, opts.timing));
+    std::vector<float> c_ref(static_cast<size_t>(n * n));
+    const double direct = median(time_samples(
+        [&] {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n),
+                      static_cast<blasint>(n), static_cast<blasint>(n), 1.0f, a.data<float>(),
+                      static_cast<blasint>(n), b.data<float>(), static_cast<blasint>(n), 0.0f,
+                      c_ref.data(), static_cast<blasint>(n));
+        },
+        opts.timing));
+    reporter.emit({.bench = "kernels", .name = "gemm_f32/" + std::to_string(n) + "^3" + threads,
+                   .metric = "GFLOP_per_s", .value = flops / ours / 1e9,
+                   .limit = limits.fma_gflop_per_s, .limit_kind = "fma_peak",
+                   .reference = "openblas_direct", .reference_value = flops / direct / 1e9});
+  }
+}
+
+}  // namespace sy::bench

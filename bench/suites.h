@@ -1,0 +1,27 @@
+// The benchmark suites `switchyard bench SUITE` runs. Each measures the machine's limits first
+// (or takes them from the caller) and reports its figures as fractions of them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "bench/harness.h"
+#include "bench/limits.h"
+
+namespace sy::bench {
+
+struct SuiteOptions {
+  bool quick = false;      // smaller shapes and fewer repeats, for smoke tests
+  std::string filter;      // run only cases whose name contains this
+  TimingOptions timing;
+};
+
+// Kernel benchmarks: RMSNorm, softmax, GEMM, ... (bench/kernels/).
+void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
+
+// Names accepted by `switchyard bench`.
+std::vector<std::string> suite_names();
+// Runs "limits", "kernels" or "all"; throws sy::Error listing the valid names otherwise.
+void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& opts);
+
+}  // namespace sy::bench
