@@ -1,8 +1,10 @@
 """Shared plumbing for the PyTorch reference scripts.
 
-A C++ test writes its inputs as <name>.npy and its parameters as params.json into a folder and
-runs `python3 tests/reference/<op>.py FOLDER`. The script computes in float64 with PyTorch and
-writes every result as out_<name>.npy (float32), which the test compares against ours.
+A C++ test writes each case's inputs as <name>.npy and its parameters as params.json into its own
+subfolder (case00000, case00001, ...) of one folder, and runs `python3 tests/reference/<op>.py
+FOLDER`. The script calls run(compute): compute(inputs, params) gets float64 (floating) or int64
+(integer) torch tensors and returns a dict of results, saved as out_<name>.npy (float32 for
+floating results) beside the inputs.
 """
 import json
 import os
@@ -14,27 +16,38 @@ import torch
 torch.set_default_dtype(torch.float64)
 
 
-def load():
-    """Returns (folder, inputs as float64/int64 torch tensors, params dict)."""
-    folder = sys.argv[1]
+def _load(folder):
     inputs = {}
     for name in os.listdir(folder):
         if name.endswith(".npy") and not name.startswith("out_"):
-            array = np.load(os.path.join(folder, name))
-            tensor = torch.from_numpy(array)
+            tensor = torch.from_numpy(np.load(os.path.join(folder, name)))
             if tensor.is_floating_point():
                 tensor = tensor.to(torch.float64)
+            elif tensor.dtype != torch.bool:
+                tensor = tensor.to(torch.int64)
             inputs[name[:-4]] = tensor
     with open(os.path.join(folder, "params.json")) as f:
         params = json.load(f)
-    return folder, inputs, params
+    return inputs, params
 
 
-def save(folder, outputs):
+def _save(folder, outputs):
     for name, value in outputs.items():
-        value = value.detach()
-        array = value.numpy().astype(np.float32) if value.is_floating_point() else value.numpy()
+        value = torch.as_tensor(value).detach()
+        if value.is_floating_point():
+            array = value.numpy().astype(np.float32)
+        else:
+            array = value.numpy().astype(np.int64)
         np.save(os.path.join(folder, "out_" + name + ".npy"), array)
+
+
+def run(compute):
+    root = sys.argv[1]
+    for case in sorted(os.listdir(root)):
+        folder = os.path.join(root, case)
+        if os.path.isdir(folder):
+            inputs, params = _load(folder)
+            _save(folder, compute(inputs, params))
 
 
 def leaf(t):

@@ -18,25 +18,33 @@ constexpr float kRtol = 2e-5f;
 
 TEST(RmsNorm, MatchesPyTorchForwardAndBackward) {
   // Widths cover: below one vector, not a multiple of any vector width, and a large row.
-  for (const Shape& shape : {Shape{3, 5}, Shape{2, 3, 37}, Shape{4, 256}, Shape{2, 4096}}) {
+  const std::vector<Shape> shapes = {{3, 5}, {2, 3, 37}, {4, 256}, {2, 4096}};
+  const float eps = 1e-5f;
+  Rng rng(17);
+  std::vector<test::ReferenceCase> cases;
+  for (const Shape& shape : shapes) {
+    cases.push_back({{{"x", test::random_normal(shape, rng, 2.0f)},
+                      {"weight", test::random_uniform({shape.back()}, rng, 0.5f, 1.5f)},
+                      {"d_out", test::random_normal(shape, rng)}},
+                     {{"eps", eps}}});
+  }
+  const auto refs = test::run_reference_cases("rms_norm", cases);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Shape& shape = shapes[i];
     SCOPED_TRACE(shape_str(shape));
-    Rng rng(17);
-    const Tensor x = test::random_normal(shape, rng, 2.0f);
-    const Tensor w = test::random_uniform({shape.back()}, rng, 0.5f, 1.5f);
-    const Tensor d_out = test::random_normal(shape, rng);
-    const float eps = 1e-5f;
-    auto ref = test::run_reference("rms_norm", {{"x", x}, {"weight", w}, {"d_out", d_out}},
-                                   {{"eps", eps}});
+    const Tensor& x = cases[i].inputs.at("x");
+    const Tensor& w = cases[i].inputs.at("weight");
+    const auto& ref = refs[i];
     for_each_simd_path([&](const std::string&) {
       Tensor y = Tensor::zeros(shape);
       Tensor inv = Tensor::zeros({x.rows()});
       rms_norm_forward(y, inv, x, w, {.eps = eps});
-      EXPECT_ALL_CLOSE(y, ref["y"], kAtol, kRtol);
+      EXPECT_ALL_CLOSE(y, ref.at("y"), kAtol, kRtol);
       Tensor d_x = Tensor::zeros(shape);
       Tensor d_w = Tensor::zeros({shape.back()});
-      rms_norm_backward(d_x, d_w, d_out, x, w, inv);
-      EXPECT_ALL_CLOSE(d_x, ref["d_x"], kAtol, kRtol);
-      EXPECT_ALL_CLOSE(d_w, ref["d_weight"], kAtol, kRtol);
+      rms_norm_backward(d_x, d_w, cases[i].inputs.at("d_out"), x, w, inv);
+      EXPECT_ALL_CLOSE(d_x, ref.at("d_x"), kAtol, kRtol);
+      EXPECT_ALL_CLOSE(d_w, ref.at("d_weight"), kAtol, kRtol);
     });
   }
 }
