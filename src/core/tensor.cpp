@@ -53,7 +53,7 @@ Tensor Tensor::view_of(std::shared_ptr<Storage> storage, size_t byte_offset, Sha
 int64_t Tensor::dim(int d) const {
   const int r = rank();
   const int i = d < 0 ? d + r : d;
-  SY_CHECK(i >= 0 && i < r, "Tensor::dim({}) on a tensor of rank {}", d, r);
+  SY_CHECK(i >= 0 && i < r, "dim {} out of range for shape {}", d, shape_str(shape_));
   return shape_[static_cast<size_t>(i)];
 }
 

@@ -1,0 +1,106 @@
+#include "core/tensor.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/storage.h"
+#include "io/atomic_file.h"
+
+namespace sy {
+namespace {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Tensor, ShapeRowsColsAndTypedAccess) {
+  Tensor t = Tensor::zeros({2, 3, 4});
+  EXPECT_EQ(t.numel(), 24);
+  EXPECT_EQ(t.rows(), 6);
+  EXPECT_EQ(t.cols(), 4);
+  EXPECT_EQ(t.dim(-1), 4);
+  EXPECT_EQ(t.dim(0), 2);
+  EXPECT_EQ(t.nbytes(), 96u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data<float>()) % 64, 0u);  // SIMD-aligned
+  for (int64_t i = 0; i < t.numel(); ++i) EXPECT_EQ(t.data<float>()[i], 0.0f);
+  EXPECT_EQ(error_of([&] { (void)t.data<int32_t>(); }),
+            "tensor of dtype f32 accessed as i32");
+  EXPECT_EQ(error_of([&] { (void)t.dim(3); }), "dim 3 out of range for shape [2, 3, 4]");
+}
+
+TEST(Tensor, SliceRowsSharesStorageAndReshapeChecksCount) {
+  Tensor t = Tensor::from_f32({4, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
+  Tensor s = t.slice_rows(1, 3);
+  EXPECT_EQ(s.shape(), (Shape{2, 2}));
+  EXPECT_EQ(s.data<float>()[0], 2.0f);
+  s.mutable_data<float>()[0] = 42.0f;  // a view: writes show through
+  EXPECT_EQ(t.data<float>()[2], 42.0f);
+  EXPECT_EQ(t.reshape({2, 4}).data<float>()[4], 4.0f);
+  EXPECT_EQ(error_of([&] { (void)t.reshape({3, 3}); }),
+            "reshape from [4, 2] to [3, 3]: element counts differ (8 vs 9)");
+  EXPECT_EQ(error_of([&] { (void)t.slice_rows(3, 5); }),
+            "slice_rows [3, 5) out of range for shape [4, 2]");
+  Tensor c = t.clone();
+  c.mutable_data<float>()[0] = -1.0f;  // a copy: the original is untouched
+  EXPECT_EQ(t.data<float>()[0], 0.0f);
+}
+
+TEST(Tensor, ConversionsRoundTripThroughHalfTypes) {
+  Tensor t = Tensor::from_f32({3}, {1.0f, -2.5f, 65504.0f});
+  for (DType d : {DType::F16, DType::BF16}) {
+    Tensor h = t.to(d);
+    EXPECT_EQ(h.dtype(), d);
+    EXPECT_EQ(h.nbytes(), 6u);
+    Tensor back = h.to_f32();
+    EXPECT_EQ(back.data<float>()[0], 1.0f);
+    EXPECT_EQ(back.data<float>()[1], -2.5f);
+  }
+  EXPECT_EQ(t.to(DType::F16).to_f32().data<float>()[2], 65504.0f);
+  EXPECT_EQ(t.to(DType::BF16).to_f32().data<float>()[2], 65536.0f);  // nearest bf16
+}
+
+TEST(Tensor, ExpectShapeAndDtypeMessages) {
+  Tensor t = Tensor::zeros({2, 3});
+  t.expect_shape({2, -1}, "x");  // wildcard accepts
+  EXPECT_EQ(error_of([&] { t.expect_shape({2, 4}, "attention: q"); }),
+            "attention: q: shape [2, 3], expected [2, 4]");
+  EXPECT_EQ(error_of([&] { t.expect_dtype(DType::BF16, "w"); }), "w: dtype f32, expected bf16");
+}
+
+TEST(Storage, MapsAFileRegionReadOnly) {
+  const std::string path = ::testing::TempDir() + "/sy_storage_map.bin";
+  std::string bytes(10000, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7);
+  io::write_file_atomic(path, bytes);
+  // An offset that is not page-aligned must still land on the right byte.
+  auto s = Storage::map_file(path, 4099, 100);
+  ASSERT_TRUE(s->is_mapped());
+  EXPECT_EQ(s->size(), 100u);
+  EXPECT_EQ(s->origin(), path);
+  for (size_t i = 0; i < 100; ++i) {
+    ASSERT_EQ(static_cast<char>(s->data()[i]), bytes[4099 + i]) << i;
+  }
+  EXPECT_NE(error_of([&] { s->mutable_data(); }).find("read-only"), std::string::npos);
+  Tensor v = Tensor::view_of(s, 0, {25}, DType::F32);
+  EXPECT_NE(error_of([&] { v.mutable_data<float>(); }).find("read-only"), std::string::npos);
+  s->lock_resident();  // may be refused by RLIMIT_MEMLOCK, but must not fail
+  EXPECT_EQ(Storage::map_file(path)->size(), 10000u);  // bytes == 0: to the end
+  EXPECT_NE(error_of([&] { Storage::map_file(path, 9990, 100); }).find(path),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Storage::map_file(path + ".missing"); }).find(".missing"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { Tensor::view_of(s, 8, {25}, DType::F32); }).find("100"),
+            std::string::npos);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace sy
