@@ -1,11 +1,11 @@
 #include "bench/harness.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace sy::bench {
 
@@ -26,10 +26,11 @@ std::string to_json_line(const Figure& f) {
   j["metric"] = f.metric;
   j["value"] = f.value;
   j["limit"] = opt(f.limit);
-  j["limit_kind"] = f.limit ? nlohmann::ordered_json(f.limit_kind) : nlohmann::ordered_json(nullptr);
+  j["limit_kind"] =
+      f.limit ? nlohmann::ordered_json(f.limit_kind) : nlohmann::ordered_json(nullptr);
   j["ratio"] = opt(ratio_of(f.value, f.limit, f.lower_is_better));
-  j["reference"] = f.reference.empty() ? nlohmann::ordered_json(nullptr)
-                                       : nlohmann::ordered_json(f.reference);
+  j["reference"] =
+      f.reference.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(f.reference);
   j["reference_value"] = opt(f.reference_value);
   j["speedup"] = opt(ratio_of(f.value, f.reference_value, f.lower_is_better));
   return j.dump();
@@ -45,7 +46,8 @@ std::vector<double> time_samples(const std::function<void()>& fn, const TimingOp
     for (int i = 0; i < inner; ++i) fn();
     const double s = std::chrono::duration<double>(clock::now() - t0).count();
     if (s >= opts.min_seconds || inner >= (1 << 20)) break;
-    inner = s <= 0.0 ? inner * 16 : std::max(inner + 1, static_cast<int>(inner * opts.min_seconds / s * 1.2));
+    inner = s <= 0.0 ? inner * 16
+                     : std::max(inner + 1, static_cast<int>(inner * opts.min_seconds / s * 1.2));
   }
   std::vector<double> samples;
   for (int r = 0; r < opts.repeats; ++r) {
@@ -73,9 +75,9 @@ void Reporter::emit(const Figure& f) {
   auto num = [&](const char* key) {
     return j[key].is_null() ? std::string("-") : fmt::format("{:.4g}", j[key].get<double>());
   };
-  std::fprintf(stderr, "%-10s %-34s %12.4g %-12s %10s %8s %10s\n", f.bench.c_str(),
-               f.name.c_str(), f.value, f.metric.c_str(), num("limit").c_str(),
-               num("ratio").c_str(), num("speedup").c_str());
+  std::fprintf(stderr, "%-10s %-34s %12.4g %-12s %10s %8s %10s\n", f.bench.c_str(), f.name.c_str(),
+               f.value, f.metric.c_str(), num("limit").c_str(), num("ratio").c_str(),
+               num("speedup").c_str());
   std::printf("%s\n", to_json_line(f).c_str());
   std::fflush(stdout);
   figures_.push_back(f);

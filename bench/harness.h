@@ -14,11 +14,11 @@ struct Figure {
   std::string name;    // the "case" field: what was measured, e.g. "rms_norm_fwd/4096x4096"
   std::string metric;  // "GB_per_s", "GFLOP_per_s", "seconds", "tokens_per_s", ...
   double value = 0.0;
-  std::optional<double> limit;     // the physical bound, measured in the same run
-  std::string limit_kind;          // "bandwidth_bound", "gemm_peak", "fma_peak", ...
-  std::string reference;           // what the reference is ("openblas", "pytorch", ...)
+  std::optional<double> limit;  // the physical bound, measured in the same run
+  std::string limit_kind;       // "bandwidth_bound", "gemm_peak", "fma_peak", ...
+  std::string reference;        // what the reference is ("openblas", "pytorch", ...)
   std::optional<double> reference_value;
-  bool lower_is_better = false;    // times: ratio and speedup are inverted
+  bool lower_is_better = false;  // times: ratio and speedup are inverted
 };
 
 // The JSON line for a figure: ratio = value/limit and speedup = value/reference_value (both
@@ -26,9 +26,9 @@ struct Figure {
 std::string to_json_line(const Figure& f);
 
 struct TimingOptions {
-  int repeats = 7;             // timed samples; the median is reported
-  double min_seconds = 0.05;   // each sample loops the body until at least this long
-  int warmup = 1;              // untimed calls first
+  int repeats = 7;            // timed samples; the median is reported
+  double min_seconds = 0.05;  // each sample loops the body until at least this long
+  int warmup = 1;             // untimed calls first
 };
 
 // Seconds per call of fn, one entry per sample.

@@ -34,9 +34,15 @@ double FmaChains(int64_t iters, float seed) {
   const auto m = hn::Set(d, 0.999999f);
   const auto a = hn::Set(d, 1e-7f);
   for (int64_t i = 0; i < iters; ++i) {
-    x0 = hn::MulAdd(x0, m, a); x1 = hn::MulAdd(x1, m, a); x2 = hn::MulAdd(x2, m, a);
-    x3 = hn::MulAdd(x3, m, a); x4 = hn::MulAdd(x4, m, a); x5 = hn::MulAdd(x5, m, a);
-    x6 = hn::MulAdd(x6, m, a); x7 = hn::MulAdd(x7, m, a); x8 = hn::MulAdd(x8, m, a);
+    x0 = hn::MulAdd(x0, m, a);
+    x1 = hn::MulAdd(x1, m, a);
+    x2 = hn::MulAdd(x2, m, a);
+    x3 = hn::MulAdd(x3, m, a);
+    x4 = hn::MulAdd(x4, m, a);
+    x5 = hn::MulAdd(x5, m, a);
+    x6 = hn::MulAdd(x6, m, a);
+    x7 = hn::MulAdd(x7, m, a);
+    x8 = hn::MulAdd(x8, m, a);
     x9 = hn::MulAdd(x9, m, a);
   }
   auto sum = hn::Add(hn::Add(hn::Add(x0, x1), hn::Add(x2, x3)),
@@ -80,8 +86,8 @@ double measure_triad_gb_per_s(const LimitOptions& opts) {
       // Same static split every call, so each thread keeps touching the pages it first touched.
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-      HWY_DYNAMIC_DISPATCH(TriadRange)(a + begin, b + begin, c + begin, 3.0f,
-                                        static_cast<size_t>(end - begin));
+      HWY_DYNAMIC_DISPATCH(TriadRange)
+      (a + begin, b + begin, c + begin, 3.0f, static_cast<size_t>(end - begin));
     }
   };
   const double seconds = median(time_samples(triad, opts.timing));
@@ -117,12 +123,17 @@ MachineLimits measure_limits(Reporter& reporter, const LimitOptions& opts) {
   m.gemm_gflop_per_s = measure_gemm_gflop_per_s(opts);
   m.fma_gflop_per_s = measure_fma_gflop_per_s(opts);
   const std::string threads = "t" + std::to_string(num_threads());
-  reporter.emit({.bench = "limits", .name = "triad/" + threads, .metric = "GB_per_s",
+  reporter.emit({.bench = "limits",
+                 .name = "triad/" + threads,
+                 .metric = "GB_per_s",
                  .value = m.triad_gb_per_s});
   reporter.emit({.bench = "limits",
                  .name = "sgemm_openblas/" + std::to_string(opts.gemm_size) + "/" + threads,
-                 .metric = "GFLOP_per_s", .value = m.gemm_gflop_per_s});
-  reporter.emit({.bench = "limits", .name = "fma_f32/" + threads, .metric = "GFLOP_per_s",
+                 .metric = "GFLOP_per_s",
+                 .value = m.gemm_gflop_per_s});
+  reporter.emit({.bench = "limits",
+                 .name = "fma_f32/" + threads,
+                 .metric = "GFLOP_per_s",
                  .value = m.fma_gflop_per_s});
   return m;
 }

@@ -6,9 +6,9 @@
 namespace sy::bench {
 
 struct MachineLimits {
-  double triad_gb_per_s = 0.0;   // STREAM triad a = b + s*c, all threads, 3 arrays counted
-  double gemm_gflop_per_s = 0.0; // OpenBLAS sgemm 2048^3 called directly, all threads
-  double fma_gflop_per_s = 0.0;  // f32 FMA peak: independent FMA chains in registers, all threads
+  double triad_gb_per_s = 0.0;    // STREAM triad a = b + s*c, all threads, 3 arrays counted
+  double gemm_gflop_per_s = 0.0;  // OpenBLAS sgemm 2048^3 called directly, all threads
+  double fma_gflop_per_s = 0.0;   // f32 FMA peak: independent FMA chains in registers, all threads
 };
 
 struct LimitOptions {

@@ -11,8 +11,8 @@
 namespace sy::bench {
 
 struct SuiteOptions {
-  bool quick = false;      // smaller shapes and fewer repeats, for smoke tests
-  std::string filter;      // run only cases whose name contains this
+  bool quick = false;  // smaller shapes and fewer repeats, for smoke tests
+  std::string filter;  // run only cases whose name contains this
   TimingOptions timing;
 };
 

@@ -32,8 +32,11 @@ bool wanted(const SuiteOptions& opts, const std::string& name) {
 // Reports a memory-bound kernel: `bytes` of useful traffic per call.
 void emit_bandwidth(Reporter& reporter, const MachineLimits& limits, const std::string& name,
                     double bytes, double seconds) {
-  reporter.emit({.bench = "kernels", .name = name, .metric = "GB_per_s",
-                 .value = bytes / seconds / 1e9, .limit = limits.triad_gb_per_s,
+  reporter.emit({.bench = "kernels",
+                 .name = name,
+                 .metric = "GB_per_s",
+                 .value = bytes / seconds / 1e9,
+                 .limit = limits.triad_gb_per_s,
                  .limit_kind = "bandwidth_bound"});
 }
 
@@ -50,7 +53,8 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
     const Tensor w = random_tensor({cols}, 2);
     Tensor y = Tensor::zeros({rows, cols});
     Tensor inv = Tensor::zeros({rows});
-    const double s = median(time_samples([&] { kernels::rms_norm_forward(y, inv, x, w); }, opts.timing));
+    const double s =
+        median(time_samples([&] { kernels::rms_norm_forward(y, inv, x, w); }, opts.timing));
     emit_bandwidth(reporter, limits, "rms_norm_fwd/" + shape + threads, 2.0 * row_bytes, s);
   }
 
@@ -77,10 +81,14 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
                       c_ref.data(), static_cast<blasint>(n));
         },
         opts.timing));
-    reporter.emit({.bench = "kernels", .name = "gemm_f32/" + std::to_string(n) + "^3" + threads,
-                   .metric = "GFLOP_per_s", .value = flops / ours / 1e9,
-                   .limit = limits.fma_gflop_per_s, .limit_kind = "fma_peak",
-                   .reference = "openblas_direct", .reference_value = flops / direct / 1e9});
+    reporter.emit({.bench = "kernels",
+                   .name = "gemm_f32/" + std::to_string(n) + "^3" + threads,
+                   .metric = "GFLOP_per_s",
+                   .value = flops / ours / 1e9,
+                   .limit = limits.fma_gflop_per_s,
+                   .limit_kind = "fma_peak",
+                   .reference = "openblas_direct",
+                   .reference_value = flops / direct / 1e9});
   }
 }
 

@@ -14,11 +14,11 @@ const char* DispatchedTargetName() { return hwy::TargetName(HWY_TARGET); }
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include "core/cpu_features.h"
-
 #include <hwy/targets.h>
 
 #include <fstream>
+
+#include "core/cpu_features.h"
 
 namespace sy {
 
@@ -59,10 +59,15 @@ CpuFeatures detect() {
 
 std::vector<std::string> CpuFeatures::names() const {
   std::vector<std::string> out;
-  const std::pair<bool, const char*> table[] = {
-      {avx2, "avx2"},         {fma, "fma"},           {f16c, "f16c"},
-      {avx512f, "avx512f"},   {avx512bw, "avx512bw"}, {avx512vl, "avx512vl"},
-      {avx512_vnni, "avx512_vnni"}, {avx_vnni, "avx_vnni"}, {neon, "neon"}};
+  const std::pair<bool, const char*> table[] = {{avx2, "avx2"},
+                                                {fma, "fma"},
+                                                {f16c, "f16c"},
+                                                {avx512f, "avx512f"},
+                                                {avx512bw, "avx512bw"},
+                                                {avx512vl, "avx512vl"},
+                                                {avx512_vnni, "avx512_vnni"},
+                                                {avx_vnni, "avx_vnni"},
+                                                {neon, "neon"}};
   for (const auto& [present, name] : table) {
     if (present) out.emplace_back(name);
   }

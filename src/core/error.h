@@ -38,11 +38,11 @@ decltype(auto) with_context(const std::string& context, Fn&& fn) {
 }  // namespace sy
 
 // SY_CHECK(cond, "fmt", args...): throws sy::Error("fmt"-formatted) when cond is false.
-#define SY_CHECK(cond, ...)      \
-  do {                           \
-    if (!(cond)) {               \
-      ::sy::fail(__VA_ARGS__);   \
-    }                            \
+#define SY_CHECK(cond, ...)    \
+  do {                         \
+    if (!(cond)) {             \
+      ::sy::fail(__VA_ARGS__); \
+    }                          \
   } while (0)
 
 #ifdef NDEBUG
@@ -50,10 +50,10 @@ decltype(auto) with_context(const std::string& context, Fn&& fn) {
   do {                  \
   } while (0)
 #else
-#define SY_DCHECK(cond)                                                                     \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      ::sy::fail("internal check failed: {} at {}:{}", #cond, __FILE__, __LINE__);          \
-    }                                                                                       \
+#define SY_DCHECK(cond)                                                            \
+  do {                                                                             \
+    if (!(cond)) {                                                                 \
+      ::sy::fail("internal check failed: {} at {}:{}", #cond, __FILE__, __LINE__); \
+    }                                                                              \
   } while (0)
 #endif

@@ -22,12 +22,20 @@ void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
   log_write(level, fmt::format(format, std::forward<Args>(args)...));
 }
 template <typename... Args>
-void log_debug(fmt::format_string<Args...> f, Args&&... a) { log(LogLevel::Debug, f, std::forward<Args>(a)...); }
+void log_debug(fmt::format_string<Args...> f, Args&&... a) {
+  log(LogLevel::Debug, f, std::forward<Args>(a)...);
+}
 template <typename... Args>
-void log_info(fmt::format_string<Args...> f, Args&&... a) { log(LogLevel::Info, f, std::forward<Args>(a)...); }
+void log_info(fmt::format_string<Args...> f, Args&&... a) {
+  log(LogLevel::Info, f, std::forward<Args>(a)...);
+}
 template <typename... Args>
-void log_warn(fmt::format_string<Args...> f, Args&&... a) { log(LogLevel::Warn, f, std::forward<Args>(a)...); }
+void log_warn(fmt::format_string<Args...> f, Args&&... a) {
+  log(LogLevel::Warn, f, std::forward<Args>(a)...);
+}
 template <typename... Args>
-void log_error(fmt::format_string<Args...> f, Args&&... a) { log(LogLevel::Error, f, std::forward<Args>(a)...); }
+void log_error(fmt::format_string<Args...> f, Args&&... a) {
+  log(LogLevel::Error, f, std::forward<Args>(a)...);
+}
 
 }  // namespace sy

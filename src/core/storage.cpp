@@ -53,8 +53,8 @@ std::shared_ptr<Storage> Storage::map_file(const std::string& path, size_t offse
     const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
     const size_t start = offset / page * page;
     s->map_size_ = bytes + (offset - start);
-    void* base = ::mmap(nullptr, s->map_size_, PROT_READ, MAP_PRIVATE, fd,
-                        static_cast<off_t>(start));
+    void* base =
+        ::mmap(nullptr, s->map_size_, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(start));
     if (base == MAP_FAILED) {
       const int err = errno;
       ::close(fd);

@@ -25,7 +25,9 @@ class Tensor {
 
   // New owned storage, zero-filled.
   static Tensor zeros(Shape shape, DType dtype = DType::F32);
-  static Tensor empty(Shape shape, DType dtype = DType::F32) { return zeros(std::move(shape), dtype); }
+  static Tensor empty(Shape shape, DType dtype = DType::F32) {
+    return zeros(std::move(shape), dtype);
+  }
   // Copies `values` into a new f32 tensor of `shape` (sizes must agree).
   static Tensor from_f32(Shape shape, const std::vector<float>& values);
   // A view of `storage` starting at `byte_offset`; throws when the storage is too small.
@@ -92,15 +94,25 @@ class Tensor {
 };
 
 template <>
-constexpr DType Tensor::type_tag<float>() { return DType::F32; }
+constexpr DType Tensor::type_tag<float>() {
+  return DType::F32;
+}
 template <>
-constexpr DType Tensor::type_tag<int32_t>() { return DType::I32; }
+constexpr DType Tensor::type_tag<int32_t>() {
+  return DType::I32;
+}
 template <>
-constexpr DType Tensor::type_tag<int64_t>() { return DType::I64; }
+constexpr DType Tensor::type_tag<int64_t>() {
+  return DType::I64;
+}
 template <>
-constexpr DType Tensor::type_tag<uint8_t>() { return DType::U8; }
+constexpr DType Tensor::type_tag<uint8_t>() {
+  return DType::U8;
+}
 // uint16_t covers both 16-bit float types: check_type accepts F16 and BF16 for it.
 template <>
-constexpr DType Tensor::type_tag<uint16_t>() { return DType::F16; }
+constexpr DType Tensor::type_tag<uint16_t>() {
+  return DType::F16;
+}
 
 }  // namespace sy

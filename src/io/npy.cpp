@@ -10,12 +10,18 @@ namespace sy::io {
 namespace {
 const char* descr_of(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "<f4";
-    case DType::F16: return "<f2";
-    case DType::I32: return "<i4";
-    case DType::I64: return "<i8";
-    case DType::U8: return "|u1";
-    default: return nullptr;
+    case DType::F32:
+      return "<f4";
+    case DType::F16:
+      return "<f2";
+    case DType::I32:
+      return "<i4";
+    case DType::I64:
+      return "<i8";
+    case DType::U8:
+      return "|u1";
+    default:
+      return nullptr;
   }
 }
 
@@ -45,8 +51,7 @@ std::string header_field(const std::string& header, const std::string& key,
 
 void write_npy(const std::string& path, const Tensor& tensor) {
   const char* descr = descr_of(tensor.dtype());
-  SY_CHECK(descr != nullptr, "{}: cannot write dtype {} as npy", path,
-           dtype_name(tensor.dtype()));
+  SY_CHECK(descr != nullptr, "{}: cannot write dtype {} as npy", path, dtype_name(tensor.dtype()));
   std::string shape = "(";
   for (int64_t d : tensor.shape()) shape += std::to_string(d) + ",";
   if (tensor.rank() > 1) shape.pop_back();
@@ -74,11 +79,13 @@ Tensor parse_npy(std::string_view bytes, const std::string& name) {
   size_t header_len = 0;
   size_t header_start = 0;
   if (major == 1) {
-    header_len = static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
+    header_len =
+        static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
     SY_CHECK(bytes.size() >= 12, "{}: truncated npy header", name);
-    for (int i = 0; i < 4; ++i) header_len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      header_len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
     header_start = 12;
   } else {
     fail("{}: npy version {}, expected 1, 2 or 3", name, major);
@@ -105,13 +112,21 @@ Tensor parse_npy(std::string_view bytes, const std::string& name) {
   }
   DType dtype;
   bool from_f64 = false;
-  if (descr == "<f4") dtype = DType::F32;
-  else if (descr == "<f8") { dtype = DType::F32; from_f64 = true; }
-  else if (descr == "<f2") dtype = DType::F16;
-  else if (descr == "<i4") dtype = DType::I32;
-  else if (descr == "<i8") dtype = DType::I64;
-  else if (descr == "|u1" || descr == "<u1") dtype = DType::U8;
-  else fail("{}: npy field 'descr' is '{}', expected one of <f4 <f8 <f2 <i4 <i8 |u1", name, descr);
+  if (descr == "<f4")
+    dtype = DType::F32;
+  else if (descr == "<f8") {
+    dtype = DType::F32;
+    from_f64 = true;
+  } else if (descr == "<f2")
+    dtype = DType::F16;
+  else if (descr == "<i4")
+    dtype = DType::I32;
+  else if (descr == "<i8")
+    dtype = DType::I64;
+  else if (descr == "|u1" || descr == "<u1")
+    dtype = DType::U8;
+  else
+    fail("{}: npy field 'descr' is '{}', expected one of <f4 <f8 <f2 <i4 <i8 |u1", name, descr);
   Tensor t = Tensor::zeros(shape, dtype);
   const size_t elem = from_f64 ? 8 : dtype_size(dtype);
   const size_t need = static_cast<size_t>(t.numel()) * elem;

@@ -20,8 +20,8 @@ void rms_norm_forward(Tensor& out, Tensor& inv_rms, const Tensor& x, const Tenso
   out.expect_shape(x.shape(), "rms_norm_forward: out");
   inv_rms.expect_shape({x.rows()}, "rms_norm_forward: inv_rms");
   SY_CHECK(opts.eps >= 0.0f, "rms_norm_forward: eps is {}, expected >= 0", opts.eps);
-  cpu::rms_norm_forward(out.mutable_data<float>(), inv_rms.mutable_data<float>(),
-                        x.data<float>(), weight.data<float>(), x.rows(), x.cols(), opts.eps);
+  cpu::rms_norm_forward(out.mutable_data<float>(), inv_rms.mutable_data<float>(), x.data<float>(),
+                        weight.data<float>(), x.rows(), x.cols(), opts.eps);
 }
 
 void rms_norm_backward(Tensor& d_x, Tensor& d_weight, const Tensor& d_out, const Tensor& x,

@@ -1,41 +1,48 @@
 #include "kernels/softmax.h"
 
-#include <cmath>
+#include "kernels/cpu/softmax_cpu.h"
 
 namespace sy::kernels {
 
+namespace {
+void check_forward(const Tensor& out, const Tensor& x, const char* op_x, const char* op_out) {
+  x.expect_dtype(DType::F32, op_x);
+  out.expect_dtype(DType::F32, op_out);
+  out.expect_shape(x.shape(), op_out);
+}
+
+void check_backward(const Tensor& d_x, const Tensor& d_out, const Tensor& out, const char* op_out,
+                    const char* op_d_out, const char* op_d_x) {
+  out.expect_dtype(DType::F32, op_out);
+  d_out.expect_dtype(DType::F32, op_d_out);
+  d_x.expect_dtype(DType::F32, op_d_x);
+  d_out.expect_shape(out.shape(), op_d_out);
+  d_x.expect_shape(out.shape(), op_d_x);
+}
+}  // namespace
+
 void softmax_forward(Tensor& out, const Tensor& x) {
-  x.expect_dtype(DType::F32, "softmax_forward: x");
-  out.expect_shape(x.shape(), "softmax_forward: out");
-  const int64_t rows = x.rows(), cols = x.cols();
-  const float* px = x.data<float>();
-  float* py = out.mutable_data<float>();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = px + r * cols;
-    float* yr = py + r * cols;
-    float m = -INFINITY;
-    for (int64_t c = 0; c < cols; ++c) m = std::max(m, xr[c]);
-    float s = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) s += (yr[c] = std::exp(xr[c] - m));
-    for (int64_t c = 0; c < cols; ++c) yr[c] /= s;
-  }
+  check_forward(out, x, "softmax_forward: x", "softmax_forward: out");
+  cpu::softmax_forward(out.mutable_data<float>(), x.data<float>(), x.rows(), x.cols());
 }
 
 void softmax_backward(Tensor& d_x, const Tensor& d_out, const Tensor& out) {
-  out.expect_dtype(DType::F32, "softmax_backward: out");
-  d_out.expect_shape(out.shape(), "softmax_backward: d_out");
-  d_x.expect_shape(out.shape(), "softmax_backward: d_x");
-  const int64_t rows = out.rows(), cols = out.cols();
-  const float* py = out.data<float>();
-  const float* pg = d_out.data<float>();
-  float* pd = d_x.mutable_data<float>();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    float dot = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) dot += pg[r * cols + c] * py[r * cols + c];
-    for (int64_t c = 0; c < cols; ++c) pd[r * cols + c] += py[r * cols + c] * (pg[r * cols + c] - dot);
-  }
+  check_backward(d_x, d_out, out, "softmax_backward: out", "softmax_backward: d_out",
+                 "softmax_backward: d_x");
+  cpu::softmax_backward(d_x.mutable_data<float>(), d_out.data<float>(), out.data<float>(),
+                        out.rows(), out.cols());
+}
+
+void log_softmax_forward(Tensor& out, const Tensor& x) {
+  check_forward(out, x, "log_softmax_forward: x", "log_softmax_forward: out");
+  cpu::log_softmax_forward(out.mutable_data<float>(), x.data<float>(), x.rows(), x.cols());
+}
+
+void log_softmax_backward(Tensor& d_x, const Tensor& d_out, const Tensor& out) {
+  check_backward(d_x, d_out, out, "log_softmax_backward: out", "log_softmax_backward: d_out",
+                 "log_softmax_backward: d_x");
+  cpu::log_softmax_backward(d_x.mutable_data<float>(), d_out.data<float>(), out.data<float>(),
+                            out.rows(), out.cols());
 }
 
 }  // namespace sy::kernels

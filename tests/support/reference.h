@@ -5,9 +5,8 @@
 // all their cases to one run_reference_cases call. Scripts compute in float64 and write float32.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

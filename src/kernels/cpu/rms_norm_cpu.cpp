@@ -14,8 +14,8 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Returns 1 / sqrt(mean(x^2) + eps) and writes out = x * inv * w.
-float RmsNormRow(float* HWY_RESTRICT out, const float* HWY_RESTRICT x,
-                 const float* HWY_RESTRICT w, size_t n, float eps) {
+float RmsNormRow(float* HWY_RESTRICT out, const float* HWY_RESTRICT x, const float* HWY_RESTRICT w,
+                 size_t n, float eps) {
   const hn::ScalableTag<float> d;
   const size_t lanes = hn::Lanes(d);
   auto acc0 = hn::Zero(d);
@@ -88,8 +88,8 @@ namespace sy::kernels::cpu {
 HWY_EXPORT(RmsNormRow);
 HWY_EXPORT(RmsNormBackwardRow);
 
-void rms_norm_forward(float* out, float* inv_rms, const float* x, const float* weight,
-                      int64_t rows, int64_t cols, float eps) {
+void rms_norm_forward(float* out, float* inv_rms, const float* x, const float* weight, int64_t rows,
+                      int64_t cols, float eps) {
   const auto n = static_cast<size_t>(cols);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {

@@ -6,8 +6,8 @@
 
 namespace sy::kernels::cpu {
 
-void rms_norm_forward(float* out, float* inv_rms, const float* x, const float* weight,
-                      int64_t rows, int64_t cols, float eps);
+void rms_norm_forward(float* out, float* inv_rms, const float* x, const float* weight, int64_t rows,
+                      int64_t cols, float eps);
 void rms_norm_backward(float* d_x, float* d_weight, const float* d_out, const float* x,
                        const float* weight, const float* inv_rms, int64_t rows, int64_t cols);
 

@@ -1,9 +1,8 @@
-#include "core/cpu_features.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
+#include "core/cpu_features.h"
 #include "support/tensor_testing.h"
 
 namespace sy {

@@ -1,11 +1,10 @@
-#include "core/dtype.h"
-
 #include <gtest/gtest.h>
 
 #include <bit>
 #include <cmath>
 #include <limits>
 
+#include "core/dtype.h"
 #include "core/rng.h"
 #include "support/reference.h"
 

@@ -1,9 +1,9 @@
-#include "core/rng.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
+
+#include "core/rng.h"
 
 namespace sy {
 namespace {

@@ -1,5 +1,3 @@
-#include "core/tensor.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -7,6 +5,7 @@
 #include <fstream>
 
 #include "core/storage.h"
+#include "core/tensor.h"
 #include "io/atomic_file.h"
 
 namespace sy {
@@ -31,8 +30,7 @@ TEST(Tensor, ShapeRowsColsAndTypedAccess) {
   EXPECT_EQ(t.nbytes(), 96u);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data<float>()) % 64, 0u);  // SIMD-aligned
   for (int64_t i = 0; i < t.numel(); ++i) EXPECT_EQ(t.data<float>()[i], 0.0f);
-  EXPECT_EQ(error_of([&] { (void)t.data<int32_t>(); }),
-            "tensor of dtype f32 accessed as i32");
+  EXPECT_EQ(error_of([&] { (void)t.data<int32_t>(); }), "tensor of dtype f32 accessed as i32");
   EXPECT_EQ(error_of([&] { (void)t.dim(3); }), "dim 3 out of range for shape [2, 3, 4]");
 }
 
@@ -44,7 +42,9 @@ TEST(Tensor, SliceRowsSharesStorageAndReshapeChecksCount) {
   s.mutable_data<float>()[0] = 42.0f;  // a view: writes show through
   EXPECT_EQ(t.data<float>()[2], 42.0f);
   EXPECT_EQ(t.reshape({2, 4}).data<float>()[4], 4.0f);
-  EXPECT_EQ(error_of([&] { (void)t.reshape({3, 3}); }),
+  EXPECT_EQ(error_of([&] {
+              (void)t.reshape({3, 3});
+            }),
             "reshape from [4, 2] to [3, 3]: element counts differ (8 vs 9)");
   EXPECT_EQ(error_of([&] { (void)t.slice_rows(3, 5); }),
             "slice_rows [3, 5) out of range for shape [4, 2]");
@@ -70,7 +70,9 @@ TEST(Tensor, ConversionsRoundTripThroughHalfTypes) {
 TEST(Tensor, ExpectShapeAndDtypeMessages) {
   Tensor t = Tensor::zeros({2, 3});
   t.expect_shape({2, -1}, "x");  // wildcard accepts
-  EXPECT_EQ(error_of([&] { t.expect_shape({2, 4}, "attention: q"); }),
+  EXPECT_EQ(error_of([&] {
+              t.expect_shape({2, 4}, "attention: q");
+            }),
             "attention: q: shape [2, 3], expected [2, 4]");
   EXPECT_EQ(error_of([&] { t.expect_dtype(DType::BF16, "w"); }), "w: dtype f32, expected bf16");
 }
@@ -93,8 +95,7 @@ TEST(Storage, MapsAFileRegionReadOnly) {
   EXPECT_NE(error_of([&] { v.mutable_data<float>(); }).find("read-only"), std::string::npos);
   s->lock_resident();  // may be refused by RLIMIT_MEMLOCK, but must not fail
   EXPECT_EQ(Storage::map_file(path)->size(), 10000u);  // bytes == 0: to the end
-  EXPECT_NE(error_of([&] { Storage::map_file(path, 9990, 100); }).find(path),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { Storage::map_file(path, 9990, 100); }).find(path), std::string::npos);
   EXPECT_NE(error_of([&] { Storage::map_file(path + ".missing"); }).find(".missing"),
             std::string::npos);
   EXPECT_NE(error_of([&] { Tensor::view_of(s, 8, {25}, DType::F32); }).find("100"),

@@ -1,10 +1,9 @@
-#include "io/npy.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "io/atomic_file.h"
+#include "io/npy.h"
 #include "support/reference.h"
 #include "support/tensor_testing.h"
 
@@ -24,9 +23,9 @@ TEST(Npy, RoundTripsEveryDtype) {
   const std::string path = ::testing::TempDir() + "/sy_npy_roundtrip.npy";
   Rng rng(1);
   const Tensor f = test::random_normal({3, 4, 5}, rng);
-  for (const Tensor& t : {f, f.to(DType::F16), Tensor::zeros({7}, DType::I32),
-                          Tensor::zeros({2, 2}, DType::I64), Tensor::zeros({5}, DType::U8),
-                          Tensor::zeros({0, 3})}) {
+  for (const Tensor& t :
+       {f, f.to(DType::F16), Tensor::zeros({7}, DType::I32), Tensor::zeros({2, 2}, DType::I64),
+        Tensor::zeros({5}, DType::U8), Tensor::zeros({0, 3})}) {
     write_npy(path, t);
     const Tensor back = read_npy(path);
     EXPECT_EQ(back.dtype(), t.dtype());
@@ -78,8 +77,7 @@ TEST(Npy, BadFilesGiveErrorsNamingTheField) {
   EXPECT_NE(short_payload.find("d.npy"), std::string::npos) << short_payload;
   EXPECT_NE(short_payload.find("24"), std::string::npos) << short_payload;
   // Truncated anywhere: always a clean error, never a crash.
-  const std::string good =
-      make("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 24);
+  const std::string good = make("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 24);
   for (size_t n = 0; n < good.size(); ++n) {
     EXPECT_THROW(parse_npy(std::string_view(good).substr(0, n), "t.npy"), Error) << n;
   }

@@ -1,7 +1,6 @@
-#include "kernels/rms_norm.h"
-
 #include <gtest/gtest.h>
 
+#include "kernels/rms_norm.h"
 #include "support/reference.h"
 #include "support/tensor_testing.h"
 
