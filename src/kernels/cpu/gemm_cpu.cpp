@@ -9,8 +9,9 @@ namespace sy::kernels::cpu {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  // BLAS rejects a leading dimension below 1 even when the matrix is empty (k == 0 gives a
-  // stored [M, 0] or [0, N] operand); any value >= 1 is fine then since nothing is read.
+  // The BLAS interface requires every leading dimension >= 1, even for an empty operand (k == 0
+  // gives a stored [M, 0] or [0, N] matrix); reference BLAS rejects 0, OpenBLAS 0.3.21 happens
+  // to accept it. Nothing is read then, so any value >= 1 is right.
   lda = std::max<int64_t>(lda, 1);
   ldb = std::max<int64_t>(ldb, 1);
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
