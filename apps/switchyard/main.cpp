@@ -10,7 +10,9 @@
 int main(int argc, char** argv) {
   CLI::App app{"switchyard: sparse Mixture-of-Experts training and inference engine"};
   app.set_version_flag("--version", std::string("switchyard ") + SY_VERSION);
-  app.require_subcommand(1);
+  // At most one; "none" is reported after parsing so that unknown words and flags are named
+  // first (CLI11 would otherwise only say that a subcommand is missing).
+  app.require_subcommand(0, 1);
   int threads = 0;
   std::string log_level = "info";
   app.add_option("-t,--threads", threads, "threads for kernels (default: all cores)")
@@ -32,6 +34,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);  // prints help/version, or CLI11's one-line usage error
     return rc == 0 ? 0 : 2;
+  }
+  if (app.get_subcommands().empty()) {
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    std::fprintf(stderr,
+                 "A subcommand is required: one of %s\nRun with --help for more information.\n",
+                 names.c_str());
+    return 2;
   }
   try {
     sy::set_log_level(sy::log_level_from_name(log_level));

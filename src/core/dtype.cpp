@@ -7,13 +7,11 @@ namespace sy {
 size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::F32:
-      return 4;
-    case DType::F16:
-      return 2;
-    case DType::BF16:
-      return 2;
     case DType::I32:
       return 4;
+    case DType::F16:
+    case DType::BF16:
+      return 2;
     case DType::I64:
       return 8;
     case DType::U8:

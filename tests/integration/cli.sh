@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The real switchyard program: help, version, env, bad flags and unknown subcommands.
+# Usage: cli.sh PATH_TO_SWITCHYARD
+set -uo pipefail
+sy=$1
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect RC PATTERN -- ARGS...: exit status RC and PATTERN (grep -E) somewhere in stdout+stderr.
+expect() {
+  local want_rc=$1 pattern=$2
+  shift 3
+  local out rc
+  out=$("$sy" "$@" 2>&1)
+  rc=$?
+  [[ $rc -eq $want_rc ]] || fail "switchyard $*: exit $rc, expected $want_rc; output: $out"
+  grep -qE -- "$pattern" <<<"$out" || fail "switchyard $*: output lacks /$pattern/: $out"
+}
+
+expect 0 'Usage: .*SUBCOMMAND' -- --help
+expect 0 'env +print CPU features' -- --help
+expect 0 '^switchyard [0-9]+\.[0-9]+\.[0-9]+' -- --version
+expect 0 'simd chosen: +(AVX3|AVX3_[A-Z]+|AVX2|EMU128|SCALAR|NEON|SVE)' -- env
+expect 0 'blas: +OpenBLAS' -- env
+expect 0 'threads: +1 ' -- -t 1 env
+expect 2 'not expected: --bogus' -- --bogus
+expect 2 'not expected: --bogus' -- env --bogus
+expect 2 'A subcommand is required' --
+expect 2 'nosuch' -- nosuchcommand
+expect 2 'suite: nosuch not in \{all,limits,kernels\}' -- bench nosuch
+expect 2 'threads' -- -t -3 env
+expect 2 'log-level' -- --log-level loud env
+
+# bench prints one JSON object per line on stdout, the table on stderr.
+json=$("$sy" bench limits --quick 2>/dev/null)
+rc=$?
+[[ $rc -eq 0 ]] || fail "bench limits --quick: exit $rc"
+n=$(grep -c . <<<"$json")
+[[ $n -ge 2 ]] || fail "bench limits --quick printed $n lines, expected >= 2: $json"
+while IFS= read -r line; do
+  /usr/bin/python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+keys = ["bench", "case", "metric", "value", "limit", "limit_kind", "ratio", "reference",
+        "reference_value", "speedup"]
+assert list(o) == keys, list(o)
+assert isinstance(o["value"], (int, float)) and o["value"] > 0, o
+' "$line" || fail "bench line is not a DESIGN.md figure: $line"
+done <<<"$json"
+
+if [[ $failures -gt 0 ]]; then
+  echo "$failures failure(s)"
+  exit 1
+fi
+echo "cli: all checks passed"
