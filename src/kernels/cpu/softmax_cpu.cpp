@@ -161,12 +161,24 @@ void SoftmaxBackwardRows(float* HWY_RESTRICT d_x, const float* HWY_RESTRICT d_y,
   }
 }
 
-void LogSumExpRows(float* HWY_RESTRICT lse, const float* HWY_RESTRICT x, size_t rows, size_t n) {
-  for (size_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * n;
-    const float m = RowMax(xr, n);
-    lse[r] = m + std::log(RowSumExp(nullptr, xr, m, n));
+float RowLogSumExp(const float* HWY_RESTRICT x, size_t n) {
+  const float m = RowMax(x, n);
+  return m + std::log(RowSumExp(nullptr, x, m, n));
+}
+
+// d += scale * exp(x - lse).
+void RowAddSoftmax(float* HWY_RESTRICT d_out, const float* HWY_RESTRICT x, float lse, float scale,
+                   size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t lanes = hn::Lanes(d);
+  const auto vlse = hn::Set(d, lse);
+  const auto vscale = hn::Set(d, scale);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto p = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vlse));
+    hn::StoreU(hn::MulAdd(p, vscale, hn::LoadU(d, d_out + i)), d, d_out + i);
   }
+  for (; i < n; ++i) d_out[i] += std::exp(x[i] - lse) * scale;
 }
 
 void LogSoftmaxRows(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, size_t rows, size_t n) {
@@ -225,7 +237,8 @@ namespace sy::kernels::cpu {
 
 HWY_EXPORT(SoftmaxRows);
 HWY_EXPORT(SoftmaxBackwardRows);
-HWY_EXPORT(LogSumExpRows);
+HWY_EXPORT(RowLogSumExp);
+HWY_EXPORT(RowAddSoftmax);
 HWY_EXPORT(LogSoftmaxRows);
 HWY_EXPORT(LogSoftmaxBackwardRows);
 
@@ -282,11 +295,12 @@ void log_softmax_backward(float* d_x, const float* d_y, const float* y, int64_t 
   });
 }
 
-void logsumexp_rows(float* lse, const float* x, int64_t rows, int64_t cols) {
-  const auto n = static_cast<size_t>(cols);
-  for_row_blocks(rows, cols, [&](int64_t r, size_t count) {
-    HWY_DYNAMIC_DISPATCH(LogSumExpRows)(lse + r, x + r * cols, count, n);
-  });
+float row_logsumexp(const float* x, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(RowLogSumExp)(x, static_cast<size_t>(n));
+}
+
+void row_add_softmax(float* d, const float* x, float lse, float scale, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(RowAddSoftmax)(d, x, lse, scale, static_cast<size_t>(n));
 }
 
 }  // namespace sy::kernels::cpu

@@ -16,7 +16,10 @@ void log_softmax_forward(float* y, const float* x, int64_t rows, int64_t cols);
 // d_x += d_y - exp(y) * sum(d_y) per row.
 void log_softmax_backward(float* d_x, const float* d_y, const float* y, int64_t rows, int64_t cols);
 
-// lse[r] = log(sum(exp(x[r, :]))), computed stably (max subtracted).
-void logsumexp_rows(float* lse, const float* x, int64_t rows, int64_t cols);
+// One-row helpers for ops built on softmax (cross-entropy); they run on the calling thread.
+// log(sum(exp(x))) over n values, computed stably (max subtracted); NaN as softmax_forward.
+float row_logsumexp(const float* x, int64_t n);
+// d += scale * exp(x - lse) over n values: a softmax row, scaled, added.
+void row_add_softmax(float* d, const float* x, float lse, float scale, int64_t n);
 
 }  // namespace sy::kernels::cpu
