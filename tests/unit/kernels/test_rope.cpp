@@ -157,7 +157,8 @@ TEST(Rope, RejectsBadArguments) {
             "rope_forward: rotary_dim is 5, expected an even number in [2, Dh = 8] (or 0 for Dh)");
   EXPECT_EQ(message(Tensor(), {.rotary_dim = 10}),
             "rope_forward: rotary_dim is 10, expected an even number in [2, Dh = 8] (or 0 for Dh)");
-  EXPECT_EQ(message(make_positions({0, 1, 2}), {}), "rope_forward: positions: shape [3], expected [4]");
+  EXPECT_EQ(message(make_positions({0, 1, 2}), {}),
+            "rope_forward: positions: shape [3], expected [4]");
   EXPECT_EQ(message(make_positions({0, 1, -2, 3}), {}),
             "rope_forward: positions[2] is -2, expected >= 0");
   EXPECT_EQ(message(Tensor(), {.theta = 0.0f}), "rope_forward: theta is 0, expected > 0");
