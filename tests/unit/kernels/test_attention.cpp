@@ -53,6 +53,7 @@ TEST(Attention, MatchesPyTorchForwardAndBackward) {
   };
   Rng rng(77);
   std::vector<test::ReferenceCase> cases;
+  cases.reserve(shapes.size());
   for (const AttnCase& s : shapes) {
     cases.push_back({{{"q", test::random_normal(qkv_shape(s, s.q_heads), rng)},
                       {"k", test::random_normal(qkv_shape(s, s.kv_heads), rng)},
@@ -174,6 +175,9 @@ TEST(Attention, RejectsBadShapes) {
 // Training shape: T = 512, Dh = 64, 8 query heads over 2 kv heads. The bound is loose (shared
 // CI machines); it only catches a fall back to per-element loops, which take seconds here.
 TEST(Attention, TrainingShapeIsReasonablyFast) {
+#ifndef NDEBUG
+  GTEST_SKIP() << "timing bounds hold for optimized builds only";
+#endif
   Rng rng(1);
   const Tensor q = test::random_normal({512, 8, 64}, rng);
   const Tensor k = test::random_normal({512, 2, 64}, rng);

@@ -37,6 +37,7 @@ TEST(Embedding, MatchesPyTorchWithRepeatedIds) {
   const std::vector<Case> shapes = {{1, 1, 3}, {5, 3, 17}, {11, 64, 200}, {50, 150, 300}};
   Rng rng(31);
   std::vector<test::ReferenceCase> cases;
+  cases.reserve(shapes.size());
   for (const Case& s : shapes) {
     cases.push_back({{{"table", test::random_normal({s.vocab, s.width}, rng)},
                       {"ids", random_ids(s.tokens, s.vocab, rng)},

@@ -66,6 +66,7 @@ TEST(TopK, MatchesPyTorchOnDistinctValues) {
                                         {9, 256, 33}, {6, 256, 256}, {7, 100, 2}};
   Rng rng(4);
   std::vector<test::ReferenceCase> cases;
+  cases.reserve(shapes.size());
   for (const TopKCase& s : shapes) {
     cases.push_back({{{"x", distinct_rows(s.rows, s.cols, rng)},
                       {"d_values", test::random_normal({s.rows, s.k}, rng)}},
@@ -186,6 +187,9 @@ TEST(TopK, RejectsBadShapesAndNaN) {
 // a full sort would take several times longer. The bound is loose (shared, slow CI machines) and
 // only catches an accidental O(E^2) or per-row allocation regression.
 TEST(TopK, RouterShapeIsFast) {
+#ifndef NDEBUG
+  GTEST_SKIP() << "timing bounds hold for optimized builds only";
+#endif
   Rng rng(9);
   const Tensor x = test::random_normal({4096, 64}, rng);
   Tensor values = Tensor::zeros({4096, 8});
