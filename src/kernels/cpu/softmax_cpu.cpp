@@ -3,14 +3,18 @@
 // Forward reads each row from memory once: pass 1 finds the max while streaming the row in,
 // pass 2 writes exp(x - max) and sums it, pass 3 scales the row it just wrote. A row of a few
 // thousand floats (x and y together) stays in L1/L2 between passes, so passes 2 and 3 cost
-// compute, not memory traffic.
+// compute, not memory traffic. While pass 2 computes, the next row is prefetched, so memory
+// stays busy during the exps instead of idling between rows (0.62 -> 0.75 of triad on 4096 x
+// 4096, 2 threads). Non-temporal stores were tried (exp into an L1 scratch row, then scale and
+// stream out): slower on our test machine, and bad for callers that re-read a small output.
+//
+// The exps go through ExpNonPositive below rather than hn::Exp: every argument here is
+// x - max, x - lse or a log-probability, all <= 0, which allows a shorter range reduction and
+// 2^n scaling; that made pass 2 ~1.5x faster (0.75 -> 0.85 of triad).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/softmax_cpu.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-// Kept below highway.h, which math-inl.h needs first (a separate block stops the include sort).
-#include <hwy/cache_control.h>
-#include <hwy/contrib/math/math-inl.h>
 
 #include <cmath>
 #include <cstddef>
@@ -20,6 +24,38 @@ HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+
+// exp(x) for x <= 0 (valid up to x ~ 88), within 1 ulp, flushing results below 1.6e-38
+// (x < -87) to 0; -inf gives 0. n = round(x / ln 2) comes from adding 1.5 * 2^23 (the
+// rounded integer lands in the low mantissa bits), r = x - n ln 2 (ln 2 split in two for exact
+// reduction), exp(r) = 1 + r + r^2 q(r) with q a degree-4 polynomial fitted here (relative
+// error 3e-9 on [-ln2/2, ln2/2]), and 2^n is applied by adding n to the exponent bits, which is
+// exact while the result stays normal (hence the -87 cut).
+HWY_INLINE hn::Vec<hn::ScalableTag<float>> ExpNonPositive(hn::ScalableTag<float> d,
+                                                          hn::Vec<hn::ScalableTag<float>> x) {
+  const hn::RebindToSigned<decltype(d)> di;
+  const auto magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
+  const auto t = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), magic);
+  const auto n = hn::Sub(t, magic);
+  auto r = hn::MulAdd(n, hn::Set(d, -0.693145751953125f), x);
+  r = hn::MulAdd(n, hn::Set(d, -1.428606765330187e-6f), r);
+  auto q = hn::Set(d, 0.0013814562698826194f);
+  q = hn::MulAdd(q, r, hn::Set(d, 0.00836872961372137f));
+  q = hn::MulAdd(q, r, hn::Set(d, 0.04166838899254799f));
+  q = hn::MulAdd(q, r, hn::Set(d, 0.1666652113199234f));
+  q = hn::MulAdd(q, r, hn::Set(d, 0.4999999403953552f));
+  const auto p = hn::Add(hn::MulAdd(q, hn::Mul(r, r), r), hn::Set(d, 1.0f));
+  const auto scaled =
+      hn::BitCast(d, hn::Add(hn::BitCast(di, p), hn::ShiftLeft<23>(hn::BitCast(di, t))));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.0f)), scaled);
+}
+
+// Prefetches (into L2) the 64-byte lines starting in [p + i, p + i + count).
+HWY_INLINE void PrefetchSpan(const float* p, size_t i, size_t count) {
+  for (size_t j = (i + 15) & ~size_t{15}; j < i + count; j += 16) {
+    __builtin_prefetch(p + j, /*rw=*/0, /*locality=*/2);
+  }
+}
 
 // Max of a row (-inf for an empty one). Four accumulators hide the latency of Max.
 HWY_INLINE float RowMax(const float* HWY_RESTRICT x, size_t n) {
@@ -40,10 +76,11 @@ HWY_INLINE float RowMax(const float* HWY_RESTRICT x, size_t n) {
   return m;
 }
 
-// Sum of exp(x - m); when `y` is not null, also writes exp(x - m) there. Returns NaN when any
-// x - m is NaN (a NaN input, +inf input, or a row of only -inf), so such rows come out NaN
-// instead of being silently zeroed: hn::Exp maps NaN to 0. The check adds the differences up:
-// they are all <= 0 or NaN, so the sum is NaN exactly when one of them is.
+// Sum of exp(x - m); when `y` is not null, also writes exp(x - m) there, and when `prefetch`
+// is not null, prefetches the n floats there (the next row). Returns NaN when any x - m is NaN
+// (a NaN input, +inf input, or a row of only -inf), so such rows come out NaN instead of
+// silently looking fine. The check adds the differences up: they are all <= 0 or NaN, so the
+// sum is NaN exactly when one of them is.
 HWY_INLINE float RowSumExp(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, float m, size_t n,
                            const float* prefetch = nullptr) {
   const hn::ScalableTag<float> d;
@@ -54,12 +91,9 @@ HWY_INLINE float RowSumExp(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, f
   for (; i + 2 * lanes <= n; i += 2 * lanes) {
     const auto a = hn::Sub(hn::LoadU(d, x + i), vm);
     const auto b = hn::Sub(hn::LoadU(d, x + i + lanes), vm);
-    if (prefetch != nullptr) {
-      hwy::Prefetch(prefetch + i);
-      hwy::Prefetch(prefetch + i + 16);
-    }
-    const auto ea = hn::Exp(d, a);
-    const auto eb = hn::Exp(d, b);
+    if (prefetch != nullptr) PrefetchSpan(prefetch, i, 2 * lanes);
+    const auto ea = ExpNonPositive(d, a);
+    const auto eb = ExpNonPositive(d, b);
     if (y != nullptr) {
       hn::StoreU(ea, d, y + i);
       hn::StoreU(eb, d, y + i + lanes);
@@ -70,7 +104,7 @@ HWY_INLINE float RowSumExp(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, f
   }
   for (; i + lanes <= n; i += lanes) {
     const auto a = hn::Sub(hn::LoadU(d, x + i), vm);
-    const auto ea = hn::Exp(d, a);
+    const auto ea = ExpNonPositive(d, a);
     if (y != nullptr) hn::StoreU(ea, d, y + i);
     s0 = hn::Add(s0, ea);
     check = hn::Add(check, a);
@@ -175,7 +209,7 @@ void RowAddSoftmax(float* HWY_RESTRICT d_out, const float* HWY_RESTRICT x, float
   const auto vscale = hn::Set(d, scale);
   size_t i = 0;
   for (; i + lanes <= n; i += lanes) {
-    const auto p = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vlse));
+    const auto p = ExpNonPositive(d, hn::Sub(hn::LoadU(d, x + i), vlse));
     hn::StoreU(hn::MulAdd(p, vscale, hn::LoadU(d, d_out + i)), d, d_out + i);
   }
   for (; i < n; ++i) d_out[i] += std::exp(x[i] - lse) * scale;
@@ -214,7 +248,7 @@ void LogSoftmaxBackwardRows(float* HWY_RESTRICT d_x, const float* HWY_RESTRICT d
     const auto vtotal = hn::Set(d, total);
     size_t i = 0;
     for (; i + lanes <= n; i += lanes) {
-      const auto p = hn::Exp(d, hn::LoadU(d, yr + i));
+      const auto p = ExpNonPositive(d, hn::LoadU(d, yr + i));
       const auto upd = hn::NegMulAdd(p, vtotal, hn::LoadU(d, gr + i));
       hn::StoreU(hn::Add(hn::LoadU(d, dr + i), upd), d, dr + i);
     }
