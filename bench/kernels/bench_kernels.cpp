@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "core/threads.h"
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
 #include "kernels/rms_norm.h"
 #include "kernels/softmax.h"
@@ -89,6 +90,42 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
                    .limit_kind = "fma_peak",
                    .reference = "openblas_direct",
                    .reference_value = flops / direct / 1e9});
+  }
+
+  if (wanted(opts, "attention")) {
+    // A training-shaped causal GQA attention: 4 sequences of 512 tokens, 8 query heads sharing
+    // 2 kv heads, head dim 64. FLOPs count the causal half of the two score-sized products
+    // (forward) and, as FlashAttention does, 2.5x that for the backward's five products.
+    const int64_t b = opts.quick ? 1 : 4, t = 512, hq = 8, hkv = 2, dh = 64;
+    const Tensor q = random_tensor({b, t, hq, dh}, 7);
+    const Tensor k = random_tensor({b, t, hkv, dh}, 8);
+    const Tensor v = random_tensor({b, t, hkv, dh}, 9);
+    Tensor out = Tensor::zeros({b, t, hq, dh});
+    Tensor lse = Tensor::zeros({b, hq, t});
+    const double fwd_flops = 2.0 * 2.0 * static_cast<double>(b) * hq * t * t * dh / 2.0;
+    const std::string attn_shape = std::to_string(b) + "x" + std::to_string(t) + "/h" +
+                                   std::to_string(hq) + "kv" + std::to_string(hkv) + "d" +
+                                   std::to_string(dh);
+    const double fwd =
+        median(time_samples([&] { kernels::attention_forward(out, lse, q, k, v); }, opts.timing));
+    reporter.emit({.bench = "kernels",
+                   .name = "attention_fwd/" + attn_shape + threads,
+                   .metric = "GFLOP_per_s",
+                   .value = fwd_flops / fwd / 1e9,
+                   .limit = limits.fma_gflop_per_s,
+                   .limit_kind = "fma_peak"});
+    const Tensor d_out = random_tensor({b, t, hq, dh}, 10);
+    Tensor d_q = Tensor::zeros(q.shape()), d_k = Tensor::zeros(k.shape()),
+           d_v = Tensor::zeros(v.shape());
+    const double bwd = median(
+        time_samples([&] { kernels::attention_backward(d_q, d_k, d_v, d_out, q, k, v, out, lse); },
+                     opts.timing));
+    reporter.emit({.bench = "kernels",
+                   .name = "attention_bwd/" + attn_shape + threads,
+                   .metric = "GFLOP_per_s",
+                   .value = 2.5 * fwd_flops / bwd / 1e9,
+                   .limit = limits.fma_gflop_per_s,
+                   .limit_kind = "fma_peak"});
   }
 }
 
