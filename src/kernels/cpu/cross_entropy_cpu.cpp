@@ -19,7 +19,7 @@ double cross_entropy_forward(float* token_loss, float* lse, const float* logits,
       continue;
     }
     const float* row = logits + t * vocab;
-    lse[t] = row_logsumexp(row, vocab);
+    lse[t] = row_logsumexp(row, vocab, t + 1 < rows ? row + vocab : nullptr);
     token_loss[t] = lse[t] - row[targets[t]];
   }
   double sum = 0.0;

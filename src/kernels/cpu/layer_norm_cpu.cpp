@@ -16,10 +16,13 @@ namespace sy::kernels::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Writes out = (x - mean) * rstd * w (+ b); stores mean and rstd.
+// Writes out = (x - mean) * rstd * w (+ b); stores mean and rstd. When `next` is not null, the
+// n floats there (the next row) are prefetched into L2 during the variance pass, so memory
+// keeps streaming while this row is computed from cache.
 void LayerNormRow(float* HWY_RESTRICT out, float* HWY_RESTRICT mean_out,
                   float* HWY_RESTRICT rstd_out, const float* HWY_RESTRICT x,
-                  const float* HWY_RESTRICT w, const float* HWY_RESTRICT b, size_t n, float eps) {
+                  const float* HWY_RESTRICT w, const float* HWY_RESTRICT b, size_t n, float eps,
+                  const float* next) {
   const hn::ScalableTag<float> d;
   const size_t lanes = hn::Lanes(d);
   auto s0 = hn::Zero(d), s1 = hn::Zero(d);
@@ -37,6 +40,11 @@ void LayerNormRow(float* HWY_RESTRICT out, float* HWY_RESTRICT mean_out,
   auto q0 = hn::Zero(d), q1 = hn::Zero(d);
   i = 0;
   for (; i + 2 * lanes <= n; i += 2 * lanes) {
+    if (next != nullptr) {
+      for (size_t j = (i + 15) & ~size_t{15}; j < i + 2 * lanes; j += 16) {
+        __builtin_prefetch(next + j, /*rw=*/0, /*locality=*/2);
+      }
+    }
     const auto a = hn::Sub(hn::LoadU(d, x + i), vmean);
     const auto c = hn::Sub(hn::LoadU(d, x + i + lanes), vmean);
     q0 = hn::MulAdd(a, a, q0);
@@ -136,7 +144,8 @@ void layer_norm_forward(float* out, float* mean, float* rstd, const float* x, co
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
     HWY_DYNAMIC_DISPATCH(LayerNormRow)
-    (out + r * cols, mean + r, rstd + r, x + r * cols, weight, bias, n, eps);
+    (out + r * cols, mean + r, rstd + r, x + r * cols, weight, bias, n, eps,
+     r + 1 < rows ? x + (r + 1) * cols : nullptr);
   }
 }
 

@@ -195,9 +195,9 @@ void SoftmaxBackwardRows(float* HWY_RESTRICT d_x, const float* HWY_RESTRICT d_y,
   }
 }
 
-float RowLogSumExp(const float* HWY_RESTRICT x, size_t n) {
+float RowLogSumExp(const float* HWY_RESTRICT x, size_t n, const float* prefetch) {
   const float m = RowMax(x, n);
-  return m + std::log(RowSumExp(nullptr, x, m, n));
+  return m + std::log(RowSumExp(nullptr, x, m, n, prefetch));
 }
 
 // d += scale * exp(x - lse).
@@ -329,8 +329,8 @@ void log_softmax_backward(float* d_x, const float* d_y, const float* y, int64_t 
   });
 }
 
-float row_logsumexp(const float* x, int64_t n) {
-  return HWY_DYNAMIC_DISPATCH(RowLogSumExp)(x, static_cast<size_t>(n));
+float row_logsumexp(const float* x, int64_t n, const float* prefetch) {
+  return HWY_DYNAMIC_DISPATCH(RowLogSumExp)(x, static_cast<size_t>(n), prefetch);
 }
 
 void row_add_softmax(float* d, const float* x, float lse, float scale, int64_t n) {

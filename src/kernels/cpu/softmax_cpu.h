@@ -18,7 +18,8 @@ void log_softmax_backward(float* d_x, const float* d_y, const float* y, int64_t 
 
 // One-row helpers for ops built on softmax (cross-entropy); they run on the calling thread.
 // log(sum(exp(x))) over n values, computed stably (max subtracted); NaN as softmax_forward.
-float row_logsumexp(const float* x, int64_t n);
+// When prefetch is not null, the n floats there (the caller's next row) are fetched meanwhile.
+float row_logsumexp(const float* x, int64_t n, const float* prefetch = nullptr);
 // d += scale * exp(x - lse) over n values: a softmax row, scaled, added.
 void row_add_softmax(float* d, const float* x, float lse, float scale, int64_t n);
 
