@@ -4,13 +4,15 @@
 // pass 2 writes exp(x - max) and sums it, pass 3 scales the row it just wrote. A row of a few
 // thousand floats (x and y together) stays in L1/L2 between passes, so passes 2 and 3 cost
 // compute, not memory traffic. While pass 2 computes, the next row is prefetched, so memory
-// stays busy during the exps instead of idling between rows (0.62 -> 0.75 of triad on 4096 x
-// 4096, 2 threads). Non-temporal stores were tried (exp into an L1 scratch row, then scale and
-// stream out): slower on our test machine, and bad for callers that re-read a small output.
+// stays busy during the exps instead of idling between rows (~0.62 -> ~0.75 of triad on
+// 4096 x 4096, 2 threads). The bound is ~0.89: both figures count a written array once though
+// its read-for-ownership moves it twice, so triad moves 4/3 of what it counts, softmax 3/2.
+// Non-temporal stores (exp into an L1 scratch row, then scale and stream out) would avoid that,
+// but measured slower on our test machine and hurt callers that re-read a small output.
 //
 // The exps go through ExpNonPositive below rather than hn::Exp: every argument here is
 // x - max, x - lse or a log-probability, all <= 0, which allows a shorter range reduction and
-// 2^n scaling; that made pass 2 ~1.5x faster (0.75 -> 0.85 of triad).
+// 2^n scaling; that made pass 2 ~1.5x faster in cache (~0.75 -> ~0.80 of triad).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/softmax_cpu.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -168,7 +170,7 @@ void SoftmaxRows(float* HWY_RESTRICT y, const float* HWY_RESTRICT x, size_t rows
     const float* xr = x + r * n;
     float* yr = y + r * n;
     const float m = RowMax(xr, n);
-    // While this row is computed, the next one is fetched, so memory never waits on the exps.
+    // While this row is computed, the next one is fetched, so memory keeps streaming.
     const float s = RowSumExp(yr, xr, m, n, r + 1 < rows ? xr + n : nullptr);
     RowScale(yr, 1.0f / s, n);
   }
