@@ -49,6 +49,10 @@ struct Routing {
   // Sparse slots. Slot i sends token[i] to expert[i]; the expert's output comes back scaled by
   // weight[i]. choice[i] is the slot's rank among its token's choices (0 = the token's first
   // choice; expert-choice routers use the expert's pick rank), which orders drops by position.
+  // Slot order: token-choice routers (topk_softmax, switch, loss_free, deepseek, dense, random,
+  // hash) emit N = T*K slots token-major, choice-minor: slot t*K + j is token t's j-th choice,
+  // best first (dense: all E experts by descending weight; random: in draw order). Expert-choice
+  // emits N = E*C slots expert-major: slot e*C + c is expert e's c-th pick, best first.
   Tensor token;   // i32 [N]
   Tensor expert;  // i32 [N]
   Tensor weight;  // f32 [N]

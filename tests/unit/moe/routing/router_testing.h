@@ -1,0 +1,56 @@
+// Shared plumbing for the router tests: build a router from a spec, set its gate, run forward and
+// backward with a fixed upstream gradient, and compare against tests/reference/routers.py.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "moe/routing/router.h"
+#include "support/reference.h"
+
+namespace sy::moe::test_routing {
+
+std::unique_ptr<Router> build(const std::string& name, int64_t experts, int64_t top_k,
+                              int64_t d_model, nlohmann::json options = nlohmann::json::object());
+
+// The router's Param (params() or buffers()) whose name ends with `suffix`; fails if none.
+Param& param(Router& router, const std::string& suffix);
+
+struct RouterRun {
+  Routing routing;
+  Tensor d_x;     // f32 [T, D]
+  Tensor d_gate;  // f32 [E, D] (undefined for routers without a gate)
+};
+
+// forward, then zeroed gradients and backward with d_weight.
+RouterRun run(Router& router, const RouterInput& in, const Tensor& d_weight);
+
+// Slot field reshaped to [T, K] as f32 / i64 for comparison with the reference.
+Tensor expert_ids(const Routing& r, int64_t rows, int64_t cols);
+
+double loss(const Routing& r, const std::string& name);
+double coeff(const Routing& r, const std::string& name);
+// A one-element f32 tensor.
+Tensor scalar(double v);
+double scalar_of(const Tensor& t);
+
+// Expects equal integer tensors (any of i32/i64), reporting the first difference.
+::testing::AssertionResult same_ids(const Tensor& actual, const Tensor& expected);
+
+// Runs `fn` expecting sy::Error with exactly `message`.
+template <typename Fn>
+void expect_error(Fn&& fn, const std::string& message) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected sy::Error: " << message;
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), message);
+  }
+}
+
+}  // namespace sy::moe::test_routing
