@@ -7,7 +7,11 @@
 #include "core/error.h"
 #include "moe/routing/router.h"
 
-#define SY_ROUTERS(X) X(topk_softmax)
+// clang-format off
+#define SY_ROUTERS(X) \
+  X(topk_softmax) \
+  X(switch)
+// clang-format on
 
 namespace sy::moe {
 
