@@ -55,7 +55,15 @@ def softmax_topk(inp, prm):
     return x, w, idx, g.reshape(-1), p, losses, coeffs
 
 
-ROUTERS = {"softmax_topk": softmax_topk}
+def expert_choice(inp, prm):
+    """Each expert takes its top-C tokens by S = softmax over experts; weight = S[t, e]."""
+    x, w = leaf(inp["x"]), leaf(inp["w"])
+    p = torch.softmax(x @ w.t(), -1)
+    vals, tok = p.t().topk(prm["capacity"], -1)  # [E, C]
+    return x, w, tok, vals.reshape(-1), p, {}, {}
+
+
+ROUTERS = {"softmax_topk": softmax_topk, "expert_choice": expert_choice}
 
 
 def compute(inp, prm):

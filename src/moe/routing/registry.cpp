@@ -10,7 +10,8 @@
 // clang-format off
 #define SY_ROUTERS(X) \
   X(topk_softmax) \
-  X(switch)
+  X(switch) \
+  X(expert_choice)
 // clang-format on
 
 namespace sy::moe {
