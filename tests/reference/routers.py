@@ -63,7 +63,48 @@ def expert_choice(inp, prm):
     return x, w, tok, vals.reshape(-1), p, {}, {}
 
 
-ROUTERS = {"softmax_topk": softmax_topk, "expert_choice": expert_choice}
+def biased(inp, prm):
+    """loss_free / deepseek: select top-k of s + bias (group-limited), weight the unbiased s."""
+    x, w = leaf(inp["x"]), leaf(inp["w"])
+    k, n_group = prm["top_k"], prm.get("n_group", 1)
+    logits = x @ w.t()
+    sigmoid = prm["score"] == "sigmoid"
+    s = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, -1)
+    t, e = s.shape
+    sel = (s + inp["bias"]).detach()
+    if n_group > 1:
+        grouped = sel.view(t, n_group, -1)
+        size = grouped.shape[-1]
+        if prm.get("group_score", "top2_sum") == "max":
+            gscore = grouped.max(-1).values
+        else:
+            gscore = grouped.topk(min(2, size), -1).values.sum(-1)
+        gidx = gscore.topk(prm["topk_group"], -1).indices
+        keep = torch.zeros(t, n_group, dtype=torch.bool).scatter(1, gidx, True)
+        sel = sel.masked_fill(~keep.unsqueeze(-1).expand(t, n_group, size).reshape(t, e),
+                              float("-inf"))
+    idx = sel.topk(k, -1).indices
+    g = s.gather(1, idx)
+    if prm.get("normalize", False):
+        g = g / (g.sum(-1, keepdim=True) + 1e-20)
+    g = g * prm.get("scaling", 1.0)
+    dist = s / s.sum(-1, keepdim=True) if sigmoid else s
+    losses, coeffs = {}, {}
+    if "seq_aux_coeff" in prm:
+        seq = prm.get("seq_len", 0) or t
+        plain = s.detach().topk(k, -1).indices
+        value = 0.0
+        for q in range(t // seq):
+            rows = slice(q * seq, (q + 1) * seq)
+            count = torch.nn.functional.one_hot(plain[rows].reshape(-1), e).sum(0).to(s.dtype)
+            f = e / (k * seq) * count
+            value = value + (f * dist[rows].mean(0)).sum()
+        losses["seq_balance"] = value / (t // seq)
+        coeffs["seq_balance"] = prm["seq_aux_coeff"]
+    return x, w, idx, g.reshape(-1), dist, losses, coeffs
+
+
+ROUTERS = {"softmax_topk": softmax_topk, "expert_choice": expert_choice, "biased": biased}
 
 
 def compute(inp, prm):

@@ -11,7 +11,9 @@
 #define SY_ROUTERS(X) \
   X(topk_softmax) \
   X(switch) \
-  X(expert_choice)
+  X(expert_choice) \
+  X(loss_free) \
+  X(deepseek)
 // clang-format on
 
 namespace sy::moe {
