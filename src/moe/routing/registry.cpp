@@ -13,7 +13,8 @@
   X(switch) \
   X(expert_choice) \
   X(loss_free) \
-  X(deepseek)
+  X(deepseek) \
+  X(dense)
 // clang-format on
 
 namespace sy::moe {
