@@ -14,7 +14,8 @@
   X(expert_choice) \
   X(loss_free) \
   X(deepseek) \
-  X(dense)
+  X(dense) \
+  X(random)
 // clang-format on
 
 namespace sy::moe {
