@@ -15,7 +15,8 @@
   X(loss_free) \
   X(deepseek) \
   X(dense) \
-  X(random)
+  X(random) \
+  X(hash)
 // clang-format on
 
 namespace sy::moe {
