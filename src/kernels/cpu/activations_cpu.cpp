@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "kernels/cpu/vec_math-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
 namespace HWY_NAMESPACE {
@@ -21,30 +23,6 @@ using V = hn::Vec<D>;
 constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(float);
 
 // ---- vector math ----------------------------------------------------------------------------
-
-// exp(x) for x <= 0, within 1 ulp; results below 1.6e-38 (x < -87) flush to 0. Every exp in
-// this file has a non-positive argument (-|x|, -x^2/2 plus a negative polynomial), which allows
-// this shorter form than hn::Exp: n = round(x / ln 2) by the 1.5 * 2^23 trick, two-part ln 2
-// reduction, exp(r) = 1 + r + r^2 q(r) with a degree-4 q fitted to 3e-9, and 2^n added into the
-// exponent bits. The same function is in softmax_cpu.cpp (each Highway file compiles its own
-// per-target copy; keep the two identical).
-HWY_INLINE V ExpNonPositive(D d, V x) {
-  const hn::RebindToSigned<D> di;
-  const V magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
-  const V t = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), magic);
-  const V n = hn::Sub(t, magic);
-  V r = hn::MulAdd(n, hn::Set(d, -0.693145751953125f), x);
-  r = hn::MulAdd(n, hn::Set(d, -1.428606765330187e-6f), r);
-  V q = hn::Set(d, 0.0013814562698826194f);
-  q = hn::MulAdd(q, r, hn::Set(d, 0.00836872961372137f));
-  q = hn::MulAdd(q, r, hn::Set(d, 0.04166838899254799f));
-  q = hn::MulAdd(q, r, hn::Set(d, 0.1666652113199234f));
-  q = hn::MulAdd(q, r, hn::Set(d, 0.4999999403953552f));
-  const V p = hn::Add(hn::MulAdd(q, hn::Mul(r, r), r), hn::Set(d, 1.0f));
-  const V scaled =
-      hn::BitCast(d, hn::Add(hn::BitCast(di, p), hn::ShiftLeft<23>(hn::BitCast(di, t))));
-  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.0f)), scaled);
-}
 
 // 1 / a for finite a >= 1 (the only divisions here): the hardware estimate (12 or 14 bits)
 // refined by one Newton step to ~1 ulp. A full-precision divide has a throughput that bounded

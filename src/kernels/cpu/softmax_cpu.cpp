@@ -10,7 +10,7 @@
 // Non-temporal stores (exp into an L1 scratch row, then scale and stream out) would avoid that,
 // but measured slower on our test machine and hurt callers that re-read a small output.
 //
-// The exps go through ExpNonPositive below rather than hn::Exp: every argument here is
+// The exps go through ExpNonPositive (vec_math-inl.h) rather than hn::Exp: every argument here is
 // x - max, x - lse or a log-probability, all <= 0, which allows a shorter range reduction and
 // 2^n scaling; that made pass 2 ~1.5x faster in cache (~0.75 -> ~0.80 of triad).
 #undef HWY_TARGET_INCLUDE
@@ -22,35 +22,12 @@
 #include <cstddef>
 #include <limits>
 
+#include "kernels/cpu/vec_math-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-// exp(x) for x <= 0 (valid up to x ~ 88), within 1 ulp, flushing results below 1.6e-38
-// (x < -87) to 0; -inf gives 0. n = round(x / ln 2) comes from adding 1.5 * 2^23 (the
-// rounded integer lands in the low mantissa bits), r = x - n ln 2 (ln 2 split in two for exact
-// reduction), exp(r) = 1 + r + r^2 q(r) with q a degree-4 polynomial fitted here (relative
-// error 3e-9 on [-ln2/2, ln2/2]), and 2^n is applied by adding n to the exponent bits, which is
-// exact while the result stays normal (hence the -87 cut).
-HWY_INLINE hn::Vec<hn::ScalableTag<float>> ExpNonPositive(hn::ScalableTag<float> d,
-                                                          hn::Vec<hn::ScalableTag<float>> x) {
-  const hn::RebindToSigned<decltype(d)> di;
-  const auto magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
-  const auto t = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), magic);
-  const auto n = hn::Sub(t, magic);
-  auto r = hn::MulAdd(n, hn::Set(d, -0.693145751953125f), x);
-  r = hn::MulAdd(n, hn::Set(d, -1.428606765330187e-6f), r);
-  auto q = hn::Set(d, 0.0013814562698826194f);
-  q = hn::MulAdd(q, r, hn::Set(d, 0.00836872961372137f));
-  q = hn::MulAdd(q, r, hn::Set(d, 0.04166838899254799f));
-  q = hn::MulAdd(q, r, hn::Set(d, 0.1666652113199234f));
-  q = hn::MulAdd(q, r, hn::Set(d, 0.4999999403953552f));
-  const auto p = hn::Add(hn::MulAdd(q, hn::Mul(r, r), r), hn::Set(d, 1.0f));
-  const auto scaled =
-      hn::BitCast(d, hn::Add(hn::BitCast(di, p), hn::ShiftLeft<23>(hn::BitCast(di, t))));
-  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.0f)), scaled);
-}
 
 // Prefetches (into L2) the 64-byte lines starting in [p + i, p + i + count).
 HWY_INLINE void PrefetchSpan(const float* p, size_t i, size_t count) {
