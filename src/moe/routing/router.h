@@ -8,10 +8,9 @@
 // (Soft MoE: E * slots per expert).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,10 +22,10 @@
 namespace sy::moe {
 
 struct RouterInput {
-  Tensor x;              // f32 [T, D] the MoE layer's input (what the router sees)
-  Tensor token_ids;      // i32 [T] vocabulary ids; undefined unless a router needs them (hash)
-  int64_t seq_len = 0;   // tokens per sequence (T = B * seq_len), for sequence-level losses;
-                         // 0 means the T tokens are one sequence
+  Tensor x;               // f32 [T, D] the MoE layer's input (what the router sees)
+  Tensor token_ids;       // i32 [T] vocabulary ids; undefined unless a router needs them (hash)
+  int64_t seq_len = 0;    // tokens per sequence (T = B * seq_len), for sequence-level losses;
+                          // 0 means the T tokens are one sequence
   bool training = false;  // jitter, noise, state accumulation and random routing happen only here
   Rng* rng = nullptr;     // required when training and the router draws random numbers
 };
@@ -88,11 +87,11 @@ struct RoutingGrad {
 // the router's own keys (e.g. {"jitter_eps": 0.01, "z_loss_coeff": 1e-3}); unknown keys are an
 // error listing the valid ones.
 struct RouterSpec {
-  std::string name;     // registry name: "topk_softmax", "switch", "expert_choice", ...
+  std::string name;  // registry name: "topk_softmax", "switch", "expert_choice", ...
   int64_t num_experts = 0;
   int64_t top_k = 1;
   int64_t d_model = 0;
-  std::string prefix;   // parameter name prefix, e.g. "model.layers.0.mlp."
+  std::string prefix;  // parameter name prefix, e.g. "model.layers.0.mlp."
   nlohmann::json options = nlohmann::json::object();
 };
 
