@@ -16,9 +16,8 @@ struct Param {
   bool decay = true;  // AdamW weight decay applies (false for norms, biases, buffers)
 
   // A trainable parameter: zero-filled value and gradient of `shape`.
-  static Param trainable(std::string name, Shape shape, bool decay = true) {
-    Param p{std::move(name), Tensor::zeros(shape), Tensor::zeros(shape), decay};
-    return p;
+  static Param trainable(std::string name, const Shape& shape, bool decay = true) {
+    return Param{std::move(name), Tensor::zeros(shape), Tensor::zeros(shape), decay};
   }
   // Non-trainable state that is checkpointed (no gradient, no decay).
   static Param buffer(std::string name, Shape shape) {
