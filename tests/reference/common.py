@@ -7,6 +7,7 @@ FOLDER`. The script calls run(compute): compute(inputs, params) gets float64 (fl
 floating results) beside the inputs.
 """
 import json
+import math
 import os
 import sys
 
@@ -53,3 +54,21 @@ def run(compute):
 def leaf(t):
     """A float64 copy that records gradients."""
     return t.clone().to(torch.float64).requires_grad_(True)
+
+
+# ---- shared by the router references -------------------------------------------------------
+
+
+def entropy(p):
+    e = p.shape[1]
+    if e == 1:
+        return torch.tensor(0.0)
+    h = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
+    return h.mean() / math.log(e)
+
+
+def load_balance(p, idx, k):
+    """Switch loss with Megatron's top-k normalisation: E * sum_e f_e P_e, f_e = count_e/(T k)."""
+    t, e = p.shape
+    count = torch.nn.functional.one_hot(idx.reshape(-1), e).sum(0).to(p.dtype)
+    return e * (count / (t * k) * p.mean(0)).sum()

@@ -7,28 +7,12 @@ whose gradient the router's backward must produce is
 Outputs: expert (selected experts, slot order of the router), weight (per slot), loss_<name>,
 entropy, d_x, d_w.
 """
-import math
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import torch  # noqa: E402
-from common import leaf, run  # noqa: E402
-
-
-def entropy(p):
-    e = p.shape[1]
-    if e == 1:
-        return torch.tensor(0.0)
-    h = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
-    return h.mean() / math.log(e)
-
-
-def load_balance(p, idx, k):
-    """Switch loss with Megatron's top-k normalisation: E * sum_e f_e P_e, f_e = count_e/(T k)."""
-    t, e = p.shape
-    count = torch.nn.functional.one_hot(idx.reshape(-1), e).sum(0).to(p.dtype)
-    return e * (count / (t * k) * p.mean(0)).sum()
+from common import entropy, leaf, load_balance, run  # noqa: E402
 
 
 def z_loss(logits):
