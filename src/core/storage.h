@@ -11,8 +11,11 @@ namespace sy {
 
 class Storage {
  public:
-  // Owned, zero-initialised, 64-byte aligned buffer of `bytes` bytes.
+  // Owned, zero-initialised, 64-byte aligned buffer of `bytes` bytes. Freed buffers of 1 MiB
+  // and more are recycled for later allocations of the same size (see storage.cpp).
   static std::shared_ptr<Storage> allocate(size_t bytes);
+  // Bytes of freed buffers kept for reuse at most (SY_ALLOC_CACHE_MB; 0 under ASan).
+  static size_t recycle_budget();
   // Read-only map of [offset, offset + bytes) of `path`. Throws sy::Error naming the file when it
   // cannot be opened or is shorter than offset + bytes. bytes == 0 maps to the end of the file.
   static std::shared_ptr<Storage> map_file(const std::string& path, size_t offset = 0,

@@ -77,6 +77,22 @@ TEST(Tensor, ExpectShapeAndDtypeMessages) {
   EXPECT_EQ(error_of([&] { t.expect_dtype(DType::BF16, "w"); }), "w: dtype f32, expected bf16");
 }
 
+TEST(Storage, RecycledLargeBuffersComeBackZeroed) {
+  const Shape shape = {1 << 19};  // 2 MiB of f32, above the 1 MiB recycling threshold
+  const void* first = nullptr;
+  {
+    Tensor t = Tensor::zeros(shape);
+    t.fill(1.5f);
+    first = t.bytes();
+  }
+  const Tensor again = Tensor::zeros(shape);
+  if (Storage::recycle_budget() > 0) {
+    EXPECT_EQ(again.bytes(), first) << "buffer not recycled";
+  }
+  const float* p = again.data<float>();
+  for (int64_t i = 0; i < again.numel(); ++i) ASSERT_EQ(p[i], 0.0f) << "at " << i;
+}
+
 TEST(Storage, MapsAFileRegionReadOnly) {
   const std::string path = ::testing::TempDir() + "/sy_storage_map.bin";
   std::string bytes(10000, '\0');
