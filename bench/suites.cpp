@@ -7,7 +7,7 @@
 
 namespace sy::bench {
 
-std::vector<std::string> suite_names() { return {"all", "limits", "kernels"}; }
+std::vector<std::string> suite_names() { return {"all", "limits", "kernels", "moe"}; }
 
 void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& opts) {
   const auto names = suite_names();
@@ -22,6 +22,7 @@ void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& 
   }
   const MachineLimits limits = measure_limits(reporter, limit_opts);
   if (name == "kernels" || name == "all") run_kernel_suite(reporter, limits, opts);
+  if (name == "moe" || name == "all") run_moe_suite(reporter, limits, opts);
 }
 
 }  // namespace sy::bench

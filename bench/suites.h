@@ -19,9 +19,13 @@ struct SuiteOptions {
 // Kernel benchmarks: RMSNorm, softmax, GEMM, ... (bench/kernels/).
 void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 
+// MoE layer benchmarks: forward + backward against PyTorch, expert GEMMs against the GEMM peak
+// (bench/layers/).
+void run_moe_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
+
 // Names accepted by `switchyard bench`.
 std::vector<std::string> suite_names();
-// Runs "limits", "kernels" or "all"; throws sy::Error listing the valid names otherwise.
+// Runs "limits", "kernels", "moe" or "all"; throws sy::Error listing the valid names otherwise.
 void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& opts);
 
 }  // namespace sy::bench
