@@ -16,7 +16,9 @@
   X(deepseek) \
   X(dense) \
   X(random) \
-  X(hash)
+  X(hash) \
+  X(soft_moe) \
+  X(remoe)
 // clang-format on
 
 namespace sy::moe {
