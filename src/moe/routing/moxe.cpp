@@ -35,6 +35,8 @@
 //   d_loss_coeff          1e-2
 //   group_loss_coeff      1e-2
 // E must be even (the two groups are halves). Routing::entropy is the normalised entropy of p.
+// Slots token-major, choice-minor (slot t*K + j is token t's j-th most probable expert); causal
+// (a token's choice depends on that token alone).
 // Choices (the paper's text was not reachable from here; these follow the released code, HEAD of
 // thiomajid/moxe, which routing.md A7 cites):
 // - the z-loss uses the conditioned logits l' (an earlier commit used the unbiased l);

@@ -16,6 +16,8 @@
 //                    (each group balances its own experts; a group's term is weighted by its
 //                    share of tokens, so empty groups drop out; 1 at perfect balance, like Switch)
 // Routing::entropy is that of the joint distribution q_{t,g(e)} * softmax-within-group_e.
+// Slots token-major, choice-minor (slot t*K + j is token t's j-th best expert of its group); causal
+// (a token's choice depends on that token alone).
 // Options:
 //   groups                G      must divide E; default: the largest divisor of E not above
 //                                sqrt(E) (E = 64: 8 groups of 8, the paper's 8 GPUs per node)

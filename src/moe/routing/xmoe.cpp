@@ -7,6 +7,8 @@
 // Each token takes the K most probable experts; the weight is p of the chosen expert (the paper's
 // top-1 gate g = softmax(s)_e, generalised to K picks; `normalize` renormalises the K weights).
 // Gradients are exact through both L2 normalisations and the temperature.
+// Slots token-major, choice-minor (slot t*K + j is token t's j-th most probable expert); causal
+// (a token's choice depends on that token alone).
 // Options:
 //   proj_dim          16     P, the routing dimension (torchscale's `wg_reduction` is 16 wide)
 //   temperature_init  0.07   tau at init (the X-MoE code's `gating_t` init; learned afterwards)
