@@ -17,8 +17,13 @@
   X(dense) \
   X(random) \
   X(hash) \
+  X(default_moe) \
+  X(sinkhorn) \
   X(soft_moe) \
-  X(remoe)
+  X(remoe) \
+  X(xmoe) \
+  X(moxe) \
+  X(smile)
 // clang-format on
 
 namespace sy::moe {
