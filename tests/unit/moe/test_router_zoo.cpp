@@ -48,6 +48,12 @@ void check_router(const std::string& name, const CapacityOptions& capacity) {
     float* v = p->value.mutable_data<float>();
     for (int64_t i = 0; i < p->value.numel(); ++i) v[i] = init_rng.normal(0.0f, 0.6f);
   }
+  // Router state as after some training (a selection bias, ReMoE's lambda, Default MoE's EMA),
+  // so the paths that depend on it are exercised too. Positive: lambda must be.
+  for (Param* p : layer.buffers()) {
+    float* v = p->value.mutable_data<float>();
+    for (int64_t i = 0; i < p->value.numel(); ++i) v[i] = init_rng.uniform(0.0f, 0.5f);
+  }
   Rng data_rng(5);
   Tensor x = test::random_normal({kTokens, kWidth}, data_rng);
   const Tensor probe = test::random_normal({kTokens, kWidth}, data_rng);
