@@ -27,7 +27,7 @@ expect 2 'not expected: --bogus' -- --bogus
 expect 2 'not expected: --bogus' -- env --bogus
 expect 2 'A subcommand is required' --
 expect 2 'nosuch' -- nosuchcommand
-expect 2 'suite: nosuch not in \{all,limits,kernels\}' -- bench nosuch
+expect 2 'suite: nosuch not in \{all,limits,kernels,moe\}' -- bench nosuch
 expect 2 'threads' -- -t -3 env
 expect 2 'log-level' -- --log-level loud env
 
@@ -47,6 +47,22 @@ assert list(o) == keys, list(o)
 assert isinstance(o["value"], (int, float)) and o["value"] > 0, o
 ' "$line" || fail "bench line is not a DESIGN.md figure: $line"
 done <<<"$json"
+
+# bench moe --quick: the layer against PyTorch in the same run, expert GEMMs against sgemm.
+moe=$("$sy" bench moe --quick 2>/dev/null)
+rc=$?
+[[ $rc -eq 0 ]] || fail "bench moe --quick: exit $rc"
+/usr/bin/python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+moe = [r for r in rows if r["bench"] == "moe"]
+assert len(moe) == 4, moe
+for r in moe:
+    if r["case"].startswith("fwd_bwd/"):
+        assert r["reference"] == "pytorch" and r["speedup"] > 0, r
+    else:
+        assert r["limit_kind"] == "gemm_peak" and r["ratio"] > 0, r
+' "$moe" || fail "bench moe --quick figures: $moe"
 
 if [[ $failures -gt 0 ]]; then
   echo "$failures failure(s)"
