@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 
+#include "core/threads.h"
 #include "moe/moe_layer.h"
 #include "support/tensor_testing.h"
 
@@ -92,14 +93,28 @@ void check_router(const std::string& name, const CapacityOptions& capacity) {
   }
 }
 
-TEST(RouterZoo, EveryRouterTrainsThroughTheLayerDropless) {
+// One thread: thousands of tiny forwards, where OpenMP wake-ups would dominate (and spin for
+// long on a busy host). Threaded expert paths are covered by test_moe_layer.cpp.
+class RouterZoo : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    threads_ = num_threads();
+    set_num_threads(1);
+  }
+  void TearDown() override { set_num_threads(threads_); }
+
+ private:
+  int threads_ = 0;
+};
+
+TEST_F(RouterZoo, EveryRouterTrainsThroughTheLayerDropless) {
   for (const std::string& name : router_names()) {
     SCOPED_TRACE("router " + name);
     check_router(name, {});
   }
 }
 
-TEST(RouterZoo, EveryRouterTrainsThroughTheLayerWithCapacity) {
+TEST_F(RouterZoo, EveryRouterTrainsThroughTheLayerWithCapacity) {
   for (const std::string& name : router_names()) {
     for (DropPolicy policy : {DropPolicy::kPosition, DropPolicy::kScore}) {
       SCOPED_TRACE(fmt::format("router {} policy {}", name,
@@ -109,7 +124,7 @@ TEST(RouterZoo, EveryRouterTrainsThroughTheLayerWithCapacity) {
   }
 }
 
-TEST(RouterZoo, SpecialOptionsNameRegisteredRouters) {
+TEST_F(RouterZoo, SpecialOptionsNameRegisteredRouters) {
   const auto names = router_names();
   const std::set<std::string> registered(names.begin(), names.end());
   for (const auto& [name, options] : special_options()) {
