@@ -22,7 +22,7 @@ uint64_t split_no(const GgufFile& f) { return f.has(kSplitNo) ? f.get_u32(kSplit
 
 GgufSet GgufSet::open(const std::string& path) {
   GgufSet set;
-  GgufFile first = GgufFile::open(path);  // a handle: parts_ is appended to below
+  GgufFile first = GgufFile::open(path);
   const uint64_t count = first.has(kSplitCount) ? first.get_u32(kSplitCount) : 1;
   SY_CHECK(count >= 1, "{}: key 'split.count' is 0, expected at least 1", path);
   const uint64_t no = split_no(first);
@@ -30,8 +30,7 @@ GgufSet GgufSet::open(const std::string& path) {
            "{}: this is part {} of {} of a split model (split.no = {}); open the first part, "
            "whose name ends in {}",
            path, no + 1, count, no, part_suffix(1, count));
-  set.parts_.reserve(count);
-  set.parts_.push_back(first);
+  set.parts_.push_back(std::move(first));  // parts_ grows below: no references into it yet
   if (count > 1) {
     const std::string suffix = part_suffix(1, count);
     SY_CHECK(path.size() > suffix.size() &&
@@ -66,8 +65,9 @@ GgufSet GgufSet::open(const std::string& path) {
       set.order_.emplace_back(p, i);
     }
   }
-  if (first.has(kSplitTensors)) {
-    const int64_t expected = first.get_i64(kSplitTensors);
+  const GgufFile& meta = set.parts_.front();
+  if (meta.has(kSplitTensors)) {
+    const int64_t expected = meta.get_i64(kSplitTensors);
     SY_CHECK(expected == static_cast<int64_t>(set.order_.size()),
              "{}: key 'split.tensors.count' is {}, but the {} part(s) hold {} tensors", path,
              expected, count, set.order_.size());
