@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   };
   add(sy::app::add_env_command);
   add(sy::app::add_bench_command);
+  add(sy::app::add_inspect_command);
 
   try {
     app.parse(argc, argv);

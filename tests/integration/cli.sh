@@ -30,6 +30,8 @@ expect 2 'nosuch' -- nosuchcommand
 expect 2 'suite: nosuch not in \{all,limits,kernels,moe\}' -- bench nosuch
 expect 2 'threads' -- -t -3 env
 expect 2 'log-level' -- --log-level loud env
+expect 1 'error: /nonexistent/m: no such file or folder' -- inspect /nonexistent/m
+expect 2 'path is required' -- inspect
 
 # bench prints one JSON object per line on stdout, the table on stderr.
 json=$("$sy" bench limits --quick 2>/dev/null)

@@ -1,0 +1,255 @@
+#include "model/inspect.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+
+namespace sy::model {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix.data(), suffix.size()) == 0;
+}
+
+// Routed experts: HF per-expert weights "...experts.<i>.<proj>..." (Mixtral, Qwen-MoE, OLMoE,
+// DeepSeek; "shared_expert(s)" is not matched), switchyard's stacked "experts.<proj>_proj", and
+// GGUF's stacked "blk.N.ffn_{gate,up,down}_exps".
+bool is_routed_expert(const std::string& name) {
+  if (name.find("_exps.") != std::string::npos) return true;
+  const size_t at = name.find("experts.");
+  return at != std::string::npos && (at == 0 || name[at - 1] == '.');
+}
+
+// The first integer among `keys` present in the JSON object.
+std::optional<int64_t> first_int(const nlohmann::json& j, std::initializer_list<const char*> keys) {
+  for (const char* key : keys) {
+    const auto it = j.find(key);
+    if (it != j.end() && it->is_number_integer()) return it->get<int64_t>();
+  }
+  return std::nullopt;
+}
+
+void read_hf_config(const fs::path& config_path, CheckpointSummary& s) {
+  std::ifstream in(config_path);
+  SY_CHECK(in.good(), "{}: cannot open", config_path.string());
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", config_path.string(), e.what());
+  }
+  SY_CHECK(j.is_object(), "{}: expected a JSON object", config_path.string());
+  const auto arch = j.find("architectures");
+  if (arch != j.end() && arch->is_array() && !arch->empty() && arch->front().is_string()) {
+    s.architecture = arch->front().get<std::string>();
+  }
+  auto put = [&](const char* ours, std::initializer_list<const char*> keys) {
+    if (const auto v = first_int(j, keys)) s.hparams[ours] = *v;
+  };
+  put("layers", {"num_hidden_layers", "n_layer"});
+  put("hidden", {"hidden_size", "d_model"});
+  put("vocab", {"vocab_size"});
+  put("experts", {"num_local_experts", "num_experts", "n_routed_experts"});
+  put("experts_per_token", {"num_experts_per_tok", "moe_top_k"});
+}
+
+void read_safetensors(const std::string& path, CheckpointSummary& s) {
+  s.format = "safetensors";
+  const io::SafetensorsCheckpoint ckpt = io::SafetensorsCheckpoint::open(path);
+  const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  if (fs::exists(dir / "config.json")) read_hf_config(dir / "config.json", s);
+  for (const std::string& name : ckpt.names()) {
+    const io::SafetensorsTensorInfo& info = ckpt.info(name);
+    s.tensors.push_back({.name = name,
+                         .dtype = info.dtype_name,
+                         .shape = info.shape,
+                         .numel = info.numel(),
+                         .bytes = info.nbytes(),
+                         .routed_expert = is_routed_expert(name)});
+  }
+}
+
+void read_gguf(const std::string& path, CheckpointSummary& s) {
+  s.format = "gguf";
+  const io::GgufSet set = io::GgufSet::open(path);
+  const io::GgufFile& meta = set.meta();
+  if (const io::GgufValue* v = meta.find("general.architecture");
+      v != nullptr && v->type() == io::GgufValueType::kString) {
+    s.architecture = v->as_string();
+  }
+  const std::string& a = s.architecture;
+  auto put = [&](const char* ours, const std::string& key) {
+    const io::GgufValue* v = meta.find(key);
+    if (v != nullptr && v->is_integer()) s.hparams[ours] = v->as_i64(key);
+  };
+  if (!a.empty()) {
+    put("layers", a + ".block_count");
+    put("hidden", a + ".embedding_length");
+    put("vocab", a + ".vocab_size");
+    put("experts", a + ".expert_count");
+    put("experts_per_token", a + ".expert_used_count");
+  }
+  for (const auto& [part, info] : set.tensors()) {
+    (void)part;
+    s.tensors.push_back({.name = info->name,
+                         .dtype = std::string(ggml_type_info(info->type).name),
+                         .shape = info->shape(),
+                         .numel = info->numel(),
+                         .bytes = info->nbytes,
+                         .routed_expert = is_routed_expert(info->name)});
+  }
+}
+
+// Layer indices named in tensor names ("model.layers.<i>." or "blk.<i>.").
+std::set<int64_t> layer_indices(const std::vector<TensorSummary>& tensors) {
+  static const std::regex kLayer(R"((?:^|\.)(?:layers|blk)\.(\d+)\.)");
+  std::set<int64_t> out;
+  for (const TensorSummary& t : tensors) {
+    std::smatch m;
+    if (std::regex_search(t.name, m, kLayer)) out.insert(std::stoll(m[1].str()));
+  }
+  return out;
+}
+
+void check(CheckpointSummary& s) {
+  const auto hp = [&](const char* key) -> std::optional<int64_t> {
+    const auto it = s.hparams.find(key);
+    return it == s.hparams.end() ? std::nullopt : std::optional<int64_t>(it->second);
+  };
+  if (const auto layers = hp("layers")) {
+    const std::set<int64_t> seen = layer_indices(s.tensors);
+    if (!seen.empty() && static_cast<int64_t>(seen.size()) != *layers) {
+      s.problems.push_back(fmt::format("the config says {} layers, the tensors name {} ({}..{})",
+                                       *layers, seen.size(), *seen.begin(), *seen.rbegin()));
+    }
+  }
+  if (const auto experts = hp("experts")) {
+    // HF: count distinct experts.<i> per layer; GGUF/stacked: the leading dimension.
+    static const std::regex kExpert(R"((?:layers|blk)\.(\d+)\..*experts\.(\d+)\.)");
+    std::map<int64_t, std::set<int64_t>> per_layer;
+    for (const TensorSummary& t : s.tensors) {
+      std::smatch m;
+      if (t.routed_expert && std::regex_search(t.name, m, kExpert)) {
+        per_layer[std::stoll(m[1].str())].insert(std::stoll(m[2].str()));
+      } else if (t.routed_expert && t.shape.size() == 3 && t.shape[0] != *experts) {
+        s.problems.push_back(fmt::format("tensor '{}' stacks {} experts, the config says {}",
+                                         t.name, t.shape[0], *experts));
+      }
+    }
+    for (const auto& [layer, ids] : per_layer) {
+      if (static_cast<int64_t>(ids.size()) != *experts) {
+        s.problems.push_back(fmt::format("layer {} has {} experts, the config says {}", layer,
+                                         ids.size(), *experts));
+      }
+    }
+  }
+  if (const auto hidden = hp("hidden")) {
+    for (const char* name : {"model.embed_tokens.weight", "token_embd.weight"}) {
+      const auto it = std::find_if(s.tensors.begin(), s.tensors.end(),
+                                   [&](const TensorSummary& t) { return t.name == name; });
+      if (it != s.tensors.end() && (it->shape.size() != 2 || it->shape[1] != *hidden)) {
+        s.problems.push_back(fmt::format("tensor '{}' has shape {}, expected [vocab, {}]", name,
+                                         shape_str(it->shape), *hidden));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+CheckpointSummary inspect_checkpoint(const std::string& path) {
+  SY_CHECK(fs::exists(path), "{}: no such file or folder", path);
+  CheckpointSummary s;
+  s.path = path;
+  if (ends_with(path, ".gguf")) {
+    read_gguf(path, s);
+  } else {
+    read_safetensors(path, s);
+  }
+  std::sort(s.tensors.begin(), s.tensors.end(),
+            [](const TensorSummary& a, const TensorSummary& b) { return a.name < b.name; });
+  for (const TensorSummary& t : s.tensors) {
+    s.total_params += t.numel;
+    s.total_bytes += t.bytes;
+    if (t.routed_expert) s.expert_params += t.numel;
+  }
+  const auto e = s.hparams.find("experts"), k = s.hparams.find("experts_per_token");
+  if (e != s.hparams.end() && k != s.hparams.end() && e->second > 0) {
+    s.active_params = s.total_params - s.expert_params + s.expert_params * k->second / e->second;
+  }
+  check(s);
+  return s;
+}
+
+std::string format_summary(const CheckpointSummary& s, bool with_tensors) {
+  std::ostringstream out;
+  out << fmt::format("file:          {} ({})\n", s.path, s.format);
+  out << fmt::format("architecture:  {}\n", s.architecture.empty() ? "unknown" : s.architecture);
+  for (const auto& [key, value] : s.hparams) out << fmt::format("{:15}{}\n", key + ":", value);
+  out << fmt::format("tensors:       {} ({:.1f} MiB)\n", s.tensors.size(),
+                     static_cast<double>(s.total_bytes) / (1 << 20));
+  std::map<std::string, std::pair<int64_t, uint64_t>> by_dtype;
+  for (const TensorSummary& t : s.tensors) {
+    auto& [count, bytes] = by_dtype[t.dtype];
+    ++count;
+    bytes += t.bytes;
+  }
+  for (const auto& [dtype, cb] : by_dtype) {
+    out << fmt::format("  {:8} {} tensors, {:.1f} MiB\n", dtype, cb.first,
+                       static_cast<double>(cb.second) / (1 << 20));
+  }
+  out << fmt::format("parameters:    {} total, {} in routed experts", s.total_params,
+                     s.expert_params);
+  if (s.active_params) out << fmt::format(", {} active per token", *s.active_params);
+  out << "\n";
+  if (with_tensors) {
+    for (const TensorSummary& t : s.tensors) {
+      out << fmt::format("  {:60} {:6} {:20} {}\n", t.name, t.dtype, shape_str(t.shape), t.bytes);
+    }
+  }
+  if (s.problems.empty()) {
+    out << "check:         tensors agree with the config\n";
+  } else {
+    for (const std::string& p : s.problems) out << "problem:       " << p << "\n";
+  }
+  return out.str();
+}
+
+std::string summary_json(const CheckpointSummary& s) {
+  nlohmann::json j = {{"path", s.path},
+                      {"format", s.format},
+                      {"architecture", s.architecture},
+                      {"hparams", s.hparams},
+                      {"total_params", s.total_params},
+                      {"expert_params", s.expert_params},
+                      {"total_bytes", s.total_bytes},
+                      {"problems", s.problems}};
+  j["active_params"] = s.active_params ? nlohmann::json(*s.active_params) : nlohmann::json();
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const TensorSummary& t : s.tensors) {
+    tensors.push_back({{"name", t.name},
+                       {"dtype", t.dtype},
+                       {"shape", t.shape},
+                       {"bytes", t.bytes},
+                       {"routed_expert", t.routed_expert}});
+  }
+  j["tensors"] = std::move(tensors);
+  return j.dump();
+}
+
+}  // namespace sy::model
