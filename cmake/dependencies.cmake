@@ -4,6 +4,10 @@ find_package(OpenMP REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(hwy REQUIRED)
+find_package(PkgConfig REQUIRED)
+# Tokenizers: SentencePiece .model files, ICU for Unicode letter/number/space classes.
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+pkg_check_modules(ICU_UC REQUIRED IMPORTED_TARGET icu-uc)
 
 # OpenBLAS: prefer the OpenMP build so BLAS calls share our OpenMP thread pool instead of
 # leaving a second set of spinning pthreads that steal the cores from our own kernels.
