@@ -46,6 +46,11 @@ class HfTokenizer final : public Tokenizer {
     int32_t size = 0;
     for (const auto& [token, id] : model_.vocab()) size = std::max(size, id + 1);
     for (const AddedToken& a : spec_.added) size = std::max(size, a.id + 1);
+    // Real vocabularies are dense; a huge id would only make us allocate gigabytes.
+    const int64_t entries = static_cast<int64_t>(model_.vocab().size() + spec_.added.size());
+    SY_CHECK(size <= 2 * entries + 1024,
+             "{}: token id {} is too large for a vocabulary of {} entries (ids must be below {})",
+             name, size - 1, entries, 2 * entries + 1024);
     tokens_.resize(size);
     kind_.assign(size, Kind::kUnused);
     for (const auto& [token, id] : model_.vocab()) {

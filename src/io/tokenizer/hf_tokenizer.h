@@ -14,6 +14,8 @@
 //                  RobertaProcessing / BertProcessing (cls + text + sep).
 //   decoder        Sequence, ByteLevel, Replace (String pattern), ByteFallback, Fuse, Strip,
 //                  Metaspace.
+// A character missing from the vocabulary with neither byte_fallback nor unk_token is dropped,
+// as Hugging Face does.
 // Text between added tokens is normalized, pre-tokenized and BPE-encoded section by section,
 // as Hugging Face does. decode() emits added tokens' content verbatim and runs the decoder
 // chain over each run of ordinary tokens.

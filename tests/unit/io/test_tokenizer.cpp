@@ -254,6 +254,22 @@ TEST(TokenizerByteLevel, ByteLevelPreTokenizerWithItsOwnRegexAndPrefixSpace) {
   EXPECT_EQ(t->decode(t->encode("the 12", false)), " the 12");
 }
 
+TEST(TokenizerByteLevel, AddedTokenStripAndIgnoreMerges) {
+  json j = byte_level_json(kQwenRegex);
+  j["added_tokens"][0]["lstrip"] = true;
+  j["added_tokens"][1]["rstrip"] = true;
+  // lstrip eats the spaces before <|endoftext|>; rstrip the space and newline after <|im_start|>.
+  EXPECT_EQ(parse(j)->encode("a \u3000<|endoftext|> a<|im_start|> \nb", false),
+            (Ids{97, 263, 260, 264, 98}));
+  // ignore_merges: a word found whole in the vocabulary is taken as is. "Ġthe" is reached by
+  // merges anyway; "Ġa" + "in" would not merge, but "Ġain" is in the vocabulary.
+  j = byte_level_json(kQwenRegex);
+  j["model"]["vocab"]["Ġain"] = 265;
+  EXPECT_EQ(parse(j)->encode(" ain", false), (Ids{260, 259}));
+  j["model"]["ignore_merges"] = true;
+  EXPECT_EQ(parse(j)->encode(" ain", false), (Ids{265}));
+}
+
 TEST(TokenizerByteLevel, TokenizerConfigNamesBosAndEos) {
   const auto t =
       parse(byte_level_json(kQwenRegex), {.bos = "<|endoftext|>", .eos = "<|im_start|>"});
@@ -397,6 +413,9 @@ TEST(TokenizerErrors, BadFilesNameTheField) {
             "t.json: model.vocab['x']: expected an integer, got \"7\"");
   EXPECT_EQ(hf_error([](json& j) { j["model"]["vocab"]["Ġx"] = 120; }),
             "t.json: model.vocab: tokens 'x' and 'Ġx' both have id 120");
+  EXPECT_EQ(hf_error([](json& j) { j["model"]["vocab"]["x"] = 100000; }),
+            "t.json: token id 100000 is too large for a vocabulary of 265 entries (ids must be "
+            "below 1554)");
   EXPECT_EQ(hf_error([](json& j) { j["model"]["dropout"] = 0.1; }),
             "t.json: model.dropout is set; BPE dropout is not supported");
   EXPECT_EQ(hf_error([](json& j) { j["added_tokens"][0]["id"] = "x"; }),
