@@ -21,9 +21,8 @@ size_t touch(const sy::io::GgufValue& v) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    const sy::io::GgufFile f =
-        sy::io::GgufFile::parse(std::string_view(reinterpret_cast<const char*>(data), size),
-                                "fuzz.gguf");
+    const sy::io::GgufFile f = sy::io::GgufFile::parse(
+        std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.gguf");
     size_t sink = 0;
     for (const sy::io::GgufKv& kv : f.kvs()) sink += kv.key.size() + touch(kv.value);
     for (const sy::io::GgufTensorInfo& t : f.tensors()) {
