@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -115,13 +114,36 @@ void read_gguf(const std::string& path, CheckpointSummary& s) {
   }
 }
 
-// Layer indices named in tensor names ("model.layers.<i>." or "blk.<i>.").
+// The decimal number right after the first occurrence of `marker` that starts `name` or
+// follows a '.', when a '.' follows it ("model.layers.12.mlp" with "layers." gives 12).
+std::optional<int64_t> index_after(const std::string& name, const std::string& marker,
+                                   size_t from = 0) {
+  for (size_t at = name.find(marker, from); at != std::string::npos;
+       at = name.find(marker, at + 1)) {
+    if (at != 0 && name[at - 1] != '.') continue;
+    size_t i = at + marker.size(), digits = 0;
+    int64_t v = 0;
+    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 18) {
+      v = v * 10 + (name[i] - '0');
+      ++i;
+      ++digits;
+    }
+    if (digits > 0 && i < name.size() && name[i] == '.') return v;
+  }
+  return std::nullopt;
+}
+
+// Layer index named in a tensor name ("model.layers.<i>." or "blk.<i>.").
+std::optional<int64_t> layer_of(const std::string& name) {
+  if (auto l = index_after(name, "layers.")) return l;
+  return index_after(name, "blk.");
+}
+
+// Layer indices named in tensor names.
 std::set<int64_t> layer_indices(const std::vector<TensorSummary>& tensors) {
-  static const std::regex kLayer(R"((?:^|\.)(?:layers|blk)\.(\d+)\.)");
   std::set<int64_t> out;
   for (const TensorSummary& t : tensors) {
-    std::smatch m;
-    if (std::regex_search(t.name, m, kLayer)) out.insert(std::stoll(m[1].str()));
+    if (const auto l = layer_of(t.name)) out.insert(*l);
   }
   return out;
 }
@@ -140,12 +162,12 @@ void check(CheckpointSummary& s) {
   }
   if (const auto experts = hp("experts")) {
     // HF: count distinct experts.<i> per layer; GGUF/stacked: the leading dimension.
-    static const std::regex kExpert(R"((?:layers|blk)\.(\d+)\..*experts\.(\d+)\.)");
     std::map<int64_t, std::set<int64_t>> per_layer;
     for (const TensorSummary& t : s.tensors) {
-      std::smatch m;
-      if (t.routed_expert && std::regex_search(t.name, m, kExpert)) {
-        per_layer[std::stoll(m[1].str())].insert(std::stoll(m[2].str()));
+      const auto layer = layer_of(t.name);
+      const auto expert = index_after(t.name, "experts.");
+      if (t.routed_expert && layer && expert) {
+        per_layer[*layer].insert(*expert);
       } else if (t.routed_expert && t.shape.size() == 3 && t.shape[0] != *experts) {
         s.problems.push_back(fmt::format("tensor '{}' stacks {} experts, the config says {}",
                                          t.name, t.shape[0], *experts));
