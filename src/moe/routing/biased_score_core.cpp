@@ -183,8 +183,7 @@ void BiasedScoreRouter::backward(const RouterInput& in, const Routing& routing,
   const auto& saved = saved_state<BiasedScoreSaved>(routing, where_);
   const int64_t tokens = check_router_input(in, d_model_, where_);
   check_d_weight(grad, routing, where_);
-  SY_CHECK(saved.scores.dim(0) == tokens, "{}: backward: x has {} tokens, forward had {}", where_,
-           tokens, saved.scores.dim(0));
+  check_backward_tokens(tokens, saved.scores.dim(0), where_);
   if (tokens == 0) return;
   const int64_t e_count = experts_, k = top_k_;
   const float* s = saved.scores.data<float>();

@@ -29,6 +29,11 @@ int64_t check_router_input(const RouterInput& in, int64_t d_model, const std::st
   return in.x.dim(0);
 }
 
+void check_backward_tokens(int64_t tokens, int64_t forward_tokens, const std::string& where) {
+  SY_CHECK(forward_tokens == tokens, "{}: backward: x has {} tokens, forward had {}", where, tokens,
+           forward_tokens);
+}
+
 void check_d_weight(const RoutingGrad& grad, const Routing& routing, const std::string& where) {
   SY_CHECK(grad.d_weight.defined(), "{}: backward: d_weight is undefined", where);
   grad.d_weight.expect_dtype(DType::F32, (where + ": d_weight").c_str());

@@ -30,6 +30,9 @@ int64_t check_router_input(const RouterInput& in, int64_t d_model, const std::st
 // Checks grad.d_weight is f32 [N] for a routing of N slots.
 void check_d_weight(const RoutingGrad& grad, const Routing& routing, const std::string& where);
 
+// Checks that backward sees as many tokens as the forward it differentiates saved.
+void check_backward_tokens(int64_t tokens, int64_t forward_tokens, const std::string& where);
+
 // The router's linear projection. Its parameter is `<prefix>gate.weight`, f32 [E, D].
 class LinearGate {
  public:

@@ -124,8 +124,7 @@ void DefaultMoeRouter::backward(const RouterInput& in, const Routing& routing,
                                 const RoutingGrad& grad, Tensor& d_x) {
   const auto& saved = saved_state<DefaultMoeSaved>(routing, where_);
   const int64_t tokens = check_router_input(in, d_model_, where_);
-  SY_CHECK(saved.probs.dim(0) == tokens, "{}: backward: x has {} tokens, forward had {}", where_,
-           tokens, saved.probs.dim(0));
+  check_backward_tokens(tokens, saved.probs.dim(0), where_);
   SY_CHECK(grad.d_out.defined(),
            "{}: backward needs RoutingGrad.d_out (the layer output's gradient, f32 [T, D]) for "
            "the default-vector term",

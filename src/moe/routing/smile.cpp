@@ -197,8 +197,7 @@ class SmileRouter : public Router {
     const auto& saved = saved_state<SmileSaved>(routing, where_);
     const int64_t tokens = check_router_input(in, d_model_, where_);
     check_d_weight(grad, routing, where_);
-    SY_CHECK(saved.q.dim(0) == tokens, "{}: backward: x has {} tokens, forward had {}", where_,
-             tokens, saved.q.dim(0));
+    check_backward_tokens(tokens, saved.q.dim(0), where_);
     if (tokens == 0) return;
     const int64_t e_count = experts_, k = top_k_, groups = config_.groups;
     const int64_t m = e_count / groups;

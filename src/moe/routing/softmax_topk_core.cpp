@@ -115,8 +115,7 @@ void SoftmaxTopKRouter::backward(const RouterInput& in, const Routing& routing,
   const int64_t tokens = check_router_input(in, d_model_, where_);
   check_d_weight(grad, routing, where_);
   const int64_t e_count = experts_, k = top_k_;
-  SY_CHECK(saved.probs.dim(0) == tokens, "{}: backward: x has {} tokens, forward had {}", where_,
-           tokens, saved.probs.dim(0));
+  check_backward_tokens(tokens, saved.probs.dim(0), where_);
   if (tokens == 0) return;
 
   Tensor d_logits = Tensor::zeros({tokens, e_count});
