@@ -31,10 +31,30 @@ enum class RopeLayout {
 struct RopeOptions {
   float theta = 10000.0f;  // base of the frequencies, > 0
   RopeLayout layout = RopeLayout::kNeox;
-  int64_t rotary_dim = 0;       // R: even, <= Dh; 0 means Dh (rotate everything)
-  int64_t position_offset = 0;  // without a positions tensor, token t sits at offset + t
-                                // (offset = tokens already in the KV cache when decoding)
+  int64_t rotary_dim = 0;         // R: even, <= Dh; 0 means Dh (rotate everything)
+  int64_t position_offset = 0;    // without a positions tensor, token t sits at offset + t
+                                  // (offset = tokens already in the KV cache when decoding)
+  std::vector<float> inv_freq;    // R/2 frequencies replacing theta's (YaRN); empty: from theta
+  float attention_factor = 1.0f;  // cos and sin are multiplied by it (YaRN's mscale ratio)
 };
+
+// YaRN context extension (Peng et al. 2023, arXiv 2309.00071), as DeepSeek-V2/V3 configure it
+// (rope_scaling type "yarn"). Frequencies whose wavelength fits many times into the original
+// context keep their value, those that fit less than once are divided by `factor`, and a linear
+// ramp over the dims between the two correction dims blends them.
+struct YarnOptions {
+  float factor = 1.0f;                // context extension factor s
+  int64_t original_max_position = 0;  // original_max_position_embeddings
+  float beta_fast = 32.0f;            // rotations bounding the extrapolated band
+  float beta_slow = 1.0f;             // rotations bounding the interpolated band
+};
+// inv_freq[i] = inter[i] * ramp[i] + extra[i] * (1 - ramp[i]), extra = rope_inv_freq(R, theta),
+// inter = extra / factor, ramp[i] = clamp((i - low) / (high - low), 0, 1) with
+// low = max(floor(d(beta_fast)), 0), high = min(ceil(d(beta_slow)), R - 1),
+// d(r) = R * ln(original_max_position / (2 pi r)) / (2 ln theta). f32 as DeepSeek's reference code.
+std::vector<float> rope_yarn_inv_freq(int64_t rotary_dim, float theta, const YarnOptions& yarn);
+// YaRN's magnitude correction 0.1 * mscale * ln(factor) + 1 (1 when factor <= 1).
+float yarn_mscale(float factor, float mscale);
 
 // inv_freq[i] = 1 / theta^((2i) / R) for i in [0, R/2), evaluated like HF's
 // `1.0 / (base ** (torch.arange(0, R, 2).float() / R))`: exponent and quotient in f32, the power

@@ -84,7 +84,7 @@ constexpr int64_t kParallelMinElements = 1 << 15;
 
 void rope_apply(float* out, const float* x, const int32_t* positions, int64_t position_offset,
                 const float* inv_freq, const RopeShape& shape, bool interleaved, float sign,
-                bool accumulate) {
+                bool accumulate, double scale) {
   const int64_t half = shape.rotary_dim / 2;
   const int64_t head_dim = shape.head_dim;
   const int64_t row = shape.heads * head_dim;
@@ -99,8 +99,8 @@ void rope_apply(float* out, const float* x, const int32_t* positions, int64_t po
       const auto pos = static_cast<double>(positions ? positions[t] : position_offset + t);
       for (int64_t i = 0; i < half; ++i) {
         const double angle = pos * static_cast<double>(inv_freq[i]);
-        cos[static_cast<size_t>(i)] = static_cast<float>(std::cos(angle));
-        sin[static_cast<size_t>(i)] = static_cast<float>(sign * std::sin(angle));
+        cos[static_cast<size_t>(i)] = static_cast<float>(scale * std::cos(angle));
+        sin[static_cast<size_t>(i)] = static_cast<float>(scale * sign * std::sin(angle));
       }
       for (int64_t h = 0; h < shape.heads; ++h) {
         float* o = out + t * row + h * head_dim;

@@ -1,0 +1,59 @@
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cached_attention.h"
+#include "support/reference.h"
+#include "support/tensor_testing.h"
+
+namespace sy::kernels {
+namespace {
+
+struct Case {
+  int64_t tokens, cached, q_heads, kv_heads, key_dim, value_dim;
+  CachedAttentionOptions opts;
+};
+
+// Scores are Dk-term f32 dot products of N(0,1) values (Dk <= 64) and outputs convex
+// combinations of v rows: f32 rounding leaves ~1e-6; a masking or grouping error is O(0.1).
+TEST(CachedAttention, MatchesPyTorch) {
+  const std::vector<Case> shapes = {
+      {1, 1, 1, 1, 4, 4, {}},                // first token
+      {1, 9, 4, 2, 8, 8, {}},                // decode step, GQA
+      {5, 5, 2, 2, 3, 3, {}},                // prefill, odd dim
+      {3, 11, 4, 1, 6, 6, {.scale = 0.3f}},  // chunk after a prefix, MQA, explicit scale
+      {4, 12, 4, 4, 24, 16, {}},             // MLA: Dk != Dv
+      {6, 20, 2, 1, 8, 8, {.window = 4}},    // sliding window
+      {1, 40, 2, 2, 8, 8, {.window = 7}},    // window in a decode step
+      {64, 96, 8, 2, 64, 64, {}},            // bigger: parallel path
+  };
+  Rng rng(5);
+  std::vector<test::ReferenceCase> cases;
+  for (const Case& s : shapes) {
+    cases.push_back({{{"q", test::random_normal({s.tokens, s.q_heads, s.key_dim}, rng)},
+                      {"k", test::random_normal({s.cached, s.kv_heads, s.key_dim}, rng)},
+                      {"v", test::random_normal({s.cached, s.kv_heads, s.value_dim}, rng)}},
+                     {{"scale", s.opts.scale}, {"window", s.opts.window}}});
+  }
+  const auto refs = test::run_reference_cases("cached_attention", cases);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const Case& s = shapes[i];
+    SCOPED_TRACE(::testing::Message() << "case " << i);
+    Tensor out = Tensor::zeros({s.tokens, s.q_heads, s.value_dim});
+    cached_attention(out, cases[i].inputs.at("q"), cases[i].inputs.at("k"), cases[i].inputs.at("v"),
+                     s.opts);
+    EXPECT_ALL_CLOSE(out, refs[i].at("out"), 1e-5f, 1e-5f);
+  }
+}
+
+TEST(CachedAttention, RejectsBadShapes) {
+  Tensor q = Tensor::zeros({2, 4, 8}), k = Tensor::zeros({1, 2, 8}), v = Tensor::zeros({1, 2, 8});
+  Tensor out = Tensor::zeros({2, 4, 8});
+  EXPECT_THROW(cached_attention(out, q, k, v), Error);  // fewer cached rows than tokens
+  Tensor k3 = Tensor::zeros({4, 3, 8}), v3 = Tensor::zeros({4, 3, 8});
+  EXPECT_THROW(cached_attention(out, q, k3, v3), Error);  // 4 heads over 3 kv heads
+}
+
+}  // namespace
+}  // namespace sy::kernels
