@@ -7,23 +7,14 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "model/inspect.h"
+#include "support/temp_dir.h"
 
 namespace sy::model {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("sy_inspect_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
 // A 2-layer Mixtral-shaped checkpoint: hidden 8, ffn 4, 4 experts, vocab 16.
 io::NamedTensors mixtral_tensors(int64_t experts) {

@@ -1,0 +1,25 @@
+// Keys and values of every position a sequence has seen, per layer, so each new token attends
+// to the past without recomputing it. Lives in the model layer because Model::forward appends
+// to it (infer/ builds sessions and schedulers on top).
+//
+// Layout per layer: k f32 [capacity, Hkv, Dk], v f32 [capacity, Hkv, Dv]; rows [0, length) are
+// filled. Multi-head latent attention stores the decompressed per-head keys and values.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace sy::model {
+
+struct KvCache {
+  int64_t capacity = 0;  // positions it can hold
+  int64_t length = 0;    // positions filled
+  std::vector<Tensor> k, v;
+
+  int64_t free() const { return capacity - length; }
+  void clear() { length = 0; }
+};
+
+}  // namespace sy::model

@@ -1,0 +1,124 @@
+#include "model/weights.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "kernels/quant/quant.h"
+
+namespace sy::model {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void check_shape(const std::string& path, const std::string& name, const Shape& got,
+                 const Shape& expected) {
+  SY_CHECK(got == expected, "{}: tensor '{}' has shape {}, expected {}", path, name, shape_str(got),
+           shape_str(expected));
+}
+
+Tensor as_f32(const Tensor& t) { return t.dtype() == DType::F32 ? t : t.to_f32(); }
+
+class SafetensorsWeights final : public WeightReader {
+ public:
+  explicit SafetensorsWeights(const std::string& path)
+      : ckpt_(io::SafetensorsCheckpoint::open(path)) {}
+  const std::string& path() const override { return ckpt_.path(); }
+  bool has(const std::string& name) const override { return ckpt_.contains(name); }
+  Tensor read(const std::string& name, const Shape& shape) const override {
+    SY_CHECK(ckpt_.contains(name), "{}: tensor '{}' is missing", ckpt_.path(), name);
+    const Tensor t = ckpt_.tensor(name);
+    check_shape(ckpt_.path(), name, t.shape(), shape);
+    return as_f32(t);
+  }
+
+ private:
+  io::SafetensorsCheckpoint ckpt_;
+};
+
+class GgufWeights final : public WeightReader {
+ public:
+  explicit GgufWeights(const std::string& path) : set_(io::GgufSet::open(path)), path_(path) {}
+  const std::string& path() const override { return path_; }
+  bool has(const std::string& name) const override { return set_.find_tensor(name) != nullptr; }
+  Tensor read(const std::string& name, const Shape& shape) const override {
+    const io::GgufTensorInfo* info = set_.find_tensor(name);
+    SY_CHECK(info != nullptr, "{}: tensor '{}' is missing", path_, name);
+    check_shape(path_, name, info->shape(), shape);
+    switch (info->type) {
+      case GgmlType::kF32:
+      case GgmlType::kF16:
+      case GgmlType::kBF16:
+        return as_f32(set_.tensor(name));
+      default:
+        break;
+    }
+    SY_CHECK(kernels::can_dequantize(info->type),
+             "{}: tensor '{}' has type {}, which cannot be "
+             "read",
+             path_, name, ggml_type_info(info->type).name);
+    const Tensor raw = set_.raw(name);
+    return kernels::dequantize(raw.data<uint8_t>(), raw.nbytes(), info->type, info->shape());
+  }
+
+ private:
+  io::GgufSet set_;
+  std::string path_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightReader> open_weights(const std::string& path, const ModelConfig& config) {
+  if (config.gguf) return std::make_unique<GgufWeights>(path);
+  fs::path p(path);
+  if (p.filename() == "config.json") p = p.parent_path();
+  if (fs::is_directory(p)) {
+    const fs::path index = p / "model.safetensors.index.json";
+    const fs::path single = p / "model.safetensors";
+    SY_CHECK(fs::exists(index) || fs::exists(single),
+             "{}: no model.safetensors or model.safetensors.index.json in the folder", path);
+    return std::make_unique<SafetensorsWeights>(fs::exists(index) ? p.string() : single.string());
+  }
+  return std::make_unique<SafetensorsWeights>(p.string());
+}
+
+LayerWeights::LayerWeights(const WeightReader& reader, const ModelConfig& config, int64_t layer)
+    : reader_(reader), config_(config), layer_(layer) {}
+
+std::string LayerWeights::name(const std::string& hf, const std::string& gguf) const {
+  return config_.gguf ? "blk." + std::to_string(layer_) + "." + gguf
+                      : "model.layers." + std::to_string(layer_) + "." + hf;
+}
+
+bool LayerWeights::has(const std::string& hf, const std::string& gguf) const {
+  return reader_.has(name(hf, gguf));
+}
+
+Tensor LayerWeights::read(const std::string& hf, const std::string& gguf,
+                          const Shape& shape) const {
+  return reader_.read(name(hf, gguf), shape);
+}
+
+Tensor LayerWeights::experts(const std::string& which, int64_t rows, int64_t cols) const {
+  const int64_t e = config_.num_experts;
+  if (config_.gguf) {
+    return reader_.read(name("", "ffn_" + which + "_exps.weight"), {e, rows, cols});
+  }
+  const HfNames& n = config_.hf;
+  const std::string& proj = which == "gate" ? n.expert_gate
+                            : which == "up" ? n.expert_up
+                                            : n.expert_down;
+  Tensor out = Tensor::empty({e, rows, cols});
+  const size_t bytes = static_cast<size_t>(rows * cols) * sizeof(float);
+  for (int64_t j = 0; j < e; ++j) {
+    const Tensor t =
+        read(n.moe + "experts." + std::to_string(j) + "." + proj + ".weight", "", {rows, cols});
+    std::memcpy(out.mutable_data<float>() + j * rows * cols, t.data<float>(), bytes);
+  }
+  return out;
+}
+
+}  // namespace sy::model
