@@ -64,10 +64,15 @@ void dequantize_q8_0(const uint8_t* blocks, float* out, int64_t nblocks);
 void quantize_q8_0(const float* values, uint8_t* blocks, int64_t nblocks);
 
 void dequantize_q2_k(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_q2_k(const float* values, uint8_t* blocks, int64_t nblocks);
 void dequantize_q3_k(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_q3_k(const float* values, uint8_t* blocks, int64_t nblocks);
 void dequantize_q4_k(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_q4_k(const float* values, uint8_t* blocks, int64_t nblocks);
 void dequantize_q5_k(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_q5_k(const float* values, uint8_t* blocks, int64_t nblocks);
 void dequantize_q6_k(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_q6_k(const float* values, uint8_t* blocks, int64_t nblocks);
 
 void dequantize_mxfp4(const uint8_t* blocks, float* out, int64_t nblocks);
 

@@ -3,9 +3,16 @@
 // in scales[12] (k_scale_min in formats.h): value = (d * scale) * q - (dmin * min).
 // The 4-bit codes: each chunk of 64 values uses 32 bytes of qs; value l of the chunk is the low
 // nibble of byte l, value 32 + l the high nibble (l = 0..31).
+//
+// Reference quantizer (ggml quantize_row_q4_K_ref): each sub-block of 32 gets a scale and a min
+// from fit_scale_min4 (codes 0..15, weights sqrt(mean x^2) + |x|, least squares, 21 candidate
+// steps from iscale = 14 / range); d = largest scale / 63 and dmin = largest min / 63 (f16), each
+// scale and min rounded to 6 bits against them, and the codes recomputed as
+// nearest((x + dmin * min) / (d * scale)) clamped to 0..15 (quantize_k_scale_min_block).
 #include <cstdint>
 
 #include "kernels/quant/formats.h"
+#include "kernels/quant/k_search.h"
 
 namespace sy::kernels::quant {
 
@@ -33,6 +40,19 @@ void dequantize_q4_k(const uint8_t* blocks, float* out, int64_t nblocks) {
       for (int l = 0; l < 32; ++l) y[l] = d1 * static_cast<float>(q[l] & 0xf) - m1;
       for (int l = 0; l < 32; ++l) y[32 + l] = d2 * static_cast<float>(q[l] >> 4) - m2;
       y += 64;
+    }
+  }
+}
+
+void quantize_q4_k(const float* values, uint8_t* blocks, int64_t nblocks) {
+  for (int64_t b = 0; b < nblocks; ++b) {
+    uint8_t* block = blocks + b * kBytes;
+    uint8_t L[kValues];
+    quantize_k_scale_min_block(values + b * kValues, 15, -1.0f, 20, block, L);
+    for (int chunk = 0; chunk < 4; ++chunk) {
+      const uint8_t* q = L + 64 * chunk;
+      uint8_t* qs = block + 16 + 32 * chunk;
+      for (int l = 0; l < 32; ++l) qs[l] = static_cast<uint8_t>(q[l] | (q[l + 32] << 4));
     }
   }
 }

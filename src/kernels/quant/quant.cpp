@@ -21,11 +21,11 @@ constexpr std::array<QuantFormat, 14> kFormats = {{
     {GgmlType::kQ5_0, quant::dequantize_q5_0, quant::quantize_q5_0},
     {GgmlType::kQ5_1, quant::dequantize_q5_1, quant::quantize_q5_1},
     {GgmlType::kQ8_0, quant::dequantize_q8_0, quant::quantize_q8_0},
-    {GgmlType::kQ2_K, quant::dequantize_q2_k, nullptr},
-    {GgmlType::kQ3_K, quant::dequantize_q3_k, nullptr},
-    {GgmlType::kQ4_K, quant::dequantize_q4_k, nullptr},
-    {GgmlType::kQ5_K, quant::dequantize_q5_k, nullptr},
-    {GgmlType::kQ6_K, quant::dequantize_q6_k, nullptr},
+    {GgmlType::kQ2_K, quant::dequantize_q2_k, quant::quantize_q2_k},
+    {GgmlType::kQ3_K, quant::dequantize_q3_k, quant::quantize_q3_k},
+    {GgmlType::kQ4_K, quant::dequantize_q4_k, quant::quantize_q4_k},
+    {GgmlType::kQ5_K, quant::dequantize_q5_k, quant::quantize_q5_k},
+    {GgmlType::kQ6_K, quant::dequantize_q6_k, quant::quantize_q6_k},
     {GgmlType::kMXFP4, quant::dequantize_mxfp4, nullptr},
 }};
 

@@ -1,7 +1,7 @@
-// Dequantization (and, for the simple formats, reference quantization) of the ggml tensor types
-// that GGUF files store: the plain f32 / f16 / bf16 and the block formats q4_0, q4_1, q5_0, q5_1,
-// q8_0, q2_K, q3_K, q4_K, q5_K, q6_K and mxfp4. Block geometry (values and bytes per block) comes
-// from core/ggml_types.h; each format's bit layout is described in its own file
+// Dequantization and reference quantization of the ggml tensor types that GGUF files store: the
+// plain f32 / f16 / bf16 and the block formats q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K,
+// q5_K, q6_K and mxfp4. Block geometry (values and bytes per block) comes from core/ggml_types.h;
+// each format's bit layout and quantizer are described in its own file
 // (kernels/quant/<format>.cpp), one file per format plus one line in the registry table
 // (quant.cpp).
 //
@@ -11,12 +11,13 @@
 // contract a*b - c into one fused multiply-add (the project's x86-64 builds do not enable FMA
 // outside Highway code). The quantizers follow ggml's "_ref" quantizers bit for bit for finite
 // inputs (same f32 scale, same reciprocal, same rounding: round-half-away for q8_0, truncation of
-// x + 8.5 etc. for the 4/5-bit formats); they never invoke undefined behaviour on NaN or
-// infinity, but the codes they give such inputs are unspecified.
+// x + 8.5 etc. for the 4/5-bit formats; for the K formats the same iterative scale searches,
+// kernels/quant/k_search.h, with every sum in ggml's order), which is what llama-quantize writes
+// when it has no importance matrix. They never invoke undefined behaviour on NaN or infinity, but
+// the codes they give such inputs are unspecified.
 //
-// Not yet here: quantizers for the K formats and mxfp4 (their ggml reference quantizers search for
-// scales iteratively; they come with the converter), the IQ*, TQ* and q8_1 / q8_K formats, and the
-// fused quantized dot products (issue #6).
+// Not yet here: a quantizer for mxfp4, the importance-weighted K quantizers, the IQ*, TQ* and
+// q8_1 / q8_K formats, and the fused quantized dot products (issue #6).
 #pragma once
 
 #include <cstddef>
@@ -67,6 +68,8 @@ Tensor dequantize(const void* data, size_t bytes, GgmlType type, Shape shape);
 // The bytes of `x` (f32, any shape; rows as in dequantize) quantized to `type`, row by row.
 // Throws sy::Error when x is not f32, the type has no quantizer, the last dimension is not a whole
 // number of blocks, or (block formats only) an element is NaN or infinite, naming its position.
+// Large tensors are encoded by all OpenMP threads, row by row; the bytes do not depend on the
+// thread count.
 std::vector<uint8_t> quantize(const Tensor& x, GgmlType type);
 
 }  // namespace sy::kernels

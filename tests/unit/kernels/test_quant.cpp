@@ -552,11 +552,11 @@ TEST(Quant, RegistryListsWhatItCanDo) {
     EXPECT_FALSE(can_dequantize(type)) << ggml_type_info(type).name;
     EXPECT_EQ(find_quant_format(type), nullptr);
   }
-  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0,
-                        GgmlType::kQ5_1, GgmlType::kF16}) {
+  for (GgmlType type :
+       {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
+        GgmlType::kF16, GgmlType::kQ2_K, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
     EXPECT_TRUE(can_quantize(type)) << ggml_type_info(type).name;
   }
-  EXPECT_FALSE(can_quantize(GgmlType::kQ4_K));
   EXPECT_FALSE(can_quantize(GgmlType::kMXFP4));
 }
 
@@ -606,9 +606,10 @@ TEST(Quant, SizeAndTypeErrorsSayWhatAndWhy) {
             "dequantize_row: ggml type i8 cannot be dequantized " + supported);
 
   Bytes q(64);
-  EXPECT_EQ(error_of([&] { quantize_row(GgmlType::kQ4_K, out.data(), q.data(), 256); }),
-            "quantize_row: ggml type q4_K has no quantizer (supported: f32, f16, bf16, q4_0, "
-            "q4_1, q5_0, q5_1, q8_0)");
+  const std::string quantizers =
+      "(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)";
+  EXPECT_EQ(error_of([&] { quantize_row(GgmlType::kMXFP4, out.data(), q.data(), 32); }),
+            "quantize_row: ggml type mxfp4 has no quantizer " + quantizers);
   EXPECT_EQ(error_of([&] { quantize_row(GgmlType::kQ4_0, out.data(), q.data(), 48); }),
             "quantize_row: q4_0: 48 values are not a whole number of 32-value blocks");
 
@@ -626,10 +627,9 @@ TEST(Quant, SizeAndTypeErrorsSayWhatAndWhy) {
   EXPECT_EQ(quantize(Tensor::from_f32({2, 32}, values), GgmlType::kF16).size(), 128u)
       << "plain types keep infinities";
   EXPECT_EQ(error_of([&] {
-              quantize(Tensor::from_f32({2, 32}, values), GgmlType::kQ4_K);
+              quantize(Tensor::from_f32({2, 32}, values), GgmlType::kMXFP4);
             }),
-            "quantize: ggml type q4_K has no quantizer (supported: f32, f16, bf16, q4_0, q4_1, "
-            "q5_0, q5_1, q8_0)");
+            "quantize: ggml type mxfp4 has no quantizer " + quantizers);
   const std::vector<float> odd(48, 1.0f);
   EXPECT_EQ(error_of([&] {
               quantize(Tensor::from_f32({3, 16}, odd), GgmlType::kQ8_0);
