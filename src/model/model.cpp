@@ -1,11 +1,12 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "kernels/activations.h"
-#include "kernels/embedding.h"
+#include "model/blocks/linear_experts.h"
 #include "model/weights.h"
 
 namespace sy::model {
@@ -13,41 +14,19 @@ namespace sy::model {
 struct Model::Block {
   Tensor attn_norm, ffn_norm;  // [D]
   std::unique_ptr<Attention> attention;
-  // Dense SwiGLU: gate/up [F, D], down [D, F].
-  Tensor gate, up, down;
+  // Dense SwiGLU (dense layers) or the shared experts (routed layers): gate/up [F, D],
+  // down [D, F]; shared_gate f32 [1, D] (Qwen2-MoE).
+  Linear gate, up, down;
+  Tensor shared_gate;
   std::unique_ptr<moe::MoeLayer> moe;
+  uint64_t expert_bytes = 0;   // one routed expert's weights
   int64_t routing_index = -1;  // into routing_
 };
 
 namespace {
 
-// Replaces a parameter's value by a loaded tensor of the same shape, and drops its gradient
-// (inference only).
-void set_param(Param& p, Tensor value, const std::string& source) {
-  SY_CHECK(value.shape() == p.value.shape(), "{}: '{}' is {}, expected {}", source, p.name,
-           shape_str(value.shape()), shape_str(p.value.shape()));
-  p.value = std::move(value);
-  p.grad = Tensor();
-}
-
-Param* find_param(const std::vector<Param*>& params, const std::string& suffix) {
-  for (Param* p : params) {
-    if (p->name.size() >= suffix.size() &&
-        p->name.compare(p->name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      return p;
-    }
-  }
-  return nullptr;
-}
-
-Param& need_param(const std::vector<Param*>& params, const std::string& suffix) {
-  Param* p = find_param(params, suffix);
-  SY_CHECK(p != nullptr, "internal: the MoE layer has no parameter '*{}'", suffix);
-  return *p;
-}
-
 std::unique_ptr<moe::MoeLayer> load_moe(const ModelConfig& c, const LayerWeights& w, int64_t layer,
-                                        const std::string& source) {
+                                        uint64_t& expert_bytes) {
   moe::MoeLayerOptions opts;
   opts.d_model = c.hidden_size;
   opts.d_ff = c.expert_ffn;
@@ -55,41 +34,27 @@ std::unique_ptr<moe::MoeLayer> load_moe(const ModelConfig& c, const LayerWeights
   opts.router.name = c.router;
   opts.router.top_k = c.top_k;
   opts.router.options = c.router_options;
-  opts.shared_experts = c.shared_experts;
-  opts.shared_d_ff = c.shared_ffn;
-  opts.shared_gate = c.shared_gate;
   opts.prefix = "model.layers." + std::to_string(layer) + ".mlp.";
   auto moe = std::make_unique<moe::MoeLayer>(opts);
   const int64_t d = c.hidden_size, f = c.expert_ffn, e = c.num_experts;
   const std::string& m = c.hf.moe;
-  std::vector<Param*> params = moe->params();
-  for (Param* b : moe->buffers()) params.push_back(b);
-  set_param(need_param(params, "gate.weight"),
-            w.read(m + "gate.weight", "ffn_gate_inp.weight", {e, d}), source);
-  if (Param* bias = find_param(params, "gate.e_score_correction_bias");
-      bias != nullptr && w.has(m + "gate.e_score_correction_bias", "exp_probs_b.bias")) {
-    set_param(*bias, w.read(m + "gate.e_score_correction_bias", "exp_probs_b.bias", {e}), source);
-  }
-  moe::InMemoryExperts& experts = moe->experts();
-  set_param(experts.gate_proj(), w.experts("gate", f, d), source);
-  set_param(experts.up_proj(), w.experts("up", f, d), source);
-  set_param(experts.down_proj(), w.experts("down", d, f), source);
-  if (c.shared_experts > 0) {
-    const int64_t fs = c.shared_experts * c.shared_ffn;
-    const std::string& s = c.hf.shared;
-    set_param(need_param(params, "shared_experts.gate_proj.weight"),
-              w.read(m + s + "gate_proj.weight", "ffn_gate_shexp.weight", {fs, d}), source);
-    set_param(need_param(params, "shared_experts.up_proj.weight"),
-              w.read(m + s + "up_proj.weight", "ffn_up_shexp.weight", {fs, d}), source);
-    set_param(need_param(params, "shared_experts.down_proj.weight"),
-              w.read(m + s + "down_proj.weight", "ffn_down_shexp.weight", {d, fs}), source);
-    if (c.shared_gate) {
-      set_param(need_param(params, "shared_expert_gate.weight"),
-                w.read(m + "shared_expert_gate.weight", "ffn_gate_inp_shexp.weight", {1, d}),
-                source);
+  // The router's parameters: the gate [E, D] and, for DeepSeek-V3, the selection bias [E].
+  for (Param* p : moe->params()) p->grad = Tensor();
+  for (Param* p : moe->router().params()) {
+    if (p->name == opts.prefix + "gate.weight") {
+      p->value = w.read(m + "gate.weight", "ffn_gate_inp.weight", {e, d});
     }
   }
-  for (Param* p : params) p->grad = Tensor();
+  for (Param* p : moe->buffers()) {
+    if (p->name == opts.prefix + "gate.e_score_correction_bias" &&
+        w.has(m + "gate.e_score_correction_bias", "exp_probs_b.bias")) {
+      p->value = w.read(m + "gate.e_score_correction_bias", "exp_probs_b.bias", {e});
+    }
+  }
+  auto bank = std::make_unique<LinearExperts>(e, d, f, w.experts("gate", f, d),
+                                              w.experts("up", f, d), w.experts("down", d, f));
+  expert_bytes = bank->expert_bytes();
+  moe->set_bank(std::move(bank));
   return moe;
 }
 
@@ -102,14 +67,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   std::unique_ptr<Model> model(new Model(load_config(path)));
   const ModelConfig& c = model->config_;
   const std::unique_ptr<WeightReader> reader = open_weights(path, c);
-  const std::string& source = reader->path();
   const int64_t d = c.hidden_size, v = c.vocab_size;
   const bool gguf = c.gguf;
-  model->embed_ = reader->read(gguf ? "token_embd.weight" : "model.embed_tokens.weight", {v, d});
+  model->embed_ =
+      reader->read_linear(gguf ? "token_embd.weight" : "model.embed_tokens.weight", {v, d});
   model->norm_ = reader->read(gguf ? "output_norm.weight" : "model.norm.weight", {d});
   const std::string head = gguf ? "output.weight" : "lm_head.weight";
   model->head_ =
-      c.tie_embeddings && !reader->has(head) ? model->embed_ : reader->read(head, {v, d});
+      c.tie_embeddings && !reader->has(head) ? model->embed_ : reader->read_linear(head, {v, d});
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights w(*reader, c, l);
     auto block = std::make_unique<Block>();
@@ -117,18 +82,61 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     block->ffn_norm = w.read("post_attention_layernorm.weight", "ffn_norm.weight", {d});
     block->attention = std::make_unique<Attention>(c, w);
     if (c.moe_layer[static_cast<size_t>(l)]) {
-      block->moe = load_moe(c, w, l, source);
+      block->moe = load_moe(c, w, l, block->expert_bytes);
       block->routing_index = static_cast<int64_t>(model->routing_.size());
       model->routing_.push_back({l, 0, std::vector<int64_t>(static_cast<size_t>(c.num_experts))});
+      if (c.shared_experts > 0) {
+        const int64_t fs = c.shared_experts * c.shared_ffn;
+        const std::string s = c.hf.moe + c.hf.shared;
+        block->gate = w.linear(s + "gate_proj.weight", "ffn_gate_shexp.weight", {fs, d});
+        block->up = w.linear(s + "up_proj.weight", "ffn_up_shexp.weight", {fs, d});
+        block->down = w.linear(s + "down_proj.weight", "ffn_down_shexp.weight", {d, fs});
+        if (c.shared_gate) {
+          block->shared_gate =
+              w.read(c.hf.moe + "shared_expert_gate.weight", "ffn_gate_inp_shexp.weight", {1, d});
+        }
+      }
     } else {
       const int64_t f = c.dense_ffn;
-      block->gate = w.read("mlp.gate_proj.weight", "ffn_gate.weight", {f, d});
-      block->up = w.read("mlp.up_proj.weight", "ffn_up.weight", {f, d});
-      block->down = w.read("mlp.down_proj.weight", "ffn_down.weight", {d, f});
+      block->gate = w.linear("mlp.gate_proj.weight", "ffn_gate.weight", {f, d});
+      block->up = w.linear("mlp.up_proj.weight", "ffn_up.weight", {f, d});
+      block->down = w.linear("mlp.down_proj.weight", "ffn_down.weight", {d, f});
     }
     model->blocks_.push_back(std::move(block));
   }
   return model;
+}
+
+uint64_t Model::decode_weight_bytes() const {
+  uint64_t total = embed_.nbytes() / static_cast<uint64_t>(embed_.rows()) + head_.nbytes();
+  for (const auto& b : blocks_) {
+    total += b->attention->weight_bytes();
+    if (b->gate.defined()) total += b->gate.nbytes() + b->up.nbytes() + b->down.nbytes();
+    if (b->moe) total += static_cast<uint64_t>(config_.top_k) * b->expert_bytes;
+  }
+  return total;
+}
+
+int64_t Model::matmul_flops_per_token() const {
+  const ModelConfig& c = config_;
+  const int64_t d = c.hidden_size;
+  int64_t macs = c.vocab_size * d;
+  for (const auto& b : blocks_) {
+    if (c.mla) {
+      const MlaConfig& m = c.mla_dims;
+      const int64_t qk = m.qk_nope_dim + m.qk_rope_dim;
+      macs += m.q_lora_rank > 0 ? m.q_lora_rank * d + c.num_heads * qk * m.q_lora_rank
+                                : c.num_heads * qk * d;
+      macs += (m.kv_lora_rank + m.qk_rope_dim) * d +
+              c.num_heads * (m.qk_nope_dim + m.v_head_dim) * m.kv_lora_rank;
+      macs += d * c.num_heads * m.v_head_dim;
+    } else {
+      macs += (c.num_heads + 2 * c.num_kv_heads) * c.head_dim * d + d * c.num_heads * c.head_dim;
+    }
+    if (b->gate.defined()) macs += 3 * b->gate.rows() * d;
+    if (b->moe) macs += c.top_k * 3 * c.expert_ffn * d + c.num_experts * d;
+  }
+  return 2 * macs;
 }
 
 KvCache Model::new_cache(int64_t capacity) const {
@@ -150,21 +158,39 @@ void Model::reset_routing() {
 }
 
 Tensor Model::ffn(Block& block, const Tensor& x) {
+  Tensor y;
   if (block.moe) {
-    Tensor y = block.moe->forward(x, Tensor(), /*training=*/false, nullptr);
+    y = block.moe->forward(x, Tensor(), /*training=*/false, nullptr);
     LayerRouting& r = routing_[static_cast<size_t>(block.routing_index)];
     const moe::RouterStats& stats = block.moe->stats();
     r.tokens += stats.tokens;
     for (size_t e = 0; e < r.tokens_per_expert.size() && e < stats.tokens_per_expert.size(); ++e) {
       r.tokens_per_expert[e] += stats.tokens_per_expert[e];
     }
-    return y;
+    if (!block.gate.defined()) return y;
   }
-  const Tensor gate = linear(x, block.gate);
-  const Tensor up = linear(x, block.up);
+  const Tensor gate = block.gate.apply(x);
+  const Tensor up = block.up.apply(x);
   Tensor hidden = Tensor::empty(gate.shape());
   kernels::swiglu_forward(hidden, gate, up);
-  return linear(hidden, block.down);
+  Tensor out = block.down.apply(hidden);
+  if (!block.moe) return out;
+  // Shared experts: added to the routed output, scaled by sigmoid(x . w_g) for Qwen2-MoE.
+  const int64_t t = x.dim(0), d = x.dim(1);
+  float* py = y.mutable_data<float>();
+  const float* po = out.data<float>();
+  for (int64_t i = 0; i < t; ++i) {
+    float scale = 1.0f;
+    if (block.shared_gate.defined()) {
+      double dot = 0.0;
+      for (int64_t j = 0; j < d; ++j) {
+        dot += static_cast<double>(x.data<float>()[i * d + j]) * block.shared_gate.data<float>()[j];
+      }
+      scale = static_cast<float>(1.0 / (1.0 + std::exp(-dot)));
+    }
+    for (int64_t j = 0; j < d; ++j) py[i * d + j] += scale * po[i * d + j];
+  }
+  return y;
 }
 
 Tensor Model::forward(std::span<const int32_t> tokens, KvCache& cache, bool all_logits) {
@@ -175,10 +201,14 @@ Tensor Model::forward(std::span<const int32_t> tokens, KvCache& cache, bool all_
   SY_CHECK(cache.length + t <= cache.capacity,
            "forward: {} tokens do not fit the KV cache ({} of {} positions used)", t, cache.length,
            cache.capacity);
-  Tensor ids = Tensor::zeros({t}, DType::I32);
-  std::copy(tokens.begin(), tokens.end(), ids.mutable_data<int32_t>());
   Tensor x = Tensor::empty({t, config_.hidden_size});
-  kernels::embedding_forward(x, embed_, ids);
+  for (int64_t i = 0; i < t; ++i) {
+    const int32_t id = tokens[static_cast<size_t>(i)];
+    SY_CHECK(id >= 0 && id < config_.vocab_size,
+             "forward: token {} at position {} is outside the vocabulary [0, {})", id, i,
+             config_.vocab_size);
+    embed_.row(id, x.mutable_data<float>() + i * config_.hidden_size);
+  }
   const int64_t past = cache.length;
   float* px = x.mutable_data<float>();
   const auto add = [&](const Tensor& y) {
@@ -193,7 +223,7 @@ Tensor Model::forward(std::span<const int32_t> tokens, KvCache& cache, bool all_
   }
   cache.length = past + t;
   Tensor last = all_logits ? x : x.slice_rows(t - 1, t);
-  return linear(rms_norm(last, norm_, config_.norm_eps), head_);
+  return head_.apply(rms_norm(last, norm_, config_.norm_eps));
 }
 
 }  // namespace sy::model

@@ -20,6 +20,7 @@
 #include "model/blocks/attention.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
+#include "model/linear.h"
 #include "moe/moe_layer.h"
 
 namespace sy::model {
@@ -54,13 +55,21 @@ class Model {
   const std::vector<LayerRouting>& routing() const { return routing_; }
   void reset_routing();
 
+  // Bytes of weights one decode step reads: every attention and dense matrix, K routed experts
+  // and the shared experts of every routed layer, one embedding row and the LM head (the
+  // numerator of the decode bandwidth bound).
+  uint64_t decode_weight_bytes() const;
+  // Multiply-adds per token of every matrix product a forward runs (attention scores excluded).
+  int64_t matmul_flops_per_token() const;
+
  private:
   struct Block;
   explicit Model(ModelConfig config);
   Tensor ffn(Block& block, const Tensor& x);
 
   ModelConfig config_;
-  Tensor embed_, norm_, head_;  // [V, D], [D], [V, D] (the embedding when tied)
+  Linear embed_, head_;  // [V, D] (the head is the embedding when tied)
+  Tensor norm_;          // [D]
   std::vector<std::unique_ptr<Block>> blocks_;
   std::vector<LayerRouting> routing_;
 };

@@ -63,6 +63,25 @@ class GgufWeights final : public WeightReader {
     const Tensor raw = set_.raw(name);
     return kernels::dequantize(raw.data<uint8_t>(), raw.nbytes(), info->type, info->shape());
   }
+  Linear read_linear(const std::string& name, const Shape& shape) const override {
+    const io::GgufTensorInfo* info = set_.find_tensor(name);
+    SY_CHECK(info != nullptr, "{}: tensor '{}' is missing", path_, name);
+    switch (info->type) {
+      case GgmlType::kF32:
+      case GgmlType::kF16:
+      case GgmlType::kBF16:
+        return WeightReader::read_linear(name, shape);
+      default:
+        break;
+    }
+    check_shape(path_, name, info->shape(), shape);
+    SY_CHECK(kernels::can_dequantize(info->type),
+             "{}: tensor '{}' has type {}, which cannot be "
+             "read",
+             path_, name, ggml_type_info(info->type).name);
+    const int64_t cols = shape.back();
+    return Linear::packed(info->type, info->numel() / cols, cols, set_.raw(name));
+  }
 
  private:
   io::GgufSet set_;
@@ -70,6 +89,12 @@ class GgufWeights final : public WeightReader {
 };
 
 }  // namespace
+
+Linear WeightReader::read_linear(const std::string& name, const Shape& shape) const {
+  const Tensor t = read(name, shape);
+  const int64_t cols = shape.back();
+  return Linear::dense(t.reshape({t.numel() / cols, cols}));
+}
 
 std::unique_ptr<WeightReader> open_weights(const std::string& path, const ModelConfig& config) {
   if (config.gguf) return std::make_unique<GgufWeights>(path);
@@ -102,10 +127,15 @@ Tensor LayerWeights::read(const std::string& hf, const std::string& gguf,
   return reader_.read(name(hf, gguf), shape);
 }
 
-Tensor LayerWeights::experts(const std::string& which, int64_t rows, int64_t cols) const {
+Linear LayerWeights::linear(const std::string& hf, const std::string& gguf,
+                            const Shape& shape) const {
+  return reader_.read_linear(name(hf, gguf), shape);
+}
+
+Linear LayerWeights::experts(const std::string& which, int64_t rows, int64_t cols) const {
   const int64_t e = config_.num_experts;
   if (config_.gguf) {
-    return reader_.read(name("", "ffn_" + which + "_exps.weight"), {e, rows, cols});
+    return reader_.read_linear(name("", "ffn_" + which + "_exps.weight"), {e, rows, cols});
   }
   const HfNames& n = config_.hf;
   const std::string& proj = which == "gate" ? n.expert_gate
@@ -118,7 +148,7 @@ Tensor LayerWeights::experts(const std::string& which, int64_t rows, int64_t col
         read(n.moe + "experts." + std::to_string(j) + "." + proj + ".weight", "", {rows, cols});
     std::memcpy(out.mutable_data<float>() + j * rows * cols, t.data<float>(), bytes);
   }
-  return out;
+  return Linear::dense(out.reshape({e * rows, cols}));
 }
 
 }  // namespace sy::model

@@ -12,6 +12,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/linear.h"
 
 namespace sy::model {
 
@@ -24,6 +25,9 @@ class WeightReader {
   // The tensor as f32 with row-major `shape`. Throws sy::Error naming the file, the tensor, the
   // shape found and the shape expected, or the dtype that cannot be read.
   virtual Tensor read(const std::string& name, const Shape& shape) const = 0;
+  // A matrix of `shape` ([N, K], or [E, N, K] read as [E*N, K]) for y = x W^T: GGUF block types
+  // stay packed (a view of the file), everything else is read as f32.
+  virtual Linear read_linear(const std::string& name, const Shape& shape) const;
 };
 
 // Opens the checkpoint at `path` (as load_config accepts it) for config.gguf's format.
@@ -37,10 +41,12 @@ class LayerWeights {
   std::string name(const std::string& hf, const std::string& gguf) const;
   bool has(const std::string& hf, const std::string& gguf) const;
   Tensor read(const std::string& hf, const std::string& gguf, const Shape& shape) const;
+  Linear linear(const std::string& hf, const std::string& gguf, const Shape& shape) const;
   // Routed experts' weights stacked as f32 [E, rows, cols]: HF stores one tensor per expert,
   // "<moe>experts.<j>.<proj>.weight"; GGUF one tensor "ffn_<which>_exps.weight".
   // which: "gate", "up" or "down".
-  Tensor experts(const std::string& which, int64_t rows, int64_t cols) const;
+  // Returned as one Linear of [E*rows, cols]; expert j is slice_rows(j*rows, (j+1)*rows).
+  Linear experts(const std::string& which, int64_t rows, int64_t cols) const;
 
  private:
   const WeightReader& reader_;

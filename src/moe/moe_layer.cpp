@@ -51,12 +51,15 @@ MoeLayer::MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router)
            "it would leak the future in a causal model; set allow_non_causal to use it anyway "
            "(research comparisons only; the run is marked non-causal)",
            router_->name());
-  experts_ = std::make_unique<InMemoryExperts>(ExpertBankOptions{.num_experts = opts_.num_experts,
-                                                                 .d_model = opts_.d_model,
-                                                                 .d_ff = opts_.d_ff,
-                                                                 .activation = opts_.activation,
-                                                                 .prefix = opts_.prefix,
-                                                                 .parallelism = opts_.parallelism});
+  auto in_memory =
+      std::make_unique<InMemoryExperts>(ExpertBankOptions{.num_experts = opts_.num_experts,
+                                                          .d_model = opts_.d_model,
+                                                          .d_ff = opts_.d_ff,
+                                                          .activation = opts_.activation,
+                                                          .prefix = opts_.prefix,
+                                                          .parallelism = opts_.parallelism});
+  in_memory_ = in_memory.get();
+  experts_ = std::move(in_memory);
   if (opts_.shared_experts > 0) {
     const int64_t width = opts_.shared_d_ff > 0 ? opts_.shared_d_ff : opts_.d_ff;
     shared_.emplace(SharedExpertsOptions{.d_model = opts_.d_model,
@@ -67,9 +70,26 @@ MoeLayer::MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router)
   }
 }
 
+void MoeLayer::set_bank(std::unique_ptr<ExpertBank> bank) {
+  SY_CHECK(bank != nullptr, "moe_layer.set_bank: no bank");
+  SY_CHECK(bank->num_experts() == opts_.num_experts && bank->d_model() == opts_.d_model &&
+               bank->d_ff() == opts_.d_ff && bank->activation() == opts_.activation,
+           "moe_layer.set_bank: the bank has {} experts of [{} -> {}] ({}), the layer {} of "
+           "[{} -> {}] ({})",
+           bank->num_experts(), bank->d_model(), bank->d_ff(), activation_name(bank->activation()),
+           opts_.num_experts, opts_.d_model, opts_.d_ff, activation_name(opts_.activation));
+  experts_ = std::move(bank);
+  in_memory_ = nullptr;
+}
+
+InMemoryExperts& MoeLayer::experts() {
+  SY_CHECK(in_memory_ != nullptr, "moe_layer: the experts are not an in-memory bank");
+  return *in_memory_;
+}
+
 void MoeLayer::init(Rng& rng, float stddev) {
   router_->init(rng);
-  experts_->init(rng, stddev);
+  experts().init(rng, stddev);
   if (shared_) shared_->init(rng, stddev);
 }
 

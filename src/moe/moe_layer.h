@@ -70,7 +70,12 @@ class MoeLayer {
   std::vector<Param*> params();   // router, routed experts, shared experts
   std::vector<Param*> buffers();  // the router's state
   Router& router() { return *router_; }
-  InMemoryExperts& experts() { return *experts_; }
+  // The default in-memory bank; throws after set_bank replaced it.
+  InMemoryExperts& experts();
+  ExpertBank& bank() { return *experts_; }
+  // Replaces the experts by another bank of the same shape (a quantized or offloading store);
+  // its params() replace the in-memory bank's.
+  void set_bank(std::unique_ptr<ExpertBank> bank);
   SharedExperts* shared() { return shared_ ? &*shared_ : nullptr; }
   bool non_causal() const { return !router_->causal(); }
   // Router's end_step (bias, lambda, EMA updates), once per optimizer step.
@@ -79,7 +84,8 @@ class MoeLayer {
  private:
   MoeLayerOptions opts_;
   std::unique_ptr<Router> router_;
-  std::unique_ptr<InMemoryExperts> experts_;
+  std::unique_ptr<ExpertBank> experts_;
+  InMemoryExperts* in_memory_ = nullptr;  // experts_ while it is the default bank
   std::optional<SharedExperts> shared_;
 
   // Saved by forward for backward.

@@ -257,6 +257,10 @@ def draw_weights(cfg, seed, dtype):
             t = 1.0 + 0.1 * z
         elif kind in ("bias", "bias_f32"):
             t = STD["bias"] * z
+        elif kind == "linear":
+            # 0.15 at the cases' width 64 (fan-in 64); wider overrides keep the same gain per
+            # layer (std * sqrt(fan_in) constant) so logits stay O(1) instead of blowing up.
+            t = STD[kind] * min(1.0, (64.0 / shape[-1]) ** 0.5) * z
         else:
             t = STD[kind] * z
         store = "f32" if kind == "bias_f32" else dtype

@@ -10,9 +10,8 @@
 
 namespace sy::model {
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  Tensor y = Tensor::empty({x.dim(0), w.dim(0)});
-  kernels::gemm(y, x, w, {.trans_b = true});
+Tensor linear(const Tensor& x, const Linear& w, const Tensor& bias) {
+  Tensor y = w.apply(x);
   if (bias.defined()) {
     const int64_t rows = y.dim(0), cols = y.dim(1);
     float* py = y.mutable_data<float>();
@@ -75,34 +74,35 @@ Attention::Attention(const ModelConfig& c, const LayerWeights& w) : c_(c) {
   rope_.rotary_dim = c.rope_dim;
   rope_.attention_factor = c.rope_attention_factor;
   if (c.yarn) rope_.inv_freq = kernels::rope_yarn_inv_freq(c.rope_dim, c.rope_theta, *c.yarn);
-  o_ = w.read("self_attn.o_proj.weight", "attn_output.weight", {d, hq * c.value_dim()});
+  o_ = w.linear("self_attn.o_proj.weight", "attn_output.weight", {d, hq * c.value_dim()});
   if (c.mla) {
     const MlaConfig& m = c.mla_dims;
     const int64_t qk = m.qk_nope_dim + m.qk_rope_dim;
     if (m.q_lora_rank > 0) {
-      q_a_ = w.read("self_attn.q_a_proj.weight", "attn_q_a.weight", {m.q_lora_rank, d});
+      q_a_ = w.linear("self_attn.q_a_proj.weight", "attn_q_a.weight", {m.q_lora_rank, d});
       q_a_norm_ = w.read("self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight", {m.q_lora_rank});
-      q_b_ = w.read("self_attn.q_b_proj.weight", "attn_q_b.weight", {hq * qk, m.q_lora_rank});
+      q_b_ = w.linear("self_attn.q_b_proj.weight", "attn_q_b.weight", {hq * qk, m.q_lora_rank});
     } else {
-      q_ = w.read("self_attn.q_proj.weight", "attn_q.weight", {hq * qk, d});
+      q_ = w.linear("self_attn.q_proj.weight", "attn_q.weight", {hq * qk, d});
     }
-    kv_a_ = w.read("self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight",
-                   {m.kv_lora_rank + m.qk_rope_dim, d});
+    kv_a_ = w.linear("self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight",
+                     {m.kv_lora_rank + m.qk_rope_dim, d});
     kv_a_norm_ =
         w.read("self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight", {m.kv_lora_rank});
     if (!c.gguf || w.has("", "attn_kv_b.weight")) {
-      kv_b_ = w.read("self_attn.kv_b_proj.weight", "attn_kv_b.weight",
-                     {hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank});
+      kv_b_ = w.linear("self_attn.kv_b_proj.weight", "attn_kv_b.weight",
+                       {hq * (m.qk_nope_dim + m.v_head_dim), m.kv_lora_rank});
     } else {
-      kv_b_ = join_kv_b(w.read("", "attn_k_b.weight", {hq, m.kv_lora_rank, m.qk_nope_dim}),
-                        w.read("", "attn_v_b.weight", {hq, m.v_head_dim, m.kv_lora_rank}), m, hq);
+      kv_b_ = Linear::dense(
+          join_kv_b(w.read("", "attn_k_b.weight", {hq, m.kv_lora_rank, m.qk_nope_dim}),
+                    w.read("", "attn_v_b.weight", {hq, m.v_head_dim, m.kv_lora_rank}), m, hq));
     }
     return;
   }
   const int64_t dh = c.head_dim;
-  q_ = w.read("self_attn.q_proj.weight", "attn_q.weight", {hq * dh, d});
-  k_ = w.read("self_attn.k_proj.weight", "attn_k.weight", {hkv * dh, d});
-  v_ = w.read("self_attn.v_proj.weight", "attn_v.weight", {hkv * dh, d});
+  q_ = w.linear("self_attn.q_proj.weight", "attn_q.weight", {hq * dh, d});
+  k_ = w.linear("self_attn.k_proj.weight", "attn_k.weight", {hkv * dh, d});
+  v_ = w.linear("self_attn.v_proj.weight", "attn_v.weight", {hkv * dh, d});
   if (c.qkv_bias) {
     q_bias_ = w.read("self_attn.q_proj.bias", "attn_q.bias", {hq * dh});
     k_bias_ = w.read("self_attn.k_proj.bias", "attn_k.bias", {hkv * dh});
@@ -187,6 +187,14 @@ void Attention::project_mla(const Tensor& x, int64_t past, Tensor& q, Tensor& k,
       std::memcpy(pv + (i * h + j) * vd, kv_h + nope, static_cast<size_t>(vd) * 4);
     }
   }
+}
+
+uint64_t Attention::weight_bytes() const {
+  uint64_t total = 0;
+  for (const Linear* l : {&q_, &k_, &v_, &o_, &q_a_, &q_b_, &kv_a_, &kv_b_}) {
+    if (l->defined()) total += l->nbytes();
+  }
+  return total;
 }
 
 Tensor Attention::forward(const Tensor& x, int64_t past, Tensor& cache_k, Tensor& cache_v) const {

@@ -10,6 +10,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/linear.h"
 #include "model/weights.h"
 
 namespace sy::model {
@@ -22,6 +23,8 @@ class Attention {
   // layer's cache tensors (f32 [capacity, Hkv, Dk] / [capacity, Hkv, Dv]); rows
   // [past, past + T) are written.
   Tensor forward(const Tensor& x, int64_t past, Tensor& cache_k, Tensor& cache_v) const;
+  // Bytes of weights one forward reads (decode bandwidth bound).
+  uint64_t weight_bytes() const;
 
  private:
   void project_gqa(const Tensor& x, int64_t past, Tensor& q, Tensor& k, Tensor& v) const;
@@ -33,13 +36,13 @@ class Attention {
   // GQA: q [Hq*Dh, D], k/v [Hkv*Dh, D] (+ biases [rows]), norms [Dh] or [H*Dh].
   // MLA: q [Hq*(nope+rope), D] or q_a [rq, D] + q_a_norm [rq] + q_b [Hq*(nope+rope), rq];
   //      kv_a [rkv + rope, D], kv_a_norm [rkv], kv_b [Hq*(nope+v), rkv].
-  Tensor q_, k_, v_, o_, q_bias_, k_bias_, v_bias_, q_norm_, k_norm_;
-  Tensor q_a_, q_a_norm_, q_b_, kv_a_, kv_a_norm_, kv_b_;
+  Linear q_, k_, v_, o_, q_a_, q_b_, kv_a_, kv_b_;
+  Tensor q_bias_, k_bias_, v_bias_, q_norm_, k_norm_, q_a_norm_, kv_a_norm_;
 };
 
-// y = x w^T (+ bias): y f32 [T, rows], x f32 [T, cols], w f32 [rows, cols], bias f32 [rows] or
+// y = x w^T (+ bias): y f32 [T, rows], x f32 [T, cols], w [rows, cols], bias f32 [rows] or
 // undefined.
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor());
+Tensor linear(const Tensor& x, const Linear& w, const Tensor& bias = Tensor());
 // RMSNorm of each row (the last dim) of x, into a new tensor.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 

@@ -1,0 +1,36 @@
+// Routed experts for inference whose weights are Linear matrices: f32, or packed ggml blocks
+// straight from a GGUF file. Implements moe::ExpertBank (forward only; it cannot train).
+//
+// Legend: E experts, D width, F expert FFN width, R buffer rows (tokens routed, grouped by expert).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/linear.h"
+#include "moe/experts.h"
+
+namespace sy::model {
+
+class LinearExperts final : public moe::ExpertBank {
+ public:
+  // gate, up: [E*F, D]; down: [E*D, F] (expert j's rows at j*F or j*D), SwiGLU.
+  LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, Linear gate, Linear up,
+                Linear down);
+  int64_t num_experts() const override { return e_; }
+  int64_t d_model() const override { return d_; }
+  int64_t d_ff() const override { return f_; }
+  moe::Activation activation() const override { return moe::Activation::kSwiGLU; }
+  void forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
+               moe::FfnSaved* saved) override;
+  void backward(Tensor& d_buffer, const Tensor& d_out, const Tensor& buffer,
+                const std::vector<int64_t>& offsets, const moe::FfnSaved& saved) override;
+  // Bytes of one expert's three matrices (the decode bandwidth bound counts them).
+  uint64_t expert_bytes() const;
+
+ private:
+  int64_t e_, d_, f_;
+  std::vector<Linear> gate_, up_, down_;  // per expert
+};
+
+}  // namespace sy::model
