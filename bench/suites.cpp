@@ -7,7 +7,7 @@
 
 namespace sy::bench {
 
-std::vector<std::string> suite_names() { return {"all", "limits", "kernels", "moe"}; }
+std::vector<std::string> suite_names() { return {"all", "limits", "kernels", "moe", "decode", "prefill"}; }
 
 void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& opts) {
   const auto names = suite_names();
@@ -23,6 +23,7 @@ void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& 
   const MachineLimits limits = measure_limits(reporter, limit_opts);
   if (name == "kernels" || name == "all") run_kernel_suite(reporter, limits, opts);
   if (name == "moe" || name == "all") run_moe_suite(reporter, limits, opts);
+  if (name == "decode" || name == "prefill") run_generate_suite(name, reporter, limits, opts);
 }
 
 }  // namespace sy::bench

@@ -14,6 +14,7 @@ struct SuiteOptions {
   bool quick = false;  // smaller shapes and fewer repeats, for smoke tests
   std::string filter;  // run only cases whose name contains this
   TimingOptions timing;
+  std::string model;  // decode/prefill: a checkpoint to run instead of the random shapes
 };
 
 // Kernel benchmarks: RMSNorm, softmax, GEMM, ... (bench/kernels/).
@@ -23,6 +24,9 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
 // (bench/layers/).
 void run_moe_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 
+// Decode ("decode") or prefill ("prefill") of whole models (bench/e2e/).
+void run_generate_suite(const std::string& suite, Reporter& reporter, const MachineLimits& limits,
+                        const SuiteOptions& opts);
 // Names accepted by `switchyard bench`.
 std::vector<std::string> suite_names();
 // Runs "limits", "kernels", "moe" or "all"; throws sy::Error listing the valid names otherwise.

@@ -20,6 +20,8 @@ Runner add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember(bench::suite_names()));
   cmd->add_flag("--quick", args->opts.quick, "small shapes and few repeats (smoke test)");
   cmd->add_option("--filter", args->opts.filter, "only cases whose name contains this text");
+  cmd->add_option("-m,--model", args->opts.model,
+                  "decode/prefill: a checkpoint instead of the built-in random shapes");
   cmd->add_option("--repeats", args->opts.timing.repeats, "timed samples per figure (median)")
       ->check(CLI::Range(1, 1000));
   return [args] {

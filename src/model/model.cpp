@@ -64,9 +64,16 @@ Model::Model(ModelConfig config) : config_(std::move(config)) {}
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const std::string& path) {
-  std::unique_ptr<Model> model(new Model(load_config(path)));
+  ModelConfig config = load_config(path);
+  const std::unique_ptr<WeightReader> reader = open_weights(path, config);
+  return build(std::move(config), *reader);
+}
+
+std::unique_ptr<Model> Model::build(ModelConfig config, const WeightReader& reader_ref) {
+  validate_config(config);
+  std::unique_ptr<Model> model(new Model(std::move(config)));
   const ModelConfig& c = model->config_;
-  const std::unique_ptr<WeightReader> reader = open_weights(path, c);
+  const WeightReader* reader = &reader_ref;
   const int64_t d = c.hidden_size, v = c.vocab_size;
   const bool gguf = c.gguf;
   model->embed_ =

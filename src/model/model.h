@@ -21,6 +21,7 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
+#include "model/weights.h"
 #include "moe/moe_layer.h"
 
 namespace sy::model {
@@ -37,6 +38,9 @@ class Model {
   // Reads the config (load_config) and every weight; throws sy::Error naming the file and the
   // tensor when one is missing or has the wrong shape.
   static std::unique_ptr<Model> load(const std::string& path);
+  // The model of `config` (validated) with weights from `reader` (names in the format
+  // config.gguf says); benchmarks build random-weight models of real shapes this way.
+  static std::unique_ptr<Model> build(ModelConfig config, const WeightReader& reader);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;

@@ -1,0 +1,155 @@
+// End-to-end inference benchmarks (issue #6): `switchyard bench decode` and `bench prefill`.
+//
+// decode:  batch-1 generation of N tokens after a P-token prompt; tokens/s is the median over the
+//          decode steps, and the bound is the machine's triad bandwidth (measured in the same
+//          run) over the weight bytes one step reads (Model::decode_weight_bytes: attention and
+//          dense matrices, the K active experts and shared experts of every layer, one
+//          embedding row and the LM head), plus the KV cache bytes read at the middle step.
+// prefill: one P-token prompt in a single forward; GFLOP/s counts the model's matrix products
+//          (Model::matmul_flops_per_token, attention scores included below) against the FP32
+//          FMA peak measured in the same run.
+// Models: random weights of OLMoE-1B-7B's shape and Mixtral's shape scaled to 8 layers, in
+// q8_0, q4_0 and q4_K (bench/e2e/random_model.h), or any checkpoint given with --model.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <memory>
+
+#include "bench/e2e/random_model.h"
+#include "bench/suites.h"
+#include "core/threads.h"
+#include "model/model.h"
+
+namespace sy::bench {
+
+namespace {
+
+// A case builds its model only when it runs, so one model is in memory at a time.
+struct GenCase {
+  std::string name;
+  std::function<std::unique_ptr<model::Model>()> build;
+};
+
+std::vector<int32_t> prompt_tokens(int64_t n, int64_t vocab) {
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  uint64_t x = 12345;
+  for (auto& t : out) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    t = static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(vocab));
+  }
+  return out;
+}
+
+int32_t argmax(const Tensor& logits) {
+  const float* p = logits.data<float>();
+  return static_cast<int32_t>(std::max_element(p, p + logits.numel()) - p);
+}
+
+double seconds(const std::function<void()>& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Bytes of keys and values one decode step reads at cache length `len`.
+uint64_t kv_bytes(const model::ModelConfig& c, int64_t len) {
+  return static_cast<uint64_t>(c.num_layers * len * c.num_kv_heads *
+                               (c.key_dim() + c.value_dim())) *
+         sizeof(float);
+}
+
+// Attention score and weighted-sum FLOPs of a causal prompt of n tokens.
+double attention_flops(const model::ModelConfig& c, int64_t n) {
+  const double pairs = static_cast<double>(n) * static_cast<double>(n + 1) / 2.0;
+  return 2.0 * pairs * static_cast<double>(c.num_layers * c.num_heads) *
+         static_cast<double>(c.key_dim() + c.value_dim());
+}
+
+std::vector<GenCase> build_cases(const SuiteOptions& opts) {
+  std::vector<GenCase> cases;
+  if (!opts.model.empty()) {
+    cases.push_back({"file", [path = opts.model] { return model::Model::load(path); }});
+    return cases;
+  }
+  const std::vector<GgmlType> types = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K};
+  for (const ModelShape& shape : bench_model_shapes()) {
+    for (const GgmlType type : types) {
+      const std::string name = fmt::format("{}/{}", shape.name, ggml_type_info(type).name);
+      if (!opts.filter.empty() && name.find(opts.filter) == std::string::npos) continue;
+      model::ModelConfig config = shape.config;
+      if (opts.quick) {  // same widths, fewer layers: a smoke test of the path
+        config.num_layers = 2;
+        config.moe_layer.resize(2);
+      }
+      cases.push_back({name, [config, type] {
+                         return model::Model::build(config, RandomWeights(config, type, 7));
+                       }});
+    }
+  }
+  return cases;
+}
+
+}  // namespace
+
+void run_generate_suite(const std::string& suite, Reporter& reporter, const MachineLimits& limits,
+                        const SuiteOptions& opts) {
+  const int64_t prompt = opts.quick ? 64 : 512;
+  const int64_t steps = opts.quick ? 8 : 128;
+  const bool decode = suite == "decode";
+  for (const GenCase& c : build_cases(opts)) {
+    const std::unique_ptr<model::Model> built = c.build();
+    model::Model& m = *built;
+    const model::ModelConfig& cfg = m.config();
+    const std::vector<int32_t> tokens = prompt_tokens(prompt, cfg.vocab_size);
+    const std::string name = fmt::format("{}/p{}{}/t{}", c.name, prompt,
+                                         decode ? fmt::format("n{}", steps) : "", num_threads());
+    if (decode) {
+      model::KvCache cache = m.new_cache(prompt + steps);
+      int32_t next = argmax(m.forward(tokens, cache, false));
+      std::vector<double> step_s;
+      for (int64_t i = 0; i < steps; ++i) {
+        Tensor logits;
+        step_s.push_back(seconds([&] { logits = m.forward({&next, 1}, cache, false); }));
+        next = argmax(logits);
+      }
+      const double tps = 1.0 / median(step_s);
+      const double bytes =
+          static_cast<double>(m.decode_weight_bytes() + kv_bytes(cfg, prompt + steps / 2));
+      const double ceiling = limits.triad_gb_per_s * 1e9 / bytes;
+      reporter.emit({.bench = "decode",
+                     .name = name,
+                     .metric = "tokens_per_s",
+                     .value = tps,
+                     .limit = ceiling,
+                     .limit_kind = "bandwidth_bound"});
+      std::fprintf(stderr, "  %s: %.1f MB per token, %.1f GB/s of %.1f triad\n", name.c_str(),
+                   bytes / 1e6, tps * bytes / 1e9, limits.triad_gb_per_s);
+    } else {
+      std::vector<double> runs;
+      const int repeats = opts.quick ? 1 : std::max(1, std::min(opts.timing.repeats, 3));
+      for (int r = 0; r < repeats; ++r) {
+        model::KvCache cache = m.new_cache(prompt);
+        runs.push_back(seconds([&] { m.forward(tokens, cache, false); }));
+      }
+      const double s = median(runs);
+      const double flops =
+          static_cast<double>(m.matmul_flops_per_token()) * static_cast<double>(prompt) +
+          attention_flops(cfg, prompt);
+      reporter.emit({.bench = "prefill",
+                     .name = name,
+                     .metric = "GFLOP_per_s",
+                     .value = flops / s / 1e9,
+                     .limit = limits.fma_gflop_per_s,
+                     .limit_kind = "fma_peak"});
+      reporter.emit({.bench = "prefill",
+                     .name = name,
+                     .metric = "tokens_per_s",
+                     .value = static_cast<double>(prompt) / s});
+    }
+  }
+}
+
+}  // namespace sy::bench
