@@ -44,7 +44,7 @@ Runner add_logits_command(CLI::App& app) {
   return [model_path, tokens, out] {
     const std::vector<int32_t> ids = parse_tokens(*tokens);
     const std::unique_ptr<model::Model> model = model::Model::load(*model_path);
-    model::KvCache cache = model->new_cache(static_cast<int64_t>(ids.size()));
+    model::KvCache cache = model->new_cache(static_cast<int64_t>(ids.size()), DType::F32);
     const Tensor logits = model->forward(ids, cache, /*all_logits=*/true);
     io::write_npy(*out, logits);
     fmt::print(stderr, "wrote {}: f32 [{}, {}]\n", *out, logits.dim(0), logits.dim(1));

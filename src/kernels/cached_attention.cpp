@@ -10,8 +10,9 @@ void cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const Tenso
                       const CachedAttentionOptions& opts) {
   constexpr const char* op = "cached_attention";
   q.expect_dtype(DType::F32, "cached_attention: q");
-  k.expect_dtype(DType::F32, "cached_attention: k");
-  v.expect_dtype(DType::F32, "cached_attention: v");
+  const bool f16 = k.dtype() == DType::F16;
+  k.expect_dtype(f16 ? DType::F16 : DType::F32, "cached_attention: k");
+  v.expect_dtype(k.dtype(), "cached_attention: v");
   out.expect_dtype(DType::F32, "cached_attention: out");
   SY_CHECK(q.rank() == 3 && k.rank() == 3 && v.rank() == 3,
            "{}: q {}, k {}, v {}, expected [T, Hq, Dk], [S, Hkv, Dk], [S, Hkv, Dv]", op,
@@ -32,8 +33,12 @@ void cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const Tenso
   const float scale =
       opts.scale != 0.0f ? opts.scale : 1.0f / std::sqrt(static_cast<float>(shape.key_dim));
   if (shape.tokens == 0) return;
-  cpu::cached_attention(out.mutable_data<float>(), q.data<float>(), k.data<float>(),
-                        v.data<float>(), shape, scale, opts.window);
+  const void* kp = f16 ? static_cast<const void*>(k.data<uint16_t>())
+                       : static_cast<const void*>(k.data<float>());
+  const void* vp = f16 ? static_cast<const void*>(v.data<uint16_t>())
+                       : static_cast<const void*>(v.data<float>());
+  cpu::cached_attention(out.mutable_data<float>(), q.data<float>(), kp, vp, f16, shape, scale,
+                        opts.window);
 }
 
 }  // namespace sy::kernels

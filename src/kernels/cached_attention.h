@@ -9,8 +9,10 @@
 // Legend: T new tokens, S cached positions (S >= T), Hq query heads, Hkv kv heads, Dk key/query
 // head dim, Dv value head dim.
 //
-// Numerics: scores, the softmax and the weighted sum are accumulated in f32 with the row maximum
-// subtracted, one (token, head) row per OpenMP work item, so results do not depend on threads.
+// Keys and values are f32 or f16 (the inference KV cache; converted to f32 per head as read).
+// Numerics: per (query head, block of 64 queries) one OpenBLAS GEMM for the scores, a masked
+// softmax in f32 with the row maximum subtracted, one GEMM for the weighted sum; work items are
+// independent, so results do not depend on the thread count.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +28,8 @@ struct CachedAttentionOptions {
 
 // out: f32 [T, Hq, Dv] written
 // q:   f32 [T, Hq, Dk]
-// k:   f32 [S, Hkv, Dk] (the cache's first S rows)
-// v:   f32 [S, Hkv, Dv]
+// k:   f32 or f16 [S, Hkv, Dk] (the cache's first S rows)
+// v:   same dtype as k, [S, Hkv, Dv]
 void cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                       const CachedAttentionOptions& opts = {});
 

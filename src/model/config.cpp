@@ -178,6 +178,7 @@ ModelConfig config_from_gguf(const std::string& file) {
 
 ModelConfig load_config(const std::string& path) {
   const fs::path p(path);
+  SY_CHECK(fs::exists(p), "{}: no such file or folder", path);
   if (p.extension() == ".gguf") return config_from_gguf(path);
   if (fs::is_directory(p)) {
     const fs::path config = p / "config.json";

@@ -146,13 +146,15 @@ int64_t Model::matmul_flops_per_token() const {
   return 2 * macs;
 }
 
-KvCache Model::new_cache(int64_t capacity) const {
+KvCache Model::new_cache(int64_t capacity, DType dtype) const {
+  SY_CHECK(dtype == DType::F32 || dtype == DType::F16, "KV cache dtype {}, expected f32 or f16",
+           dtype_name(dtype));
   SY_CHECK(capacity > 0, "KV cache capacity is {}, expected > 0", capacity);
   KvCache cache;
   cache.capacity = capacity;
   for (int64_t l = 0; l < config_.num_layers; ++l) {
-    cache.k.push_back(Tensor::zeros({capacity, config_.num_kv_heads, config_.key_dim()}));
-    cache.v.push_back(Tensor::zeros({capacity, config_.num_kv_heads, config_.value_dim()}));
+    cache.k.push_back(Tensor::zeros({capacity, config_.num_kv_heads, config_.key_dim()}, dtype));
+    cache.v.push_back(Tensor::zeros({capacity, config_.num_kv_heads, config_.value_dim()}, dtype));
   }
   return cache;
 }

@@ -47,8 +47,9 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
 
-  // An empty cache for up to `capacity` positions.
-  KvCache new_cache(int64_t capacity) const;
+  // An empty cache for up to `capacity` positions; keys and values stored as `dtype` (f16 halves
+  // the bytes decode reads per step; f32 is exact).
+  KvCache new_cache(int64_t capacity, DType dtype = DType::F16) const;
 
   // Runs `tokens` (ids in [0, V)) at positions [cache.length, cache.length + T), appends their
   // keys and values to the cache, and returns the logits f32 [T, V] (all_logits) or f32 [1, V]

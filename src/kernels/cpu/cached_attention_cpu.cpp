@@ -1,67 +1,136 @@
-#include "kernels/cpu/cached_attention_cpu.h"
+// Highway compiles this file once per SIMD target (foreach_target) and dispatches at run time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/cached_attention_cpu.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+// Per-target Exp; must come after highway.h.
+#include <hwy/contrib/math/math-inl.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+
+HWY_BEFORE_NAMESPACE();
+namespace sy::kernels::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// s[0, n) = softmax(s[lo, hi)) with entries outside [lo, hi) set to 0 (masked keys).
+void MaskedSoftmaxRow(float* HWY_RESTRICT s, size_t n, size_t lo, size_t hi) {
+  const hn::ScalableTag<float> d;
+  const size_t lanes = hn::Lanes(d);
+  float* row = s + lo;
+  const size_t m = hi - lo;
+  auto vmax = hn::Set(d, -INFINITY);
+  size_t i = 0;
+  for (; i + lanes <= m; i += lanes) vmax = hn::Max(vmax, hn::LoadU(d, row + i));
+  float mx = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  for (; i < m; ++i) mx = std::max(mx, row[i]);
+  const auto vm = hn::Set(d, mx);
+  auto acc = hn::Zero(d);
+  i = 0;
+  for (; i + lanes <= m; i += lanes) {
+    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, row + i), vm));
+    hn::StoreU(e, d, row + i);
+    acc = hn::Add(acc, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, acc));
+  for (; i < m; ++i) {
+    row[i] = std::exp(row[i] - mx);
+    sum += row[i];
+  }
+  const auto vinv = hn::Set(d, 1.0f / sum);
+  i = 0;
+  for (; i + lanes <= m; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, row + i), vinv), d, row + i);
+  for (; i < m; ++i) row[i] /= sum;
+  std::fill(s, s + lo, 0.0f);
+  std::fill(s + hi, s + n, 0.0f);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace sy::kernels::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
 #include <vector>
+
+#include "core/dtype.h"
+#include "kernels/cpu/cached_attention_cpu.h"
+#include "kernels/cpu/gemm_cpu.h"
 
 namespace sy::kernels::cpu {
 
-namespace {
-// Below this many score entries a call runs on one thread (decode steps of tiny models).
-constexpr int64_t kParallelMinScores = 1 << 14;
+HWY_EXPORT(MaskedSoftmaxRow);
 
-float dot(const float* a, const float* b, int64_t n) {
-  // Four partial sums let the compiler keep several FMAs in flight without -ffast-math.
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += a[i] * b[i];
-    s1 += a[i + 1] * b[i + 1];
-    s2 += a[i + 2] * b[i + 2];
-    s3 += a[i + 3] * b[i + 3];
+namespace {
+// dst[r * cols + j] = f16 src[r * stride + j] for r < rows, j < cols.
+void rows_f16_to_f32(const uint16_t* src, int64_t stride, float* dst, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    convert_f16_to_f32(src + r * stride, dst + r * cols, static_cast<size_t>(cols));
   }
-  for (; i < n; ++i) s0 += a[i] * b[i];
-  return (s0 + s1) + (s2 + s3);
 }
+
+// Queries per block: scores of a block are [kBlock, S] floats, reused across its GEMMs.
+constexpr int64_t kBlock = 64;
+// Below this many score entries the call runs on one thread (decode steps of small models).
+constexpr int64_t kParallelMinScores = 1 << 14;
 }  // namespace
 
-void cached_attention(float* out, const float* q, const float* k, const float* v,
-                      const CachedAttentionShape& shape, float scale, int64_t window) {
-  const int64_t tokens = shape.tokens, heads = shape.q_heads;
-  const int64_t group = shape.q_heads / shape.kv_heads;
-  const int64_t past = shape.cached - shape.tokens;
-  const int64_t k_row = shape.kv_heads * shape.key_dim, v_row = shape.kv_heads * shape.value_dim;
-  const bool parallel = tokens * heads * shape.cached >= kParallelMinScores;
+void cached_attention(float* out, const float* q, const void* k, const void* v, bool kv_f16,
+                      const CachedAttentionShape& s, float scale, int64_t window) {
+  const int64_t group = s.q_heads / s.kv_heads;
+  const int64_t past = s.cached - s.tokens;
+  const int64_t ldq = s.q_heads * s.key_dim, ldo = s.q_heads * s.value_dim;
+  const int64_t ldk = s.kv_heads * s.key_dim, ldv = s.kv_heads * s.value_dim;
+  const int64_t blocks = (s.tokens + kBlock - 1) / kBlock;
+  const bool parallel = s.tokens * s.q_heads * s.cached >= kParallelMinScores;
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> scores(static_cast<size_t>(shape.cached));
-#pragma omp for schedule(dynamic, 4) collapse(2)
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t h = 0; h < heads; ++h) {
-        const int64_t pos = past + t;
-        const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+    std::vector<float> scores, kf, vf;
+#pragma omp for schedule(dynamic, 1) collapse(2)
+    for (int64_t h = 0; h < s.q_heads; ++h) {
+      for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t g = h / group;
-        const float* qh = q + (t * heads + h) * shape.key_dim;
-        float max_score = -INFINITY;
-        for (int64_t s = first; s <= pos; ++s) {
-          const float score = scale * dot(qh, k + s * k_row + g * shape.key_dim, shape.key_dim);
-          scores[static_cast<size_t>(s)] = score;
-          max_score = std::max(max_score, score);
+        const int64_t t0 = blk * kBlock, t1 = std::min(s.tokens, t0 + kBlock);
+        const int64_t rows = t1 - t0;
+        // Keys this block can see: [first of its first query, position of its last query].
+        const int64_t key_end = past + t1;
+        const int64_t key_begin = window > 0 ? std::max<int64_t>(0, past + t0 - window + 1) : 0;
+        const int64_t keys = key_end - key_begin;
+        const float* kp;
+        const float* vp;
+        int64_t lk = ldk, lv = ldv;
+        if (kv_f16) {
+          kf.resize(static_cast<size_t>(keys * s.key_dim));
+          vf.resize(static_cast<size_t>(keys * s.value_dim));
+          rows_f16_to_f32(static_cast<const uint16_t*>(k) + key_begin * ldk + g * s.key_dim, ldk,
+                          kf.data(), keys, s.key_dim);
+          rows_f16_to_f32(static_cast<const uint16_t*>(v) + key_begin * ldv + g * s.value_dim, ldv,
+                          vf.data(), keys, s.value_dim);
+          kp = kf.data();
+          vp = vf.data();
+          lk = s.key_dim;
+          lv = s.value_dim;
+        } else {
+          kp = static_cast<const float*>(k) + key_begin * ldk + g * s.key_dim;
+          vp = static_cast<const float*>(v) + key_begin * ldv + g * s.value_dim;
         }
-        float* o = out + (t * heads + h) * shape.value_dim;
-        std::fill(o, o + shape.value_dim, 0.0f);
-        float total = 0.0f;
-        for (int64_t s = first; s <= pos; ++s) {
-          const float p = std::exp(scores[static_cast<size_t>(s)] - max_score);
-          total += p;
-          const float* vs = v + s * v_row + g * shape.value_dim;
-          for (int64_t d = 0; d < shape.value_dim; ++d) o[d] += p * vs[d];
+        scores.resize(static_cast<size_t>(rows * keys));
+        sgemm(false, true, rows, keys, s.key_dim, scale, q + t0 * ldq + h * s.key_dim, ldq, kp, lk,
+              0.0f, scores.data(), keys);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t pos = past + t0 + r;
+          const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+          HWY_DYNAMIC_DISPATCH(MaskedSoftmaxRow)
+          (scores.data() + r * keys, static_cast<size_t>(keys), static_cast<size_t>(lo - key_begin),
+           static_cast<size_t>(pos + 1 - key_begin));
         }
-        const float inv = 1.0f / total;
-        for (int64_t d = 0; d < shape.value_dim; ++d) o[d] *= inv;
+        sgemm(false, false, rows, s.value_dim, keys, 1.0f, scores.data(), keys, vp, lv, 0.0f,
+              out + t0 * ldo + h * s.value_dim, ldo);
       }
     }
   }
 }
 
 }  // namespace sy::kernels::cpu
+#endif  // HWY_ONCE

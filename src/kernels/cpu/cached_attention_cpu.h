@@ -1,4 +1,4 @@
-// Raw body of kernels/cached_attention.h on contiguous f32 buffers; no checks.
+// Raw body of kernels/cached_attention.h on contiguous buffers; no checks.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,9 @@ struct CachedAttentionShape {
   int64_t tokens, cached, q_heads, kv_heads, key_dim, value_dim;
 };
 
-void cached_attention(float* out, const float* q, const float* k, const float* v,
+// q f32 [T, Hq, Dk]; k [S, Hkv, Dk], v [S, Hkv, Dv] as f32 (kv_f16 false) or IEEE f16 bits
+// (kv_f16 true); out f32 [T, Hq, Dv].
+void cached_attention(float* out, const float* q, const void* k, const void* v, bool kv_f16,
                       const CachedAttentionShape& shape, float scale, int64_t window);
 
 }  // namespace sy::kernels::cpu

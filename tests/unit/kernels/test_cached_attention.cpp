@@ -13,7 +13,11 @@ namespace {
 struct Case {
   int64_t tokens, cached, q_heads, kv_heads, key_dim, value_dim;
   CachedAttentionOptions opts;
+  bool f16 = false;  // keys and values stored as f16 (the inference cache)
 };
+
+// x rounded to f16 and back, so the reference sees exactly what the f16 cache holds.
+Tensor round_f16(const Tensor& x) { return x.to(DType::F16).to_f32(); }
 
 // Scores are Dk-term f32 dot products of N(0,1) values (Dk <= 64) and outputs convex
 // combinations of v rows: f32 rounding leaves ~1e-6; a masking or grouping error is O(0.1).
@@ -31,10 +35,12 @@ TEST(CachedAttention, MatchesPyTorch) {
   Rng rng(5);
   std::vector<test::ReferenceCase> cases;
   for (const Case& s : shapes) {
-    cases.push_back({{{"q", test::random_normal({s.tokens, s.q_heads, s.key_dim}, rng)},
-                      {"k", test::random_normal({s.cached, s.kv_heads, s.key_dim}, rng)},
-                      {"v", test::random_normal({s.cached, s.kv_heads, s.value_dim}, rng)}},
-                     {{"scale", s.opts.scale}, {"window", s.opts.window}}});
+    Tensor k = test::random_normal({s.cached, s.kv_heads, s.key_dim}, rng);
+    Tensor v = test::random_normal({s.cached, s.kv_heads, s.value_dim}, rng);
+    if (s.f16) k = round_f16(k), v = round_f16(v);
+    cases.push_back(
+        {{{"q", test::random_normal({s.tokens, s.q_heads, s.key_dim}, rng)}, {"k", k}, {"v", v}},
+         {{"scale", s.opts.scale}, {"window", s.opts.window}}});
   }
   const auto refs = test::run_reference_cases("cached_attention", cases);
   for (size_t i = 0; i < shapes.size(); ++i) {

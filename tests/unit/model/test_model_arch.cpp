@@ -35,8 +35,8 @@ double relative_error(const Tensor& got, const Tensor& ref) {
   return diff / std::max(scale, 1e-30);
 }
 
-Tensor run_all(Model& model, const std::vector<int32_t>& tokens) {
-  KvCache cache = model.new_cache(static_cast<int64_t>(tokens.size()));
+Tensor run_all(Model& model, const std::vector<int32_t>& tokens, DType kv = DType::F32) {
+  KvCache cache = model.new_cache(static_cast<int64_t>(tokens.size()), kv);
   return model.forward(tokens, cache, /*all_logits=*/true);
 }
 
@@ -44,7 +44,7 @@ Tensor run_all(Model& model, const std::vector<int32_t>& tokens) {
 Tensor run_incremental(Model& model, const std::vector<int32_t>& tokens) {
   const auto t = static_cast<int64_t>(tokens.size());
   const int64_t v = model.config().vocab_size;
-  KvCache cache = model.new_cache(t);
+  KvCache cache = model.new_cache(t, DType::F32);
   Tensor out = Tensor::zeros({t, v});
   const int64_t first = t / 2;
   const Tensor pre =
@@ -86,6 +86,8 @@ TEST_P(ModelArch, LogitsMatchReferenceInEveryFormat) {
   // The KV cache path: prefill then token by token gives the same rows (only summation order
   // differs).
   EXPECT_LT(relative_error(run_incremental(*st, kTokens), logits), 1e-5) << arch << " decode";
+  // An f16 KV cache (the default for generation) rounds keys and values to 11 bits: ~1e-3.
+  EXPECT_LT(relative_error(run_all(*st, kTokens, DType::F16), logits), 5e-3) << arch << " f16 kv";
 
   // The same weights from GGUF (llama.cpp names, stacked experts, permuted q/k for llama).
   const std::unique_ptr<Model> gg = Model::load((f32_dir.path / "model.gguf").string());

@@ -47,7 +47,7 @@ void rewrite(const io::GgufFile& src, GgmlType type, bool dequantized, const std
 
 Tensor logits_of(const std::string& path) {
   const std::unique_ptr<Model> m = Model::load(path);
-  KvCache cache = m->new_cache(static_cast<int64_t>(kTokens.size()));
+  KvCache cache = m->new_cache(static_cast<int64_t>(kTokens.size()), DType::F32);
   return m->forward(kTokens, cache, /*all_logits=*/true);
 }
 
