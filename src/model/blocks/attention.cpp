@@ -38,11 +38,16 @@ void clamp(Tensor& t, float limit) {
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::clamp(p[i], -limit, limit);
 }
 
-// Copies `rows` rows of `src` (f32, row width `width`) into rows [at, at + rows) of `dst`.
+// Copies the rows of `src` (f32) into rows [at, at + rows) of the cache tensor `dst` (f32 or f16).
 void write_rows(Tensor& dst, int64_t at, const Tensor& src) {
   const int64_t width = src.numel() / std::max<int64_t>(src.dim(0), 1);
   SY_CHECK(at + src.dim(0) <= dst.dim(0), "KV cache full: {} positions, {} more needed", dst.dim(0),
            at + src.dim(0) - dst.dim(0));
+  if (dst.dtype() == DType::F16) {
+    convert_f32_to_f16(src.data<float>(), dst.mutable_data<uint16_t>() + at * width,
+                       static_cast<size_t>(src.numel()));
+    return;
+  }
   std::memcpy(dst.mutable_data<float>() + at * width, src.data<float>(),
               static_cast<size_t>(src.numel()) * sizeof(float));
 }
