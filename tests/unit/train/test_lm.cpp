@@ -434,6 +434,39 @@ TEST(MoeLm, NamesParametersLikeHuggingFace) {
   EXPECT_EQ(count_params(c).total, tied_total);
 }
 
+TEST(MoeLm, PlainGradientStepsLowerTheLoss) {
+  // End to end: gradient descent on one batch with a loss-free-balanced router (end_step every
+  // step) memorises it. A sign error or a lost gradient path would stall or diverge.
+  LmConfig c = tiny_config("deepseek", {{"bias_update_rate", 1e-2}});
+  c.qk_norm = true;
+  c.moe.shared_experts = 1;
+  Rng rng(21);
+  MoeLm model(c);
+  model.init(rng);
+  Tensor tokens, targets;
+  random_batch(tokens, targets, 2, 8, c.vocab_size, rng, 0.0f);
+  float first = 0.0f, last = 0.0f;
+  for (int step = 0; step < 30; ++step) {
+    model.zero_grad();
+    last = model.forward_backward(tokens, targets, nullptr, true);
+    if (step == 0) first = last;
+    for (Param* p : model.params()) {
+      float* v = p->value.mutable_data<float>();
+      const float* g = p->grad.data<float>();
+      for (int64_t i = 0; i < p->value.numel(); ++i) v[i] -= 0.5f * g[i];
+    }
+    model.end_step();
+  }
+  EXPECT_GT(first, 3.5f);  // about log(50) at init
+  EXPECT_LT(last, 0.5f * first);
+  // The selection bias moved (end_step reached the router).
+  double bias = 0.0;
+  for (int64_t i = 0; i < model.buffers()[0]->value.numel(); ++i) {
+    bias += std::fabs(model.buffers()[0]->value.data<float>()[i]);
+  }
+  EXPECT_GT(bias, 0.0);
+}
+
 void expect_error(const std::function<void()>& fn, const std::string& message) {
   try {
     fn();
