@@ -9,8 +9,11 @@ namespace sy::io::tok {
 
 BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
                    const std::vector<std::pair<std::string, std::string>>& merges,
-                   BpeOptions options, const std::string& name)
+                   BpeOptions options, const std::string& name, const std::vector<int32_t>& ranks,
+                   std::string_view field)
     : vocab_(std::move(vocab)), options_(options) {
+  SY_CHECK(ranks.empty() || ranks.size() == merges.size(),
+           "{}: {} merges but {} ranks (internal error)", name, merges.size(), ranks.size());
   merges_.reserve(merges.size());
   for (size_t r = 0; r < merges.size(); ++r) {
     const auto& [a, b] = merges[r];
@@ -18,12 +21,13 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
     const auto ib = vocab_.find(b);
     const auto ic = vocab_.find(a + b);
     SY_CHECK(ia != vocab_.end() && ib != vocab_.end(),
-             "{}: model.merges[{}]: token '{}' is not in the vocabulary", name, r,
+             "{}: {}[{}]: token '{}' is not in the vocabulary", name, field, r,
              ia == vocab_.end() ? a : b);
-    SY_CHECK(ic != vocab_.end(), "{}: model.merges[{}]: merged token '{}' is not in the vocabulary",
-             name, r, a + b);
+    SY_CHECK(ic != vocab_.end(), "{}: {}[{}]: merged token '{}' is not in the vocabulary", name,
+             field, r, a + b);
     // The first (best) rank of a repeated pair wins, as in Hugging Face.
-    merges_.try_emplace(key(ia->second, ib->second), Merge{static_cast<int32_t>(r), ic->second});
+    const int32_t rank = ranks.empty() ? static_cast<int32_t>(r) : ranks[r];
+    merges_.try_emplace(key(ia->second, ib->second), Merge{rank, ic->second});
   }
 }
 

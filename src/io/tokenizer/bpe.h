@@ -19,11 +19,14 @@ struct BpeOptions {
 
 class BpeModel {
  public:
-  // `merges` holds (left, right) strings, best first. Throws sy::Error (prefixed by `name`)
-  // when a merge names a token, or produces one, that is not in the vocabulary.
+  // `merges` holds (left, right) strings, best first; `ranks`, when not empty, gives each merge
+  // its priority instead (lower first; equal ranks go leftmost first, as SentencePiece scores
+  // do). Throws sy::Error "<name>: <field>[i]: ..." when a merge names a token, or produces
+  // one, that is not in the vocabulary.
   BpeModel(std::unordered_map<std::string, int32_t> vocab,
            const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options,
-           const std::string& name);
+           const std::string& name, const std::vector<int32_t>& ranks = {},
+           std::string_view field = "model.merges");
 
   // Appends the ids of one pre-tokenized word.
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;

@@ -1,4 +1,5 @@
 // tokenizer.json -> HfSpec, with every field checked before use.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -185,8 +186,8 @@ void parse_pre_tokenizer(const Node& root, HfSpec& spec) {
       const std::string regex = pattern.at("Regex").str();
       const auto known = find_split_pattern(regex);
       SY_CHECK(known.has_value(),
-               "{}: {}.Regex: unsupported split regex '{}' (known: the GPT-2, Llama 3 and Qwen 2 "
-               "patterns)",
+               "{}: {}.Regex: unsupported split regex '{}' (known: the GPT-2, Llama 3, Qwen 2, "
+               "DeepSeek-V3 and DeepSeek LLM patterns, listed in io/tokenizer/pretokenize.h)",
                root.file, pattern.path, regex);
       step.pattern = *known;
       const std::string behavior = n.at("behavior").str();
@@ -280,6 +281,37 @@ void parse_decoder(const Node& root, HfSpec& spec) {
   }
 }
 
+// Steps that enlarge the text (Replace with a longer content, ByteLevel's two-byte characters,
+// Metaspace's replacement) compound along a chain, so a small file could make encode() build
+// gigabytes; real files stay far below this bound (GPT-2 x2, Llama 2 x3).
+constexpr double kMaxGrowth = 1024;
+
+double ratio(const std::string& from, const std::string& to) {
+  return from.empty() ? 1.0 : std::max(1.0, static_cast<double>(to.size()) / from.size());
+}
+
+void check_growth(const HfSpec& spec, const std::string& file) {
+  double encode = 1;
+  for (const NormalizerStep& n : spec.normalizers) {
+    if (n.kind == NormalizerStep::Kind::kReplace) encode *= ratio(n.text, n.replacement);
+  }
+  for (const PreTokenizerStep& p : spec.pre_tokenizers) {
+    if (p.kind == PreTokenizerStep::Kind::kByteLevel) encode *= 2;
+    if (p.kind == PreTokenizerStep::Kind::kMetaspace) encode *= ratio(" ", p.replacement);
+  }
+  SY_CHECK(encode <= kMaxGrowth,
+           "{}: the normalizer and pre_tokenizer steps can grow the text {:g}-fold, expected at "
+           "most {:g}-fold",
+           file, encode, kMaxGrowth);
+  double decode = 1;
+  for (const DecoderStep& d : spec.decoders) {
+    if (d.kind == DecoderStep::Kind::kReplace) decode *= ratio(d.pattern, d.content);
+  }
+  SY_CHECK(decode <= kMaxGrowth,
+           "{}: the decoder steps can grow the text {:g}-fold, expected at most {:g}-fold", file,
+           decode, kMaxGrowth);
+}
+
 }  // namespace
 
 HfSpec parse_hf_spec(std::string_view json_text, const std::string& name) {
@@ -298,6 +330,7 @@ HfSpec parse_hf_spec(std::string_view json_text, const std::string& name) {
   parse_pre_tokenizer(root, spec);
   parse_post_processor(root, spec);
   parse_decoder(root, spec);
+  check_growth(spec, name);
   return spec;
 }
 

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "io/tokenizer/bpe.h"
@@ -51,6 +53,8 @@ struct DecoderStep {
 struct HfSpec {
   std::unordered_map<std::string, int32_t> vocab;
   std::vector<std::pair<std::string, std::string>> merges;
+  std::vector<int32_t> merge_ranks;           // empty: merges rank by position (BpeModel)
+  std::string merges_field = "model.merges";  // names the merges in error messages
   BpeOptions bpe;
   std::vector<AddedToken> added;
   std::vector<NormalizerStep> normalizers;
@@ -58,6 +62,12 @@ struct HfSpec {
   std::vector<DecoderStep> decoders;
   std::vector<int32_t> prefix;  // post-processor ids before the text
   std::vector<int32_t> suffix;  // and after it
+  // Set by vocabularies that state them (GGUF): the BOS/EOS ids, which win over the ones the
+  // post-processor and token names imply, and the exact id range [0, vocab_size), where ids
+  // that are neither vocabulary nor added tokens are unused holes.
+  std::optional<int32_t> bos;
+  std::optional<int32_t> eos;
+  int32_t vocab_size = 0;
 };
 
 HfSpec parse_hf_spec(std::string_view json_text, const std::string& name);

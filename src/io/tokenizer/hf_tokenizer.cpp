@@ -41,16 +41,25 @@ constexpr std::array<std::string_view, 4> kEosNames = {"</s>", "<|endoftext|>", 
 class HfTokenizer final : public Tokenizer {
  public:
   HfTokenizer(HfSpec spec, const std::string& name, const SpecialTokenNames& names)
-      : spec_(std::move(spec)), model_(std::move(spec_.vocab), spec_.merges, spec_.bpe, name) {
-    spec_.merges.clear();
+      : spec_(std::move(spec)),
+        model_(std::move(spec_.vocab), spec_.merges, spec_.bpe, name, spec_.merge_ranks,
+               spec_.merges_field) {
+    spec_.merges = {};
+    spec_.merge_ranks = {};
     int32_t size = 0;
     for (const auto& [token, id] : model_.vocab()) size = std::max(size, id + 1);
     for (const AddedToken& a : spec_.added) size = std::max(size, a.id + 1);
-    // Real vocabularies are dense; a huge id would only make us allocate gigabytes.
-    const int64_t entries = static_cast<int64_t>(model_.vocab().size() + spec_.added.size());
-    SY_CHECK(size <= 2 * entries + 1024,
-             "{}: token id {} is too large for a vocabulary of {} entries (ids must be below {})",
-             name, size - 1, entries, 2 * entries + 1024);
+    if (spec_.vocab_size > 0) {
+      SY_CHECK(size <= spec_.vocab_size, "{}: token id {} is not below the vocabulary size {}",
+               name, size - 1, spec_.vocab_size);
+      size = spec_.vocab_size;
+    } else {
+      // Real vocabularies are dense; a huge id would only make us allocate gigabytes.
+      const int64_t entries = static_cast<int64_t>(model_.vocab().size() + spec_.added.size());
+      SY_CHECK(size <= 2 * entries + 1024,
+               "{}: token id {} is too large for a vocabulary of {} entries (ids must be below {})",
+               name, size - 1, entries, 2 * entries + 1024);
+    }
     tokens_.resize(size);
     kind_.assign(size, Kind::kUnused);
     for (const auto& [token, id] : model_.vocab()) {
@@ -74,6 +83,8 @@ class HfTokenizer final : public Tokenizer {
     eos_ = resolve(names.eos, name, "eos_token");
     if (!names.bos && spec_.prefix.size() == 1) bos_ = spec_.prefix[0];
     if (!names.eos && spec_.suffix.size() == 1) eos_ = spec_.suffix[0];
+    if (spec_.bos) bos_ = check_id(*spec_.bos, name, "bos");
+    if (spec_.eos) eos_ = check_id(*spec_.eos, name, "eos");
     for (std::string_view eos : kEosNames) {
       if (!eos_) eos_ = token_to_id(eos);
     }
@@ -177,9 +188,10 @@ class HfTokenizer final : public Tokenizer {
  private:
   enum class Kind : uint8_t { kUnused, kVocab, kAdded, kSpecial };
 
-  void check_id(int32_t id, const std::string& name, std::string_view where) const {
+  int32_t check_id(int32_t id, const std::string& name, std::string_view where) const {
     SY_CHECK(id >= 0 && id < vocab_size() && kind_[id] != Kind::kUnused,
              "{}: {}: token id {} is not in the vocabulary", name, where, id);
+    return id;
   }
   void check_decodable(int32_t id) const {
     SY_CHECK(id >= 0 && id < vocab_size(), "tokenizer: token id {} is out of range [0, {})", id,
@@ -370,6 +382,11 @@ class HfTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const std::string& name,
                                               const SpecialTokenNames& names) {
   return std::make_unique<HfTokenizer>(parse_hf_spec(json_text, name), name, names);
+}
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(HfSpec spec, const std::string& name,
+                                             const SpecialTokenNames& names) {
+  return std::make_unique<HfTokenizer>(std::move(spec), name, names);
 }
 
 }  // namespace sy::io::tok

@@ -15,7 +15,8 @@
 //   decoder        Sequence, ByteLevel, Replace (String pattern), ByteFallback, Fuse, Strip,
 //                  Metaspace.
 // A character missing from the vocabulary with neither byte_fallback nor unk_token is dropped,
-// as Hugging Face does.
+// as Hugging Face does. Chains of steps that enlarge the text (Replace, ByteLevel, Metaspace)
+// may grow it at most 1024-fold, so that a small file cannot make encode() build gigabytes.
 // Text between added tokens is normalized, pre-tokenized and BPE-encoded section by section,
 // as Hugging Face does. decode() emits added tokens' content verbatim and runs the decoder
 // chain over each run of ordinary tokens.
@@ -39,5 +40,10 @@ struct SpecialTokenNames {
 // Parses tokenizer.json text; `name` prefixes every error message.
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const std::string& name,
                                               const SpecialTokenNames& names = {});
+
+// The same tokenizer from tables already parsed (hf_spec.h), e.g. a GGUF vocabulary.
+struct HfSpec;
+std::unique_ptr<Tokenizer> make_hf_tokenizer(HfSpec spec, const std::string& name,
+                                             const SpecialTokenNames& names = {});
 
 }  // namespace sy::io::tok

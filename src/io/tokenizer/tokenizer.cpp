@@ -1,10 +1,12 @@
 #include "io/tokenizer/tokenizer.h"
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/gguf.h"
 #include "io/tokenizer/hf_tokenizer.h"
 #include "io/tokenizer/spm_tokenizer.h"
 
@@ -37,6 +39,13 @@ tok::SpecialTokenNames read_config_names(const std::string& path) {
   return names;
 }
 
+// GGUF files can be many gigabytes: look at the magic without reading the rest.
+bool starts_with_gguf_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, sizeof magic) && std::string_view(magic, 4) == "GGUF";
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
@@ -58,6 +67,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
       return tok::load_sentencepiece((dir / "tokenizer.model").string());
     }
     fail("{}: folder has neither tokenizer.json nor tokenizer.model", path);
+  }
+  if (fs::path(path).extension() == ".gguf" || starts_with_gguf_magic(path)) {
+    return load_gguf_tokenizer(GgufFile::open(path));
   }
   const std::string bytes = read_file(path);
   // tokenizer.json is a JSON object; a SentencePiece model is a protobuf, which never starts

@@ -1,10 +1,12 @@
 // Tokenizers: text <-> token ids for the checkpoints we run.
 //
-// Two kinds of file are read:
+// Three kinds of file are read:
 //  - Hugging Face `tokenizer.json` with model.type "BPE": GPT-2 style byte-level BPE (Qwen,
 //    OLMoE, DeepSeek, Llama 3) and SentencePiece-style BPE with byte fallback (Llama 2, Mixtral).
 //    See hf_tokenizer.h for the parts of the format that are understood.
 //  - SentencePiece `tokenizer.model`, through the SentencePiece library.
+//  - The vocabulary inside a GGUF model (tokenizer.ggml.*), run by the same engine as
+//    tokenizer.json; see gguf_vocab.cpp.
 //
 // Ids are int32. Byte strings are UTF-8 on the way in; invalid UTF-8 is tolerated (byte-level
 // tokenizers encode the raw bytes; SentencePiece replaces them as the library does).
@@ -19,6 +21,8 @@
 #include <vector>
 
 namespace sy::io {
+
+class GgufFile;  // io/gguf.h
 
 class Tokenizer {
  public:
@@ -59,10 +63,19 @@ class Tokenizer {
   virtual bool is_special(int32_t id) const = 0;
 };
 
-// Loads `path`: a tokenizer.json (Hugging Face), a tokenizer.model (SentencePiece) or a folder
-// holding one of them (tokenizer.json preferred). For a folder, tokenizer_config.json, when
-// present, supplies the BOS/EOS token names. Throws sy::Error naming the file and what is wrong.
+// Loads `path`: a tokenizer.json (Hugging Face), a tokenizer.model (SentencePiece), a GGUF
+// model (name ending in .gguf, or starting with the GGUF magic; for a split set, its first
+// part) or a folder holding tokenizer.json or tokenizer.model (tokenizer.json preferred). For a
+// folder, tokenizer_config.json, when present, supplies the BOS/EOS token names. Throws
+// sy::Error naming the file and what is wrong.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+// The tokenizer stored in a GGUF file's metadata, as llama.cpp writes it: tokenizer.ggml.model
+// "gpt2" (byte-level BPE, with the pre-tokenizer tokenizer.ggml.pre names) or "llama"
+// (SentencePiece-style BPE with scores and byte tokens); token types, BOS/EOS/unknown/padding
+// ids and add_bos_token / add_eos_token (which decide what encode(text, true) adds). Throws
+// sy::Error naming the file and the key, e.g. for an unknown model or pre-tokenizer.
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GgufFile& file);
 
 // Length of the longest prefix of `bytes` that does not end inside an incomplete UTF-8
 // sequence: what a streaming caller may emit now. Invalid bytes count as complete (they will

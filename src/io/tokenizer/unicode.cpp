@@ -87,6 +87,17 @@ CharClass char_class(char32_t cp) {
   return CharClass::kOther;
 }
 
+Category category(char32_t cp) {
+  if (cp > 0x10FFFF) return Category::kOther;
+  const uint32_t mask = U_GET_GC_MASK(static_cast<UChar32>(cp));
+  if ((mask & U_GC_L_MASK) != 0) return Category::kLetter;
+  if ((mask & U_GC_M_MASK) != 0) return Category::kMark;
+  if ((mask & U_GC_N_MASK) != 0) return Category::kNumber;
+  if ((mask & U_GC_P_MASK) != 0) return Category::kPunct;
+  if ((mask & U_GC_S_MASK) != 0) return Category::kSymbol;
+  return Category::kOther;
+}
+
 namespace {
 struct ByteMap {
   std::array<std::string, 256> forward;

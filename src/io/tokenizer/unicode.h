@@ -35,6 +35,12 @@ void append_utf8(std::string& out, char32_t cp);
 enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
 CharClass char_class(char32_t cp);
 
+// The general category group of a code point, for \p{L} (letter), \p{M} (mark), \p{N}
+// (number), \p{P} (punctuation) and \p{S} (symbol); separators, controls, unassigned code
+// points and kInvalidByte are kOther. Whitespace is a separate property (char_class).
+enum class Category : uint8_t { kLetter, kMark, kNumber, kPunct, kSymbol, kOther };
+Category category(char32_t cp);
+
 // GPT-2's reversible byte -> code point map: printable Latin-1 bytes map to themselves, the
 // other 68 bytes to U+0100 onwards, in byte order. byte_to_unicode()[b] is the UTF-8 encoding.
 const std::array<std::string, 256>& byte_to_unicode();

@@ -45,7 +45,7 @@ TEST(TokenizerSplit, KnownRegexesAreRecognisedByTheirExactText) {
   EXPECT_EQ(tok::find_split_pattern(kQwenRegex), tok::SplitPattern::kQwen2);
   EXPECT_EQ(tok::find_split_pattern(kLlama3Regex), tok::SplitPattern::kLlama3);
   EXPECT_EQ(tok::find_split_pattern(kGpt2Regex), tok::SplitPattern::kGpt2);
-  EXPECT_FALSE(tok::find_split_pattern(R"(\p{N}{1,3})").has_value());
+  EXPECT_FALSE(tok::find_split_pattern(R"(\p{N}{1,4})").has_value());
 }
 
 TEST(TokenizerSplit, ContractionsLettersAndSpaces) {
@@ -382,7 +382,8 @@ TEST(TokenizerErrors, BadFilesNameTheField) {
               j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\d+";
             }),
             "t.json: pre_tokenizer.pretokenizers[0].pattern.Regex: unsupported split regex '\\d+' "
-            "(known: the GPT-2, Llama 3 and Qwen 2 patterns)");
+            "(known: the GPT-2, Llama 3, Qwen 2, DeepSeek-V3 and DeepSeek LLM patterns, listed in "
+            "io/tokenizer/pretokenize.h)");
   EXPECT_EQ(
       hf_error([](json& j) { j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"; }),
       "t.json: pre_tokenizer.pretokenizers[0].behavior is 'Removed', expected 'Isolated'");
@@ -426,6 +427,26 @@ TEST(TokenizerErrors, BadFilesNameTheField) {
             "t.json: post_processor: token id 5000 is not in the vocabulary");
   EXPECT_EQ(hf_error([](json& j) { j["post_processor"]["type"] = "BertLike"; }),
             "t.json: post_processor: unsupported post_processor type 'BertLike'");
+  // Chains of enlarging steps would build gigabytes from a few bytes of text.
+  EXPECT_EQ(hf_error([](json& j) {
+              json steps = json::array();
+              for (int i = 0; i < 11; ++i) steps.push_back({{"type", "ByteLevel"}});
+              j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", steps}};
+            }),
+            "t.json: the normalizer and pre_tokenizer steps can grow the text 2048-fold, expected "
+            "at most 1024-fold");
+  EXPECT_EQ(hf_error([](json& j) {
+              j["decoder"] = {{"type", "Replace"},
+                              {"pattern", {{"String", "a"}}},
+                              {"content", std::string(2000, 'a')}};
+            }),
+            "t.json: the decoder steps can grow the text 2000-fold, expected at most 1024-fold");
+  EXPECT_EQ(hf_error([](json& j) {
+              json steps = json::array();
+              for (int i = 0; i < 10; ++i) steps.push_back({{"type", "ByteLevel"}});
+              j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", steps}};
+            }),
+            "(no error)");
 }
 
 TEST(TokenizerErrors, FoldersAndFileKinds) {
