@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "bench/kernels/bench_qmatmul.h"
 #include "bench/suites.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -127,6 +128,8 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
                    .limit = limits.fma_gflop_per_s,
                    .limit_kind = "fma_peak"});
   }
+
+  run_qmatmul_cases(reporter, limits, opts);
 }
 
 }  // namespace sy::bench

@@ -1,0 +1,88 @@
+// Raw bodies behind kernels/qmatmul.h: the quantized activation layouts, their quantizer, and one
+// tile function per (instruction set, weight type). No validation beyond SY_DCHECK: the entry
+// checks shapes, types and sizes.
+//
+// Activations are quantized into one of two row layouts, chosen by the weight type. Both are ours
+// (never stored in files), laid out so the SIMD bodies load whole registers without shuffles.
+//
+// kA32 (q8_0 and q4_0 weights): blocks of 32 values, q_i = rint(x_i / d) with d = max|x| / 127,
+// gathered in groups of 4 blocks (the last group zero-padded), 256 bytes per group:
+//   bytes   0..63   values 0..15 of blocks 0, 1, 2, 3 (int8)       "lo"
+//   bytes  64..127  values 16..31 of blocks 0, 1, 2, 3 (int8)      "hi"
+//   bytes 128..191  int32 lane j (0..15): -c * (sum of lo[4j..4j+3] + sum of hi[4j..4j+3]), with
+//                   c = 128 for q8_0 and 8 for q4_0: the start value that turns vpdpbusd's
+//                   unsigned weight codes (q8_0 + 128, q4_0 nibbles) back into signed products
+//   bytes 192..255  f32 lane j: d of block j / 4
+// So 32-bit lane j of a 64-byte vector always belongs to block j / 4 of the group.
+//
+// kA256 (q4_K, q5_K, q6_K weights): super-blocks of 256 values with one d = max|x| / 127,
+// 320 bytes each:
+//   bytes   0..255  int8 values in the weight format's order: for q6_K natural; for q4_K and q5_K
+//                   the 32-value sub-blocks in the order 0, 2, 1, 3, 4, 6, 5, 7, which is the order
+//                   of their 4-bit codes in 64-byte loads (low nibbles of 64 bytes = sub-blocks 0
+//                   and 2, high nibbles = 1 and 3, ...)
+//   bytes 256..287  int16 sums of the values in natural order, 16 at a time (ggml's q8_K bsums)
+//   bytes 288..291  f32 d; the rest is padding.
+//
+// A block with a NaN or an infinity gets d = NaN and zero codes (its products become NaN); a block
+// whose largest magnitude is below 2^-100 gets d = 0 and zero codes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/ggml_types.h"
+
+namespace sy::kernels::cpu {
+
+enum class ActLayout { kA32, kA256 };
+
+inline constexpr int64_t kA32GroupValues = 128;
+inline constexpr size_t kA32GroupBytes = 256;
+inline constexpr int64_t kA256Values = 256;
+inline constexpr size_t kA256Bytes = 320;
+// Blocks whose largest magnitude is below this are taken as zeros.
+inline constexpr float kActTiny = 0x1p-100f;
+// kA256 position p (32 values each) of q4_K / q5_K activations holds sub-block kK4SubOrder[p].
+inline constexpr int kK4SubOrder[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+
+// Layout for a supported quantized weight type (q8_0, q4_0 -> kA32; q4_K, q5_K, q6_K -> kA256).
+ActLayout act_layout(GgmlType weight_type);
+// Bytes of one quantized activation row of k values (k a whole number of the weight's blocks).
+size_t act_row_bytes(GgmlType weight_type, int64_t k);
+// c of the kA32 start values: 128 for q8_0, 8 for q4_0.
+int act_a32_bias(GgmlType weight_type);
+// Quantizes one row: x f32 [k] -> act_row_bytes(weight_type, k) bytes at out (64-byte aligned).
+// The portable reference; the SIMD versions below write the same bytes and exist in x86-64
+// builds only (the caller checks the CPU has AVX2+FMA+F16C, or AVX-512 F/BW/VL/DQ).
+void quantize_act_row(GgmlType weight_type, const float* x, int64_t k, uint8_t* out);
+void quantize_act_row_avx2(GgmlType weight_type, const float* x, int64_t k, uint8_t* out);
+void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out);
+using ActQuantizeFn = void (*)(GgmlType weight_type, const float* x, int64_t k, uint8_t* out);
+// The values a quantized row stands for, in natural order: out[i] = d(block of i) * q_i.
+void dequantize_act_row(GgmlType weight_type, const uint8_t* act, int64_t k, float* out);
+
+// One tile of the product: y[t * y_stride + r] (=|+=) sum_i W[r, i] * a[t, i] for r < rows,
+// t < tokens. W row r at w + r * w_stride (ggml blocks), activation row t at act + t * act_stride
+// (one of the layouts above, 64-byte aligned).
+struct QdotTile {
+  const uint8_t* w = nullptr;
+  size_t w_stride = 0;
+  int64_t rows = 0;
+  const uint8_t* act = nullptr;
+  size_t act_stride = 0;
+  int64_t tokens = 0;
+  int64_t k = 0;
+  float* y = nullptr;
+  int64_t y_stride = 0;
+  bool accumulate = false;
+};
+using QdotTileFn = void (*)(const QdotTile& tile);
+
+// The tile body of each instruction set for a weight type, or nullptr when that set has none for
+// it (or is not compiled into this build). The caller checks the CPU can run the set.
+QdotTileFn qdot_tile_scalar(GgmlType weight_type);
+QdotTileFn qdot_tile_avx2(GgmlType weight_type);
+QdotTileFn qdot_tile_avx512(GgmlType weight_type, bool vnni);
+
+}  // namespace sy::kernels::cpu

@@ -1,0 +1,413 @@
+// AVX-512 micro tiles of the quantized dot products, included twice by qdot_avx512.cpp: once in
+// namespace avx512_bw (kVnni = false: vpmaddubsw + vpmaddwd) and once in avx512_vnni (kVnni =
+// true: vpdpbusd / vpdpwssd), each inside its own target region. No include guard on purpose.
+//
+// Register use: a micro tile holds R x T f32 accumulators (and for the K formats R x T int32
+// accumulators per super-block) plus each row's unpacked codes and scales; the tile shapes below
+// keep everything within the 32 zmm registers.
+
+// ---- integer dot products ------------------------------------------------------------------
+
+// acc + sums of 4 products u8 x s8 per 32-bit lane. Without VNNI the pairs go through int16, so u
+// must be small enough that 2 * u * 127 fits (the 4-, 5- and 6-bit codes are).
+SY_QDOT_INLINE __m512i dot_u8s8(__m512i acc, __m512i u, __m512i s) {
+  if constexpr (kVnni) {
+    return _mm512_dpbusd_epi32(acc, u, s);
+  } else {
+    return _mm512_add_epi32(acc,
+                            _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1)));
+  }
+}
+
+// acc + sums of 2 products s16 x s16 per 32-bit lane.
+SY_QDOT_INLINE __m512i dot_s16(__m512i acc, __m512i a, __m512i b) {
+  if constexpr (kVnni) {
+    return _mm512_dpwssd_epi32(acc, a, b);
+  } else {
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
+  }
+}
+
+SY_QDOT_INLINE __m512i load512(const uint8_t* p) { return _mm512_loadu_si512(p); }
+// The little-endian f16 at p, widened in a register (no call).
+SY_QDOT_INLINE float f16_at(const uint8_t* p) {
+  return _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+}
+SY_QDOT_INLINE __m512i words(const uint16_t* p) { return _mm512_loadu_si512(p); }
+
+// y[t * ys + r] (=|+=) the sum of accumulator (r, t)'s lanes.
+template <int R, int T>
+SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m512 (&acc)[R][T]) {
+  SY_QDOT_UNROLL
+  for (int t = 0; t < T; ++t) {
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const float s = _mm512_reduce_add_ps(acc[r][t]);
+      float* o = m.y + t * m.ys + r;
+      *o = m.accumulate ? *o + s : s;
+    }
+  }
+}
+
+// ---- q8_0 and q4_0 against kA32 activations ---------------------------------------------------
+
+// One row's group of 4 blocks, unpacked to the kA32 order: lo = values 0..15 of blocks 0..3, hi =
+// values 16..31, dw = f32 lane j holding block j / 4's scale.
+struct A32W {
+  __m512i lo, hi;
+  __m512 dw;
+};
+
+template <GgmlType kType>
+struct A32Kernel {
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
+  static constexpr int kRd = 4, kRp = 4, kTp = 3;
+
+  // p: 4 whole blocks (136 or 72 bytes readable).
+  static SY_QDOT_INLINE A32W load(const uint8_t* p) {
+    A32W w;
+    if constexpr (kType == GgmlType::kQ8_0) {
+      const auto* v = reinterpret_cast<const __m256i*>(p + 2);
+      const __m512i ab =
+          _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(v)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36)), 1);
+      const __m512i cd = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 70))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 104)), 1);
+      w.lo = _mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(2, 0, 2, 0));
+      w.hi = _mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(3, 1, 3, 1));
+      if constexpr (kVnni) {  // int8 -> uint8 + 128; the activations' start values take it out
+        const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+        w.lo = _mm512_xor_si512(w.lo, bias);
+        w.hi = _mm512_xor_si512(w.hi, bias);
+      }
+      // The f16 scales are the words at bytes 0, 34, 68 and 102.
+      alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  17, 17, 17, 17,
+                                                        34, 34, 34, 34, 51, 51, 51, 51};
+      const __m512i h = _mm512_permutex2var_epi16(load512(p), words(kIdx), load512(p + 64));
+      w.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    } else {
+      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
+      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+      const __m512i nib = _mm512_set1_epi8(0x0f);
+      w.lo = _mm512_and_si512(v, nib);
+      w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+      // The f16 scales are the words at bytes 0, 18, 36 and 54.
+      alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,
+                                                        18, 18, 18, 18, 27, 27, 27, 27};
+      w.dw = _mm512_cvtph_ps(
+          _mm512_castsi512_si256(_mm512_permutexvar_epi16(words(kIdx), load512(p))));
+    }
+    return w;
+  }
+
+  // acc += the group's products of one row and one token (ag: the token's group).
+  static SY_QDOT_INLINE void step(__m512& acc, const A32W& w, const uint8_t* ag) {
+    const __m512i alo = _mm512_load_si512(ag), ahi = _mm512_load_si512(ag + 64);
+    __m512i sum;
+    if constexpr (kType == GgmlType::kQ8_0 && !kVnni) {
+      // Signed x signed through vpmaddubsw: |w| x (a with w's sign); |w| <= 128 keeps the pair
+      // sums within int16.
+      const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi16(1);
+      const __m512i slo = _mm512_mask_sub_epi8(alo, _mm512_movepi8_mask(w.lo), zero, alo);
+      const __m512i shi = _mm512_mask_sub_epi8(ahi, _mm512_movepi8_mask(w.hi), zero, ahi);
+      sum = _mm512_add_epi32(
+          _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w.lo), slo), one),
+          _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w.hi), shi), one));
+    } else if constexpr (kVnni) {
+      sum = _mm512_load_si512(ag + 128);
+      sum = _mm512_dpbusd_epi32(sum, w.lo, alo);
+      sum = _mm512_dpbusd_epi32(sum, w.hi, ahi);
+    } else {  // q4_0: nibble pair sums stay below 2 * 2 * 15 * 127
+      const __m512i p =
+          _mm512_add_epi16(_mm512_maddubs_epi16(w.lo, alo), _mm512_maddubs_epi16(w.hi, ahi));
+      sum =
+          _mm512_add_epi32(_mm512_madd_epi16(p, _mm512_set1_epi16(1)), _mm512_load_si512(ag + 128));
+    }
+    const __m512 f = _mm512_mul_ps(w.dw, _mm512_load_ps(reinterpret_cast<const float*>(ag + 192)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), f, acc);
+  }
+
+  template <int R, int T>
+  static void micro(const MicroArgs& m) {
+    __m512 acc[R][T];
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    }
+    const int64_t nb = m.k / 32, full = nb / 4;
+    constexpr size_t kGroupBytes = 4 * kBlockBytes;
+    for (int64_t g = 0; g < full; ++g) {
+      A32W w[R];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) w[r] = load(m.w + r * m.ws + g * kGroupBytes);
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const uint8_t* ag = m.act + t * m.as + g * kA32GroupBytes;
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) step(acc[r][t], w[r], ag);
+      }
+    }
+    if (nb % 4 != 0) {  // the last 1-3 blocks, copied so the loads stay inside the row
+      const size_t tail = static_cast<size_t>(nb % 4) * kBlockBytes;
+      alignas(64) uint8_t buf[kGroupBytes] = {};
+      A32W w[R];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) {
+        std::memcpy(buf, m.w + r * m.ws + full * kGroupBytes, tail);
+        w[r] = load(buf);
+      }
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const uint8_t* ag = m.act + t * m.as + full * kA32GroupBytes;
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) step(acc[r][t], w[r], ag);
+      }
+    }
+    store_sums<R, T>(m, acc);
+  }
+};
+
+// ---- q4_K and q5_K against kA256 activations --------------------------------------------------
+
+// The 8 scales and 8 mins of a q4_K / q5_K super-block (12 packed bytes at p) as int16 words
+// 0..7 and 8..15 (k_scale_min in kernels/quant/formats.h, four bytes at a time).
+SY_QDOT_INLINE __m512i k_scales_mins(const uint8_t* p) {
+  uint32_t u0 = 0, u1 = 0, u2 = 0;
+  std::memcpy(&u0, p, 4);
+  std::memcpy(&u1, p + 4, 4);
+  std::memcpy(&u2, p + 8, 4);
+  const uint64_t sc = (u0 & 0x3f3f3f3fu) |
+                      static_cast<uint64_t>((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
+  const uint64_t mn = (u1 & 0x3f3f3f3fu) |
+                      static_cast<uint64_t>(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u))
+                          << 32;
+  const __m128i bytes = _mm_set_epi64x(static_cast<int64_t>(mn), static_cast<int64_t>(sc));
+  return _mm512_castsi256_si512(_mm256_cvtepu8_epi16(bytes));
+}
+
+template <bool kFive>
+struct K45Kernel {
+  static constexpr int kBytes = kFive ? 176 : 144;
+  static constexpr int kQs = kFive ? 48 : 16;
+  static constexpr int kRd = 4, kRp = 2, kTp = 4;
+
+  // Slice s (0..3) of a super-block: 64 codes, sub-blocks (0, 2), (1, 3), (4, 6), (5, 7) as the
+  // low / high nibbles of bytes 0..63 / 64..127 of qs; bit 4 (q5_K) from qh.
+  static SY_QDOT_INLINE __m512i codes(const uint8_t* blk, int s) {
+    const __m512i raw = load512(blk + kQs + 64 * (s / 2));
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    __m512i c =
+        s % 2 == 0 ? _mm512_and_si512(raw, nib) : _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
+    if constexpr (kFive) {
+      const __m512i qh =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
+      const int sub_a = 4 * (s / 2) + s % 2;  // sub-blocks in the low / high 32 bytes
+      const __m512i bits = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_set1_epi8(static_cast<char>(1 << sub_a))),
+          _mm256_set1_epi8(static_cast<char>(1 << (sub_a + 2))), 1);
+      c = _mm512_mask_add_epi8(c, _mm512_test_epi8_mask(qh, bits), c, _mm512_set1_epi8(16));
+    }
+    return c;
+  }
+
+  template <int R, int T>
+  static void micro(const MicroArgs& m) {
+    // Scale words for slice s: 16 x scale of its first sub-block, 16 x its second; mins doubled
+    // to line up with the per-16 activation sums.
+    alignas(64) static constexpr uint16_t kSlice[4][32] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+         2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+         3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+        {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+         6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
+        {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+         7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
+    alignas(64) static constexpr uint16_t kMins[32] = {8,  8,  9,  9,  10, 10, 11, 11,
+                                                       12, 12, 13, 13, 14, 14, 15, 15};
+    __m512 acc[R][T];
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < m.k / 256; ++sb) {
+      const uint8_t* blk[R];
+      __m512i sm[R];
+      __m512i isum[R][T];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) {
+        blk[r] = m.w + r * m.ws + sb * kBytes;
+        sm[r] = k_scales_mins(blk[r] + 4);
+        SY_QDOT_UNROLL
+        for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
+      }
+      SY_QDOT_UNROLL
+      for (int s = 0; s < 4; ++s) {
+        __m512i c[R], sv[R];
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          c[r] = codes(blk[r], s);
+          sv[r] = _mm512_permutexvar_epi16(words(kSlice[s]), sm[r]);
+        }
+        SY_QDOT_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m512i a = _mm512_load_si512(m.act + t * m.as + sb * kA256Bytes + 64 * s);
+          SY_QDOT_UNROLL
+          for (int r = 0; r < R; ++r) {
+            isum[r][t] = dot_s16(isum[r][t], _mm512_maddubs_epi16(c[r], a), sv[r]);
+          }
+        }
+      }
+      __m512 dw[R], dmw[R];
+      __m256i mins[R];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) {
+        dw[r] = _mm512_set1_ps(f16_at(blk[r]));
+        dmw[r] = _mm512_set1_ps(f16_at(blk[r] + 2));
+        mins[r] = _mm512_castsi512_si256(_mm512_permutexvar_epi16(words(kMins), sm[r]));
+      }
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const uint8_t* at = m.act + t * m.as + sb * kA256Bytes;
+        const __m256i bsums = _mm256_load_si256(reinterpret_cast<const __m256i*>(at + 256));
+        const __m512 da = _mm512_set1_ps(*reinterpret_cast<const float*>(at + 288));
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          const __m256 msum = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[r], bsums));
+          acc[r][t] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_mul_ps(dw[r], da), acc[r][t]);
+          acc[r][t] =
+              _mm512_fnmadd_ps(_mm512_zextps256_ps512(msum), _mm512_mul_ps(dmw[r], da), acc[r][t]);
+        }
+      }
+    }
+    store_sums<R, T>(m, acc);
+  }
+};
+
+// ---- q6_K against kA256 activations ------------------------------------------------------------
+
+struct Q6KKernel {
+  static constexpr int kRd = 4, kRp = 2, kTp = 4;
+
+  // Bytes lo in the low 32 bytes, hi in the high 32.
+  static SY_QDOT_INLINE __m512i halves(int lo, int hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(static_cast<char>(lo))),
+                              _mm256_set1_epi8(static_cast<char>(hi)), 1);
+  }
+
+  // Slice s (0..3): values 64 s .. 64 s + 63 as 6-bit codes (0..63): low nibbles (s even) or high
+  // nibbles (s odd) of ql bytes 64 (s / 2) .. + 63, top bits from qh bytes 32 (s / 2) .. + 31.
+  static SY_QDOT_INLINE __m512i codes(const uint8_t* blk, int s) {
+    const __m512i ql = load512(blk + 64 * (s / 2));
+    const __m512i qh = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (s / 2))));
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    if (s % 2 == 0) {  // values 0..31 take qh bits 0-1 (<< 4), values 32..63 bits 2-3 (<< 2)
+      const __m512i top =
+          _mm512_sllv_epi16(_mm512_and_si512(qh, halves(0x03, 0x0c)),
+                            _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
+      return _mm512_or_si512(_mm512_and_si512(ql, nib), top);
+    }
+    // values 64..95 take qh bits 4-5 (in place), values 96..127 bits 6-7 (>> 2)
+    const __m512i top =
+        _mm512_srlv_epi16(_mm512_and_si512(qh, halves(0x30, 0xc0)),
+                          _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
+    return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), top);
+  }
+
+  template <int R, int T>
+  static void micro(const MicroArgs& m) {
+    // Scale words for slice s: sub-blocks 4s .. 4s + 3, 8 words each.
+    alignas(64) static constexpr uint16_t kSlice[4][32] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+        {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,
+         6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+        {8,  8,  8,  8,  8,  8,  8,  8,  9,  9,  9,  9,  9,  9,  9,  9,
+         10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+        {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
+         14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+    __m512 acc[R][T];
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < m.k / 256; ++sb) {
+      const uint8_t* blk[R];
+      __m512i sc[R];
+      __m512i isum[R][T];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) {
+        blk[r] = m.w + r * m.ws + sb * 210;
+        sc[r] = _mm512_castsi256_si512(
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192))));
+        SY_QDOT_UNROLL
+        for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
+      }
+      SY_QDOT_UNROLL
+      for (int s = 0; s < 4; ++s) {
+        __m512i c[R], sv[R];
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          c[r] = codes(blk[r], s);
+          sv[r] = _mm512_permutexvar_epi16(words(kSlice[s]), sc[r]);
+        }
+        SY_QDOT_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m512i a = _mm512_load_si512(m.act + t * m.as + sb * kA256Bytes + 64 * s);
+          SY_QDOT_UNROLL
+          for (int r = 0; r < R; ++r) {
+            isum[r][t] = dot_s16(isum[r][t], _mm512_maddubs_epi16(c[r], a), sv[r]);
+          }
+        }
+      }
+      // codes are q + 32: take 32 * sum_j scale_j * (sum a)_j back out
+      __m256i scn[R];
+      __m512 dw[R];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) {
+        scn[r] = _mm256_sub_epi16(_mm256_setzero_si256(),
+                                  _mm256_slli_epi16(_mm512_castsi512_si256(sc[r]), 5));
+        dw[r] = _mm512_set1_ps(f16_at(blk[r] + 208));
+      }
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const uint8_t* at = m.act + t * m.as + sb * kA256Bytes;
+        const __m256i bsums = _mm256_load_si256(reinterpret_cast<const __m256i*>(at + 256));
+        const __m512 da = _mm512_set1_ps(*reinterpret_cast<const float*>(at + 288));
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          const __m512i total = _mm512_add_epi32(
+              isum[r][t], _mm512_zextsi256_si512(_mm256_madd_epi16(scn[r], bsums)));
+          acc[r][t] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw[r], da), acc[r][t]);
+        }
+      }
+    }
+    store_sums<R, T>(m, acc);
+  }
+};
+
+inline QdotTileFn tile_for(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ8_0:
+      return run_tile<A32Kernel<GgmlType::kQ8_0>>;
+    case GgmlType::kQ4_0:
+      return run_tile<A32Kernel<GgmlType::kQ4_0>>;
+    case GgmlType::kQ4_K:
+      return run_tile<K45Kernel<false>>;
+    case GgmlType::kQ5_K:
+      return run_tile<K45Kernel<true>>;
+    case GgmlType::kQ6_K:
+      return run_tile<Q6KKernel>;
+    default:
+      return nullptr;
+  }
+}

@@ -1,0 +1,163 @@
+// Portable tile bodies: the integer dot product of each block in plain C++ (which compilers
+// vectorise where they can), the f32 scales applied per block, sums in block order. The path for
+// CPUs without AVX2 (and ARM), and the plainest statement of what every SIMD body computes.
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cpu/qdot.h"
+#include "kernels/quant/formats.h"
+
+namespace sy::kernels::cpu {
+
+namespace {
+
+using quant::k_scale_min;
+using quant::load_f16;
+
+float load_f32(const uint8_t* p) {
+  float v = 0.0f;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+int load_i16(const uint8_t* p) {
+  int16_t v = 0;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+const int8_t* as_i8(const uint8_t* p) { return reinterpret_cast<const int8_t*>(p); }
+
+// Block b of a kA32 row: its 32 codes (lo = values 0..15, hi = values 16..31) and d.
+struct A32Block {
+  const int8_t* lo;
+  const int8_t* hi;
+  float d;
+};
+A32Block a32_block(const uint8_t* act, int64_t b) {
+  const uint8_t* g = act + (b / 4) * kA32GroupBytes;
+  const int j = static_cast<int>(b % 4);
+  return {as_i8(g + 16 * j), as_i8(g + 64 + 16 * j), load_f32(g + 192 + 16 * j)};
+}
+
+float dot_q8_0(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* blk = w + b * 34;
+    const int8_t* q = as_i8(blk + 2);
+    const A32Block a = a32_block(act, b);
+    int s = 0;
+    for (int i = 0; i < 16; ++i) s += q[i] * a.lo[i] + q[16 + i] * a.hi[i];
+    sum += load_f16(blk) * a.d * static_cast<float>(s);
+  }
+  return sum;
+}
+
+float dot_q4_0(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* blk = w + b * 18;
+    const uint8_t* qs = blk + 2;
+    const A32Block a = a32_block(act, b);
+    int s = 0;
+    for (int i = 0; i < 16; ++i) {
+      s += ((qs[i] & 0xf) - 8) * a.lo[i] + ((qs[i] >> 4) - 8) * a.hi[i];
+    }
+    sum += load_f16(blk) * a.d * static_cast<float>(s);
+  }
+  return sum;
+}
+
+// q4_K and q5_K: per super-block d * sum_j sc_j (q . a)_j - dmin * sum_j m_j (sum a)_j.
+template <bool kFive>
+float dot_q45_k(const uint8_t* w, const uint8_t* act, int64_t k) {
+  constexpr int kBytes = kFive ? 176 : 144;
+  float sum = 0.0f;
+  for (int64_t sb = 0; sb < k / 256; ++sb) {
+    const uint8_t* blk = w + sb * kBytes;
+    const uint8_t* a = act + sb * kA256Bytes;
+    const uint8_t* qh = blk + 16;
+    const uint8_t* qs = blk + (kFive ? 48 : 16);
+    int main_sum = 0, min_sum = 0;
+    for (int p = 0; p < 8; ++p) {
+      const int j = kK4SubOrder[p];  // sub-block at activation position p
+      int sc = 0, m = 0;
+      k_scale_min(j, blk + 4, sc, m);
+      const uint8_t* q = qs + 32 * (j / 2);
+      const int shift = 4 * (j % 2);
+      const int8_t* av = as_i8(a + 32 * p);
+      int s = 0;
+      for (int l = 0; l < 32; ++l) {
+        int code = (q[l] >> shift) & 0xf;
+        if (kFive) code |= ((qh[l] >> j) & 1) << 4;
+        s += code * av[l];
+      }
+      main_sum += sc * s;
+      min_sum += m * (load_i16(a + 256 + 4 * j) + load_i16(a + 258 + 4 * j));
+    }
+    const float da = load_f32(a + 288);
+    sum += load_f16(blk) * da * static_cast<float>(main_sum) -
+           load_f16(blk + 2) * da * static_cast<float>(min_sum);
+  }
+  return sum;
+}
+
+// q6_K: d * sum_j sc_j ((q - 32) . a)_j over 16 sub-blocks of 16.
+float dot_q6_k(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t sb = 0; sb < k / 256; ++sb) {
+    const uint8_t* blk = w + sb * 210;
+    const uint8_t* a = act + sb * kA256Bytes;
+    const int8_t* scales = as_i8(blk + 192);
+    int total = 0;
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = blk + 64 * half;
+      const uint8_t* qh = blk + 128 + 32 * half;
+      for (int g = 0; g < 4; ++g) {
+        const int8_t* av = as_i8(a + 128 * half + 32 * g);
+        for (int part = 0; part < 2; ++part) {
+          int s = 0;
+          for (int l = 16 * part; l < 16 * part + 16; ++l) {
+            const int low = (ql[l + 32 * (g % 2)] >> (g < 2 ? 0 : 4)) & 0xf;
+            const int code = low | (((qh[l] >> (2 * g)) & 3) << 4);
+            s += (code - 32) * av[l];
+          }
+          total += scales[8 * half + 2 * g + part] * s;
+        }
+      }
+    }
+    sum += load_f16(blk + 208) * load_f32(a + 288) * static_cast<float>(total);
+  }
+  return sum;
+}
+
+template <float (*kDot)(const uint8_t*, const uint8_t*, int64_t)>
+void tile(const QdotTile& t) {
+  for (int64_t tok = 0; tok < t.tokens; ++tok) {
+    const uint8_t* act = t.act + tok * t.act_stride;
+    float* y = t.y + tok * t.y_stride;
+    for (int64_t r = 0; r < t.rows; ++r) {
+      const float v = kDot(t.w + r * t.w_stride, act, t.k);
+      y[r] = t.accumulate ? y[r] + v : v;
+    }
+  }
+}
+
+}  // namespace
+
+QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
+  switch (weight_type) {
+    case GgmlType::kQ8_0:
+      return tile<dot_q8_0>;
+    case GgmlType::kQ4_0:
+      return tile<dot_q4_0>;
+    case GgmlType::kQ4_K:
+      return tile<dot_q45_k<false>>;
+    case GgmlType::kQ5_K:
+      return tile<dot_q45_k<true>>;
+    case GgmlType::kQ6_K:
+      return tile<dot_q6_k>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace sy::kernels::cpu

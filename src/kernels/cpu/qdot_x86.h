@@ -1,0 +1,96 @@
+// Shared by the x86 bodies of the quantized dot products (qdot_avx2.cpp, qdot_avx512.cpp): the
+// tile driver that walks a QdotTile in register-sized micro tiles, and small macros. Each body
+// file compiles its code inside a target region (SY_QDOT_TARGET_BEGIN/END) so the library itself
+// is built for the baseline ISA and the CPU is checked at run time before any of it runs.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/qdot.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SY_QDOT_X86 1
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics initialise their "undefined" vectors from themselves, which its own
+// uninitialised-use warnings flag inside the header (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#else
+#define SY_QDOT_X86 0
+#endif
+
+#define SY_QDOT_INLINE inline __attribute__((always_inline))
+#if defined(__clang__)
+#define SY_QDOT_UNROLL _Pragma("unroll")
+#else
+#define SY_QDOT_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+namespace sy::kernels::cpu {
+
+// What a micro tile works on: rows [0, R) of w and tokens [0, T) of act, full K.
+struct MicroArgs {
+  const uint8_t* w;
+  size_t ws;
+  const uint8_t* act;
+  size_t as;
+  int64_t k;
+  float* y;
+  int64_t ys;
+  bool accumulate;
+};
+
+inline MicroArgs micro_at(const QdotTile& a, int64_t r, int64_t t) {
+  return {a.w + static_cast<size_t>(r) * a.w_stride,
+          a.w_stride,
+          a.act + static_cast<size_t>(t) * a.act_stride,
+          a.act_stride,
+          a.k,
+          a.y + t * a.y_stride + r,
+          a.y_stride,
+          a.accumulate};
+}
+
+// Walks a tile with Kernel::micro<R, T>: one token at a time in groups of Kernel::kRd rows, or
+// (several tokens) groups of Kernel::kRp rows x Kernel::kTp tokens, the rows' weights staying in
+// L1 while the token groups pass. Edges use R = 1 and T = 1, which compute every output with the
+// same operations in the same order, so results do not depend on where the edges fall.
+template <class Kernel>
+void run_tile(const QdotTile& a) {
+  constexpr int kRd = Kernel::kRd, kRp = Kernel::kRp, kTp = Kernel::kTp;
+  if (a.tokens == 1) {
+    int64_t r = 0;
+    for (; r + kRd <= a.rows; r += kRd) Kernel::template micro<kRd, 1>(micro_at(a, r, 0));
+    for (; r < a.rows; ++r) Kernel::template micro<1, 1>(micro_at(a, r, 0));
+    return;
+  }
+  for (int64_t r = 0; r < a.rows; r += kRp) {
+    const bool full = r + kRp <= a.rows;
+    const int64_t r_end = std::min<int64_t>(a.rows, r + kRp);
+    int64_t t = 0;
+    for (; t + kTp <= a.tokens; t += kTp) {
+      if (full) {
+        Kernel::template micro<kRp, kTp>(micro_at(a, r, t));
+      } else {
+        for (int64_t rr = r; rr < r_end; ++rr) Kernel::template micro<1, kTp>(micro_at(a, rr, t));
+      }
+    }
+    for (; t < a.tokens; ++t) {
+      if (full) {
+        Kernel::template micro<kRp, 1>(micro_at(a, r, t));
+      } else {
+        for (int64_t rr = r; rr < r_end; ++rr) Kernel::template micro<1, 1>(micro_at(a, rr, t));
+      }
+    }
+  }
+}
+
+}  // namespace sy::kernels::cpu

@@ -1,0 +1,454 @@
+#include "kernels/qmatmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "core/storage.h"
+#include "core/threads.h"
+#include "kernels/cpu/gemm_cpu.h"
+#include "kernels/cpu/qdot.h"
+#include "kernels/quant/quant.h"
+
+namespace sy::kernels {
+
+namespace {
+
+constexpr GgmlType kQuantTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
+                                    GgmlType::kQ5_K, GgmlType::kQ6_K};
+constexpr GgmlType kPlainTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16};
+
+// Work is cut into units of whole rows x a token range. A unit's weight rows are read once per
+// unit; its activations stay in L2 across its rows (kActChunkBytes), and a thread's units are
+// contiguous so each thread streams its own part of every matrix.
+constexpr size_t kUnitWeightBytes = size_t{48} << 10;
+constexpr size_t kActChunkBytes = size_t{192} << 10;
+// Below this many cost units (bytes of weights read + multiply-adds / 2) a call runs on the
+// calling thread: waking the team costs more.
+constexpr double kParallelCost = 96.0 * 1024;
+// Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
+constexpr int64_t kPlainChunkRows = 256;
+
+bool is_quant(GgmlType type) {
+  return std::ranges::find(kQuantTypes, type) != std::end(kQuantTypes);
+}
+bool is_plain(GgmlType type) {
+  return std::ranges::find(kPlainTypes, type) != std::end(kPlainTypes);
+}
+
+std::string type_name(GgmlType type) {
+  const auto info = ggml_type_info(static_cast<uint32_t>(type));
+  return info ? std::string(info->name) : fmt::format("id {}", static_cast<uint32_t>(type));
+}
+
+std::string supported_names() {
+  std::string out;
+  for (GgmlType t : kQuantTypes) out += std::string(out.empty() ? "" : ", ") + type_name(t);
+  for (GgmlType t : kPlainTypes) out += ", " + type_name(t);
+  return out;
+}
+
+bool x86_build() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool path_usable(QdotPath path) {
+  const CpuFeatures& f = cpu_features();
+  switch (path) {
+    case QdotPath::kAuto:
+    case QdotPath::kScalar:
+      return true;
+    case QdotPath::kAvx2:
+      return x86_build() && f.avx2 && f.fma && f.f16c;
+    case QdotPath::kAvx512:
+      return x86_build() && f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl;
+    case QdotPath::kAvx512Vnni:
+      return path_usable(QdotPath::kAvx512) && f.avx512_vnni;
+  }
+  return false;
+}
+
+std::string available_names() {
+  std::string out;
+  for (QdotPath p : qdot_paths_available()) {
+    out += std::string(out.empty() ? "" : ", ") + std::string(qdot_path_name(p));
+  }
+  return out;
+}
+
+QdotPath resolve_path(QdotPath path, const std::string& where) {
+  SY_CHECK(path_usable(path), "{}: SIMD path {} is not available here (available: {})", where,
+           qdot_path_name(path), available_names());
+  return path == QdotPath::kAuto ? qdot_path_best() : path;
+}
+
+struct PathKernels {
+  cpu::ActQuantizeFn quantize;
+  cpu::QdotTileFn tile;
+};
+
+PathKernels kernels_for(QdotPath path, GgmlType type) {
+  switch (path) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case QdotPath::kAvx512Vnni:
+      return {cpu::quantize_act_row_avx512, cpu::qdot_tile_avx512(type, true)};
+    case QdotPath::kAvx512:
+      return {cpu::quantize_act_row_avx512, cpu::qdot_tile_avx512(type, false)};
+    case QdotPath::kAvx2:
+      return {cpu::quantize_act_row_avx2, cpu::qdot_tile_avx2(type)};
+#endif
+    default:
+      return {cpu::quantize_act_row, cpu::qdot_tile_scalar(type)};
+  }
+}
+
+// Activations that share a quantized form: same x, same layout variant (q5_K uses q4_K's).
+GgmlType act_variant(GgmlType type) { return type == GgmlType::kQ5_K ? GgmlType::kQ4_K : type; }
+
+// Checks one product; returns T (rows of x).
+int64_t check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w,
+                  const std::string& where) {
+  SY_CHECK(is_quant(w.type) || is_plain(w.type),
+           "{}: weight type {} is not supported (supported: {})", where, type_name(w.type),
+           supported_names());
+  const GgmlTypeInfo& info = ggml_type_info(w.type);
+  SY_CHECK(w.rows >= 0 && w.cols >= 0, "{}: w has shape [{}, {}]: dimensions must be >= 0", where,
+           w.rows, w.cols);
+  SY_CHECK(w.cols % info.block_values == 0,
+           "{}: w: K = {} is not a whole number of {}-value {} blocks", where, w.cols,
+           info.block_values, info.name);
+  const int64_t need = w.cols / info.block_values * info.block_bytes;
+  SY_CHECK(w.row_bytes >= static_cast<size_t>(need),
+           "{}: w: row_bytes is {}, a row of {} {} values takes {}", where, w.row_bytes, w.cols,
+           info.name, need);
+  SY_CHECK(w.data != nullptr || w.rows == 0 || w.cols == 0, "{}: w: data is null", where);
+  x.expect_dtype(DType::F32, (where + ": x").c_str());
+  y.expect_dtype(DType::F32, (where + ": y").c_str());
+  SY_CHECK(x.rank() >= 1, "{}: x must have rank >= 1, got shape {}", where, shape_str(x.shape()));
+  SY_CHECK(x.cols() == w.cols,
+           "{}: x has shape {}, its last dimension must be K = {} (w is [{}, {}])", where,
+           shape_str(x.shape()), w.cols, w.rows, w.cols);
+  Shape want = x.shape();
+  want.back() = w.rows;
+  y.expect_shape(want, (where + ": y").c_str());
+  if (y.numel() > 0 && x.numel() > 0 && y.storage() == x.storage()) {
+    const size_t y0 = y.byte_offset(), y1 = y0 + y.nbytes();
+    const size_t x0 = x.byte_offset(), x1 = x0 + x.nbytes();
+    SY_CHECK(y1 <= x0 || x1 <= y0, "{}: y overlaps x", where);
+  }
+  return x.rows();
+}
+
+// y = (or +=) x W^T for f32 / f16 / bf16 weights: OpenBLAS, rows widened to f32 in chunks unless
+// they are aligned f32 already.
+void plain_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumulate) {
+  const int64_t t = x.rows(), n = w.rows, k = w.cols;
+  float* yp = y.mutable_data<float>();
+  const float* xp = x.data<float>();
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (t == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) std::fill(yp, yp + t * n, 0.0f);
+    return;
+  }
+  if (w.type == GgmlType::kF32 && reinterpret_cast<uintptr_t>(w.data) % 4 == 0 &&
+      w.row_bytes % 4 == 0) {
+    cpu::sgemm(false, true, t, n, k, 1.0f, xp, k, reinterpret_cast<const float*>(w.data),
+               static_cast<int64_t>(w.row_bytes / 4), beta, yp, n);
+    return;
+  }
+  const QuantFormat* format = find_quant_format(w.type);
+  SY_DCHECK(format != nullptr);
+  const int64_t chunk = std::min(n, kPlainChunkRows);
+  Tensor wide = Tensor::empty({chunk, k});
+  float* wp = wide.mutable_data<float>();
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+#pragma omp parallel for schedule(static) if (rows * k >= (int64_t{1} << 16))
+    for (int64_t r = 0; r < rows; ++r) {
+      format->dequantize(w.data + (r0 + r) * w.row_bytes, wp + r * k, k);
+    }
+    cpu::sgemm(false, true, t, rows, k, 1.0f, xp, k, wp, k, beta, yp + r0, n);
+  }
+}
+
+struct QJob {
+  const uint8_t* w;
+  size_t w_stride;
+  int64_t n, k, t;
+  float* y;
+  bool accumulate;
+  cpu::QdotTileFn tile;
+  size_t act_index;
+};
+struct ActBuf {
+  const float* x;
+  int64_t t, k;
+  GgmlType type;  // the weight type the layout is for
+  cpu::ActQuantizeFn quantize;
+  size_t stride;  // bytes per quantized row, a multiple of 64
+  size_t offset;  // into the shared buffer
+};
+struct Unit {
+  size_t job;
+  int64_t r0, r1, t0, t1;
+  double cost;
+};
+
+void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
+  size_t total = 0;
+  int64_t act_rows = 0;
+  for (ActBuf& a : acts) {
+    a.offset = total;
+    total += a.stride * static_cast<size_t>(a.t);
+    act_rows += a.t;
+  }
+  const std::shared_ptr<Storage> buffer = Storage::allocate(std::max<size_t>(total, 64));
+  auto* base = reinterpret_cast<uint8_t*>(buffer->mutable_data());
+
+  std::vector<Unit> units;
+  double cost = 0.0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const QJob& q = jobs[j];
+    const ActBuf& a = acts[q.act_index];
+    const size_t row_bytes = std::max<size_t>(q.w_stride, 1);
+    const int64_t rows_per_unit =
+        std::max<int64_t>(4, static_cast<int64_t>(kUnitWeightBytes / row_bytes) / 4 * 4);
+    const int64_t tokens_per_unit =
+        std::max<int64_t>(1, static_cast<int64_t>(kActChunkBytes / std::max<size_t>(a.stride, 1)));
+    for (int64_t t0 = 0; t0 < q.t; t0 += tokens_per_unit) {
+      const int64_t t1 = std::min(q.t, t0 + tokens_per_unit);
+      for (int64_t r0 = 0; r0 < q.n; r0 += rows_per_unit) {
+        const int64_t r1 = std::min(q.n, r0 + rows_per_unit);
+        const double c = static_cast<double>(r1 - r0) *
+                         (static_cast<double>(q.w_stride) +
+                          0.5 * static_cast<double>(t1 - t0) * static_cast<double>(q.k));
+        units.push_back({j, r0, r1, t0, t1, c});
+        cost += c;
+      }
+    }
+  }
+  const int threads =
+      cost < kParallelCost
+          ? 1
+          : static_cast<int>(std::min<int64_t>(
+                num_threads(), std::max<int64_t>(static_cast<int64_t>(units.size()), act_rows)));
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < act_rows; ++i) {
+      int64_t row = i;
+      size_t b = 0;
+      while (row >= acts[b].t) row -= acts[b++].t;
+      const ActBuf& a = acts[b];
+      a.quantize(a.type, a.x + row * a.k, a.k,
+                 base + a.offset + static_cast<size_t>(row) * a.stride);
+    }
+    // The implicit barrier above: every activation row is ready.
+    const int tid = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    const double lo = cost * tid / nt, hi = cost * (tid + 1) / nt;
+    double at = 0.0;
+    for (const Unit& u : units) {
+      const double mid = at + 0.5 * u.cost;
+      at += u.cost;
+      if (mid < lo || mid >= hi) continue;
+      const QJob& q = jobs[u.job];
+      const ActBuf& a = acts[q.act_index];
+      cpu::QdotTile tile;
+      tile.w = q.w + static_cast<size_t>(u.r0) * q.w_stride;
+      tile.w_stride = q.w_stride;
+      tile.rows = u.r1 - u.r0;
+      tile.act = base + a.offset + static_cast<size_t>(u.t0) * a.stride;
+      tile.act_stride = a.stride;
+      tile.tokens = u.t1 - u.t0;
+      tile.k = q.k;
+      tile.y = q.y + u.t0 * q.n + u.r0;
+      tile.y_stride = q.n;
+      tile.accumulate = q.accumulate;
+      q.tile(tile);
+    }
+  }
+}
+
+void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const std::string& op) {
+  std::vector<std::string> wheres;
+  wheres.reserve(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    wheres.push_back(jobs.size() == 1 && op == "quant_matmul" ? op
+                                                              : fmt::format("{}: job {}", op, i));
+    const QuantMatmulJob& j = jobs[i];
+    SY_CHECK(j.y != nullptr && j.x != nullptr && j.w != nullptr, "{}: y, x and w must be set",
+             wheres[i]);
+    check_job(*j.y, *j.x, *j.w, wheres[i]);
+  }
+  // Outputs may not overlap each other (or any input: checked per job against its own x above,
+  // and here against the others').
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const Tensor& yi = *jobs[i].y;
+    if (yi.numel() == 0) continue;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      if (j == i) continue;
+      for (const Tensor* other : {static_cast<const Tensor*>(jobs[j].y), jobs[j].x}) {
+        if (other == jobs[j].y && j < i) continue;  // each pair of outputs once
+        if (other->numel() == 0 || other->storage() != yi.storage()) continue;
+        const size_t a0 = yi.byte_offset(), a1 = a0 + yi.nbytes();
+        const size_t b0 = other->byte_offset(), b1 = b0 + other->nbytes();
+        SY_CHECK(a1 <= b0 || b1 <= a0, "{}: y overlaps the {} of job {}", wheres[i],
+                 other == jobs[j].y ? "y" : "x", j);
+      }
+    }
+  }
+  const QdotPath resolved = resolve_path(path, op);
+
+  std::vector<QJob> qjobs;
+  std::vector<ActBuf> acts;
+  for (const QuantMatmulJob& j : jobs) {
+    const QuantMatrix& w = *j.w;
+    const int64_t t = j.x->rows();
+    if (t == 0 || w.rows == 0) continue;
+    float* y = j.y->mutable_data<float>();
+    if (is_plain(w.type)) {
+      plain_matmul(*j.y, *j.x, w, j.accumulate);
+      continue;
+    }
+    if (w.cols == 0) {
+      if (!j.accumulate) std::fill(y, y + t * w.rows, 0.0f);
+      continue;
+    }
+    const PathKernels pk = kernels_for(resolved, w.type);
+    SY_DCHECK(pk.tile != nullptr);
+    const float* x = j.x->data<float>();
+    size_t act = 0;
+    while (act < acts.size() && !(acts[act].x == x && acts[act].t == t && acts[act].k == w.cols &&
+                                  act_variant(acts[act].type) == act_variant(w.type))) {
+      ++act;
+    }
+    if (act == acts.size()) {
+      acts.push_back({x, t, w.cols, w.type, pk.quantize,
+                      (cpu::act_row_bytes(w.type, w.cols) + 63) / 64 * 64, 0});
+    }
+    qjobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act});
+  }
+  if (!qjobs.empty()) run_quantized(qjobs, acts);
+}
+
+}  // namespace
+
+QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols) {
+  const auto info = ggml_type_info(static_cast<uint32_t>(type));
+  SY_CHECK(info.has_value(), "quant_matrix_view: unknown ggml type id {}",
+           static_cast<uint32_t>(type));
+  SY_CHECK(rows >= 0 && cols >= 0, "quant_matrix_view: {} matrix [{}, {}]: dimensions must be >= 0",
+           info->name, rows, cols);
+  SY_CHECK(cols % info->block_values == 0,
+           "quant_matrix_view: {} matrix [{}, {}]: {} columns are not a whole number of {}-value "
+           "blocks",
+           info->name, rows, cols, cols, info->block_values);
+  const int64_t row_bytes = cols / info->block_values * info->block_bytes;
+  int64_t total = 0;
+  SY_CHECK(!__builtin_mul_overflow(rows, row_bytes, &total),
+           "quant_matrix_view: {} matrix [{}, {}]: size overflows", info->name, rows, cols);
+  SY_CHECK(static_cast<uint64_t>(total) == bytes.nbytes(),
+           "quant_matrix_view: {} matrix [{}, {}] takes {} bytes, the tensor has {}", info->name,
+           rows, cols, total, bytes.nbytes());
+  QuantMatrix m;
+  m.type = type;
+  m.rows = rows;
+  m.cols = cols;
+  m.data = total > 0 ? reinterpret_cast<const uint8_t*>(bytes.bytes()) : nullptr;
+  m.row_bytes = static_cast<size_t>(row_bytes);
+  m.keep = bytes.storage();
+  return m;
+}
+
+QuantMatrix quantize_matrix(const Tensor& w, GgmlType type) {
+  SY_CHECK(w.rank() == 2, "quantize_matrix: w must be rank 2 [N, K], got shape {}",
+           shape_str(w.shape()));
+  auto bytes = std::make_shared<std::vector<uint8_t>>(quantize(w, type));
+  QuantMatrix m;
+  m.type = type;
+  m.rows = w.dim(0);
+  m.cols = w.dim(1);
+  m.row_bytes = static_cast<size_t>(ggml_row_bytes(type, m.cols));
+  m.data = bytes->empty() ? nullptr : bytes->data();
+  m.keep = std::move(bytes);
+  return m;
+}
+
+std::string_view qdot_path_name(QdotPath path) {
+  switch (path) {
+    case QdotPath::kAuto:
+      return "auto";
+    case QdotPath::kScalar:
+      return "scalar";
+    case QdotPath::kAvx2:
+      return "avx2";
+    case QdotPath::kAvx512:
+      return "avx512";
+    case QdotPath::kAvx512Vnni:
+      return "avx512_vnni";
+  }
+  return "?";
+}
+
+std::vector<QdotPath> qdot_paths_available() {
+  std::vector<QdotPath> out;
+  for (QdotPath p :
+       {QdotPath::kAvx512Vnni, QdotPath::kAvx512, QdotPath::kAvx2, QdotPath::kScalar}) {
+    if (path_usable(p)) out.push_back(p);
+  }
+  return out;
+}
+
+QdotPath qdot_path_best() { return qdot_paths_available().front(); }
+
+bool can_quant_matmul(GgmlType type) { return is_quant(type) || is_plain(type); }
+
+void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumulate) {
+  quant_matmul(y, x, w, QuantMatmulOptions{.accumulate = accumulate});
+}
+
+void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w,
+                  const QuantMatmulOptions& opts) {
+  const QuantMatmulJob job{&y, &x, &w, opts.accumulate};
+  run_jobs({&job, 1}, opts.path, "quant_matmul");
+}
+
+void quant_matmul_batch(std::span<const QuantMatmulJob> jobs, QdotPath path) {
+  run_jobs(jobs, path, "quant_matmul_batch");
+}
+
+Tensor quant_matmul_activations(const Tensor& x, GgmlType weight_type) {
+  x.expect_dtype(DType::F32, "quant_matmul_activations: x");
+  SY_CHECK(is_quant(weight_type),
+           "quant_matmul_activations: weight type {} is not a quantized type "
+           "quant_matmul takes",
+           type_name(weight_type));
+  const int64_t block = ggml_type_info(weight_type).block_values;
+  SY_CHECK(x.cols() % block == 0,
+           "quant_matmul_activations: x has shape {}, its last dimension is not a whole number "
+           "of {}-value blocks",
+           shape_str(x.shape()), block);
+  Tensor out = Tensor::empty(x.shape());
+  if (x.numel() == 0) return out;
+  const int64_t k = x.cols();
+  std::vector<uint8_t> row(cpu::act_row_bytes(weight_type, k) + 64);
+  uint8_t* aligned = row.data() + (64 - reinterpret_cast<uintptr_t>(row.data()) % 64) % 64;
+  for (int64_t t = 0; t < x.rows(); ++t) {
+    cpu::quantize_act_row(weight_type, x.data<float>() + t * k, k, aligned);
+    cpu::dequantize_act_row(weight_type, aligned, k, out.mutable_data<float>() + t * k);
+  }
+  return out;
+}
+
+}  // namespace sy::kernels

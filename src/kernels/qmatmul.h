@@ -1,0 +1,105 @@
+// Matrix products with quantized weights: y = x W^T where W is stored in a ggml block format
+// exactly as GGUF lays it out (so a memory-mapped GGUF tensor is used as it is), the activations
+// x are f32 and y is f32.
+//
+// How: each call quantizes the activations once, per block, to int8 (the weight format decides the
+// block: 32 values with an f32 scale for q8_0 / q4_0 weights, as ggml's q8_0; 256 values with an
+// f32 scale and per-16 sums for the K formats, as ggml's q8_K), then takes integer dot products of
+// whole blocks (AVX-512 VNNI vpdpbusd, AVX-512BW or AVX2 vpmaddubsw + vpmaddwd, or portable C++)
+// and applies the f32 scales per block. The SIMD path is picked at run time from the CPU's
+// features; every path computes the same integer dot products and differs only in the order of
+// the f32 sums. F32, F16 and BF16 weights take a plain path (rows widened to f32, OpenBLAS), so
+// every weight of a model goes through the same call.
+//
+// Error of the quantized path against the f32 product x dequant(W)^T: each activation is rounded
+// to the nearest multiple of its block's step d = max|x_block| / 127, so
+//   |y - x dequant(W)^T| <= sum_i |dequant(W)_i| * d_block(i) / 2   (+ f32 rounding).
+// quant_matmul_activations gives the rounded activations themselves.
+//
+// Threads: OpenMP with the count from core/threads.h. The rows of W are split across threads; with
+// several tokens each thread walks its rows in small tiles that are reused from cache across
+// tokens. Results do not depend on the thread count or on how many tokens share a call: each
+// output is computed by the same sequence of operations either way.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "core/ggml_types.h"
+#include "core/tensor.h"
+
+namespace sy::kernels {
+
+// W [N rows, K cols] of ggml type `type`: row r is the ggml_row_bytes(type, cols) bytes at
+// data + r * row_bytes (any alignment). `keep` owns the bytes when the matrix owns them (a mapped
+// storage, a vector); it may be null when the caller keeps them alive.
+struct QuantMatrix {
+  GgmlType type = GgmlType::kF32;
+  int64_t rows = 0, cols = 0;
+  const uint8_t* data = nullptr;
+  size_t row_bytes = 0;
+  std::shared_ptr<const void> keep;
+};
+
+// The matrix whose rows x cols values of `type` are the bytes of `bytes` (any dtype: a u8 tensor
+// read from a GGUF file, or a view of one), rows stored back to back. Throws sy::Error when cols is
+// not a whole number of blocks, a dimension is negative or the byte count differs from rows *
+// ggml_row_bytes(type, cols). The matrix shares (keeps alive) the tensor's storage.
+QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols);
+
+// w (f32 [N, K]) quantized to `type` with the reference quantizers of kernels/quant, in new
+// storage the matrix owns. Throws what kernels::quantize throws.
+QuantMatrix quantize_matrix(const Tensor& w, GgmlType type);
+
+// The instruction sets the quantized dot products can use. kAuto picks the best one the CPU has.
+enum class QdotPath { kAuto, kScalar, kAvx2, kAvx512, kAvx512Vnni };
+std::string_view qdot_path_name(QdotPath path);  // "auto", "scalar", "avx2", "avx512", ...
+// The paths compiled into this build and usable on this CPU, best first; kScalar is always last.
+std::vector<QdotPath> qdot_paths_available();
+// What kAuto resolves to.
+QdotPath qdot_path_best();
+
+// Weight types quant_matmul takes: q8_0, q4_0, q4_K, q5_K, q6_K (quantized) and f32, f16, bf16.
+bool can_quant_matmul(GgmlType type);
+
+struct QuantMatmulOptions {
+  bool accumulate = false;          // y += x W^T instead of y = x W^T
+  QdotPath path = QdotPath::kAuto;  // force one path (tests, benchmarks); must be available
+};
+
+// y: f32 [..., N] written (or accumulated); x: f32 [..., K] with the same leading dimensions
+// (T = their product, e.g. [T, K] or a single token [K]); w: [N, K]. Throws sy::Error, starting
+// "quant_matmul: ", when a dtype or shape does not fit, the weight type is not supported, K is
+// not a whole number of the format's blocks, the matrix's bytes are missing or its row_bytes is
+// too small, y overlaps x, or a forced path is not available.
+void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumulate = false);
+void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, const QuantMatmulOptions& opts);
+
+// One independent product of a batch: *y = (or +=) *x (*w)^T, with the shapes of quant_matmul.
+struct QuantMatmulJob {
+  Tensor* y = nullptr;
+  const Tensor* x = nullptr;
+  const QuantMatrix* w = nullptr;
+  bool accumulate = false;
+};
+
+// Runs all jobs in one parallel region: activations are quantized once per distinct x (jobs that
+// share an x tensor and a weight format share its quantization), then the rows of all jobs are
+// split across the threads by their cost. For MoE decode: the active experts' gate and up
+// projections in one call, then their down projections. Each job is checked as quant_matmul
+// checks it (messages start "quant_matmul_batch: job <i>: "); the outputs must not overlap one
+// another or any input. F32/F16/BF16 jobs run one after the other through OpenBLAS.
+void quant_matmul_batch(std::span<const QuantMatmulJob> jobs, QdotPath path = QdotPath::kAuto);
+
+// The f32 values the quantized kernels multiply W with in place of x (f32 [..., K]): x rounded per
+// block as described above, for weights of `weight_type` (a quantized type quant_matmul takes).
+// A block holding a NaN or an infinity comes back as NaN (and so do the outputs it feeds); a block
+// whose largest magnitude is below 2^-100 (~7.9e-31) is taken as zeros, which keeps every scale a
+// normal f32. For tests and error analysis.
+Tensor quant_matmul_activations(const Tensor& x, GgmlType weight_type);
+
+}  // namespace sy::kernels

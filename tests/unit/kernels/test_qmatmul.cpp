@@ -1,0 +1,680 @@
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/ggml_types.h"
+#include "core/rng.h"
+#include "kernels/cpu/qdot.h"
+#include "kernels/qmatmul.h"
+#include "kernels/quant/quant.h"
+#include "support/tensor_testing.h"
+
+namespace sy::kernels {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+const GgmlType kQuantTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ5_K,
+                                GgmlType::kQ6_K};
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::string name_of(GgmlType type) { return std::string(ggml_type_info(type).name); }
+
+// Values per quantized activation block for weights of `type`.
+int64_t act_block(GgmlType type) {
+  return cpu::act_layout(type) == cpu::ActLayout::kA32 ? 32 : 256;
+}
+
+void put_f16(uint8_t* p, float value) {
+  const uint16_t h = f32_to_f16(value);
+  p[0] = static_cast<uint8_t>(h & 0xff);
+  p[1] = static_cast<uint8_t>(h >> 8);
+}
+
+// Owns its bytes; `m` points into them.
+struct Weights {
+  Bytes bytes;
+  QuantMatrix m;
+};
+
+Weights make_weights(GgmlType type, int64_t n, int64_t k, Bytes bytes) {
+  Weights w{std::move(bytes), {}};
+  w.m.type = type;
+  w.m.rows = n;
+  w.m.cols = k;
+  w.m.row_bytes = static_cast<size_t>(ggml_row_bytes(type, k));
+  w.m.data = w.bytes.data();
+  return w;
+}
+
+// Random blocks: every code and packed scale byte uniform (so q8_0 meets -128 and the K formats
+// every 6-bit scale and min), f16 scales positive and small enough that |W| stays ~1.
+Weights random_weights(GgmlType type, int64_t n, int64_t k, Rng& rng) {
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  const int64_t nblocks = n * (k / info.block_values);
+  Bytes b(static_cast<size_t>(nblocks * info.block_bytes));
+  for (uint8_t& v : b) v = static_cast<uint8_t>(rng.below(256));
+  for (int64_t i = 0; i < nblocks; ++i) {
+    uint8_t* blk = b.data() + i * info.block_bytes;
+    switch (type) {
+      case GgmlType::kQ8_0:
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / 128.0f);
+        break;
+      case GgmlType::kQ4_0:
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / 8.0f);
+        break;
+      case GgmlType::kQ4_K:
+      case GgmlType::kQ5_K:
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / 1024.0f);
+        put_f16(blk + 2, rng.uniform(0.5f, 1.5f) / 1024.0f);
+        break;
+      case GgmlType::kQ6_K:
+        put_f16(blk + 208, rng.uniform(0.5f, 1.5f) / 4096.0f);
+        break;
+      default:
+        ADD_FAILURE() << "no random blocks for " << name_of(type);
+    }
+  }
+  return make_weights(type, n, k, std::move(b));
+}
+
+std::vector<float> dequantized(const QuantMatrix& m) {
+  const Tensor t =
+      dequantize(m.data, static_cast<size_t>(m.rows) * m.row_bytes, m.type, {m.rows, m.cols});
+  return {t.data<float>(), t.data<float>() + t.numel()};
+}
+
+// |d * scale * q| + |dmin * min| per value: the size of the terms the kernels scale and subtract
+// (for q4_K / q5_K the two parts of a value can cancel; elsewhere it is |W|).
+std::vector<float> term_sizes(const QuantMatrix& m, const std::vector<float>& w) {
+  std::vector<float> out(w.size());
+  if (m.type != GgmlType::kQ4_K && m.type != GgmlType::kQ5_K) {
+    for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i]);
+    return out;
+  }
+  Bytes zero(m.data, m.data + static_cast<size_t>(m.rows) * m.row_bytes);
+  const int block = m.type == GgmlType::kQ4_K ? 144 : 176;
+  for (size_t b = 0; b < zero.size(); b += block) {
+    std::memset(zero.data() + b + 16, 0, static_cast<size_t>(block - 16));  // codes (and qh)
+  }
+  QuantMatrix z = m;
+  z.data = zero.data();
+  const std::vector<float> mins = dequantized(z);  // -dmin * min
+  for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i] - mins[i]) + std::fabs(mins[i]);
+  return out;
+}
+
+constexpr double kEps = 0x1p-23;
+
+// Whether n floats are identical bit for bit (NaNs included).
+bool same_bits(const float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i])) return false;
+  }
+  return true;
+}
+
+// What quant_matmul must produce for x [T, K] and W, with the two bounds of the header:
+//   exact:  sum_i W_i * xq_i (xq: the quantized activations) within
+//           (K / 32 + 16) * eps32 * sum_i size_i * |xq_i|   (f32 rounding of the block sums)
+//   f32:    sum_i W_i * x_i within sum_i |W_i| * d(i) / 2 (activation rounding, +0.01% for the
+//           rounded reciprocal) plus the exact bound.
+struct Expected {
+  std::vector<double> exact, exact_tol, f32, f32_tol;
+};
+
+Expected expected_for(const Tensor& x, const QuantMatrix& m) {
+  const int64_t t_n = x.rows(), k = m.cols, n = m.rows;
+  const std::vector<float> w = dequantized(m);
+  const std::vector<float> size = term_sizes(m, w);
+  const Tensor xq_t = quant_matmul_activations(x, m.type);
+  const float* xq = xq_t.data<float>();
+  const float* xp = x.data<float>();
+  const int64_t block = act_block(m.type);
+  std::vector<double> step(static_cast<size_t>(t_n * k));  // d of the block of each activation
+  for (int64_t i = 0; i < t_n * k; i += block) {
+    double amax = 0.0;
+    for (int64_t j = 0; j < block; ++j) amax = std::max(amax, std::fabs(double{xp[i + j]}));
+    for (int64_t j = 0; j < block; ++j) step[i + j] = amax / 127.0;
+  }
+  Expected e;
+  for (int64_t t = 0; t < t_n; ++t) {
+    for (int64_t r = 0; r < n; ++r) {
+      double exact = 0.0, scale = 0.0, f32 = 0.0, rounding = 0.0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double wi = w[r * k + i];
+        exact += wi * xq[t * k + i];
+        scale += size[r * k + i] * std::fabs(double{xq[t * k + i]});
+        f32 += wi * xp[t * k + i];
+        rounding += std::fabs(wi) * step[t * k + i];
+      }
+      const double tol = (static_cast<double>(k) / 32.0 + 16.0) * kEps * scale;
+      e.exact.push_back(exact);
+      e.exact_tol.push_back(tol);
+      e.f32.push_back(f32);
+      e.f32_tol.push_back(0.5001 * rounding + tol);
+    }
+  }
+  return e;
+}
+
+::testing::AssertionResult within(const Tensor& y, const std::vector<double>& want,
+                                  const std::vector<double>& tol, const Tensor* y0,
+                                  const char* what) {
+  const float* p = y.data<float>();
+  const float* base = y0 != nullptr ? y0->data<float>() : nullptr;
+  int64_t bad = 0, worst = -1;
+  double worst_ratio = 0.0;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    const double target = want[i] + (base != nullptr ? base[i] : 0.0);
+    const double allowed = tol[i] + (base != nullptr ? 2.0 * kEps * std::fabs(target) : 0.0);
+    const double err = std::fabs(p[i] - target);
+    if (!(err <= allowed)) {
+      ++bad;
+      const double ratio = std::isnan(err) ? INFINITY : err / allowed;
+      if (worst < 0 || ratio > worst_ratio) {
+        worst = i;
+        worst_ratio = ratio;
+      }
+    }
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << what << ": " << bad << " of " << y.numel() << " outputs beyond the bound; worst at "
+         << worst << ": got " << p[worst] << ", expected " << want[worst] << " +- " << tol[worst]
+         << " (" << worst_ratio << " x the bound)";
+}
+
+TEST(QuantMatmul, PathsAvailableEndWithScalar) {
+  const std::vector<QdotPath> paths = qdot_paths_available();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.back(), QdotPath::kScalar);
+  EXPECT_EQ(paths.front(), qdot_path_best());
+  for (QdotPath p : paths) EXPECT_NE(p, QdotPath::kAuto);
+  EXPECT_EQ(qdot_path_name(QdotPath::kAvx512Vnni), "avx512_vnni");
+}
+
+// Hand-computed products, exact on every path: activations are integers with max |x| = 127 in
+// every block (so d = 1 and they quantize exactly), weights small dyadic numbers, and every
+// partial sum an f32 integer multiple of 1/16 below 2^20.
+TEST(QuantMatmul, HandBuiltBlocksGiveExactProducts) {
+  const int64_t k = 256;
+  std::vector<float> xv(k);
+  // Small values so every sum stays exact in f32, and 127 once per 32 values.
+  for (int64_t i = 0; i < k; ++i) xv[i] = static_cast<float>((i * 37) % 15 - 7);
+  for (int64_t i = 0; i < k; i += 32) xv[i] = 127.0f;
+  const Tensor x = Tensor::from_f32({1, k}, xv);
+
+  // Per format: bytes of one row and the value of each weight, computed here from the format's
+  // definition (not from the library's dequantizer).
+  struct Case {
+    GgmlType type;
+    Bytes row;
+    std::vector<double> w;
+  };
+  std::vector<Case> cases;
+  {  // q8_0: d = 1/4, q = (i * 11) % 256 as int8
+    Case c{GgmlType::kQ8_0, Bytes(8 * 34), std::vector<double>(k)};
+    for (int b = 0; b < 8; ++b) {
+      put_f16(c.row.data() + 34 * b, 0.25f);
+      for (int i = 0; i < 32; ++i) {
+        const auto q = static_cast<int8_t>(((32 * b + i) * 11) % 256);
+        c.row[34 * b + 2 + i] = static_cast<uint8_t>(q);
+        c.w[32 * b + i] = 0.25 * q;
+      }
+    }
+    cases.push_back(c);
+  }
+  {  // q4_0: d = -1/2, byte j = (j | (15 - j) << 4)
+    Case c{GgmlType::kQ4_0, Bytes(8 * 18), std::vector<double>(k)};
+    for (int b = 0; b < 8; ++b) {
+      put_f16(c.row.data() + 18 * b, -0.5f);
+      for (int j = 0; j < 16; ++j) {
+        const int lo = (j + b) % 16, hi = 15 - j;
+        c.row[18 * b + 2 + j] = static_cast<uint8_t>(lo | (hi << 4));
+        c.w[32 * b + j] = -0.5 * (lo - 8);
+        c.w[32 * b + 16 + j] = -0.5 * (hi - 8);
+      }
+    }
+    cases.push_back(c);
+  }
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ5_K}) {
+    // d = 1/8, dmin = 1/16; sub-block j: scale j + 1 (+ 40 for j >= 4), min 2 j + 3.
+    const bool five = type == GgmlType::kQ5_K;
+    Case c{type, Bytes(five ? 176 : 144), std::vector<double>(k)};
+    uint8_t* blk = c.row.data();
+    put_f16(blk, 0.125f);
+    put_f16(blk + 2, 0.0625f);
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) {
+      sc[j] = j + 1 + (j >= 4 ? 40 : 0);
+      mn[j] = 2 * j + 3;
+    }
+    for (int j = 0; j < 4; ++j) {
+      blk[4 + j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+      blk[8 + j] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+      blk[12 + j] = static_cast<uint8_t>((sc[j + 4] & 0xf) | ((mn[j + 4] & 0xf) << 4));
+    }
+    const int qs = five ? 48 : 16;
+    for (int i = 0; i < 256; ++i) {
+      const int sub = i / 32, l = i % 32;
+      const int code4 = (i * 7 + 3) % 16;
+      uint8_t& byte = blk[qs + 32 * (sub / 2) + l];
+      byte = static_cast<uint8_t>(byte | (code4 << (4 * (sub % 2))));
+      int code = code4;
+      if (five && (i % 3 == 0)) {
+        blk[16 + l] = static_cast<uint8_t>(blk[16 + l] | (1 << sub));
+        code += 16;
+      }
+      c.w[i] = 0.125 * sc[sub] * code - 0.0625 * mn[sub];
+    }
+    cases.push_back(c);
+  }
+  {  // q6_K: d = 1/16, scale of sub-block j = j - 8, code (i * 5) % 64
+    Case c{GgmlType::kQ6_K, Bytes(210), std::vector<double>(k)};
+    uint8_t* blk = c.row.data();
+    put_f16(blk + 208, 0.0625f);
+    for (int j = 0; j < 16; ++j) blk[192 + j] = static_cast<uint8_t>(static_cast<int8_t>(j - 8));
+    for (int i = 0; i < 256; ++i) {
+      const int code = (i * 5) % 64;
+      const int half = i / 128, g = (i % 128) / 32, l = i % 32;
+      uint8_t& low = blk[64 * half + l + 32 * (g % 2)];
+      low = static_cast<uint8_t>(low | ((code & 0xf) << (g < 2 ? 0 : 4)));
+      uint8_t& high = blk[128 + 32 * half + l];
+      high = static_cast<uint8_t>(high | ((code >> 4) << (2 * g)));
+      const int scale = i / 16 - 8;
+      c.w[i] = 0.0625 * scale * (code - 32);
+    }
+    cases.push_back(c);
+  }
+  for (const Case& c : cases) {
+    double want = 0.0;
+    for (int64_t i = 0; i < k; ++i) want += c.w[i] * xv[i];
+    const Weights w = make_weights(c.type, 1, k, c.row);
+    for (QdotPath path : qdot_paths_available()) {
+      SCOPED_TRACE(name_of(c.type) + " on " + std::string(qdot_path_name(path)));
+      Tensor y = Tensor::zeros({1, 1});
+      quant_matmul(y, x, w.m, {.path = path});
+      EXPECT_EQ(y.data<float>()[0], static_cast<float>(want));
+    }
+  }
+}
+
+// Every type x every path x T in {1, 3, 17, 64}, K in {256, 512, 2048} (plus K = 32, 96, 288 for
+// the 32-value formats, whose groups of 4 blocks then end part-filled), N in {1, 7, 64, 300};
+// odd cases accumulate onto a random start.
+TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
+  Rng rng(61);
+  const std::vector<QdotPath> paths = qdot_paths_available();
+  for (GgmlType type : kQuantTypes) {
+    std::vector<int64_t> ks = {256, 512, 2048};
+    if (act_block(type) == 32) ks.insert(ks.end(), {32, 96, 288});
+    int variant = 0;
+    for (int64_t k : ks) {
+      for (int64_t n : {1, 7, 64, 300}) {
+        const Weights w = random_weights(type, n, k, rng);
+        for (int64_t t : {1, 3, 17, 64}) {
+          if (k < 256 && t > 3) continue;  // the tails need few tokens
+          ++variant;
+          const Tensor x = test::random_normal({t, k}, rng);
+          const Expected e = expected_for(x, w.m);
+          const bool acc = variant % 2 == 1;
+          const Tensor y0 = test::random_uniform({t, n}, rng);
+          for (QdotPath path : paths) {
+            SCOPED_TRACE(::testing::Message()
+                         << name_of(type) << " T=" << t << " K=" << k << " N=" << n << " path "
+                         << qdot_path_name(path) << " accumulate " << acc);
+            Tensor y = acc ? y0.clone() : Tensor::zeros({t, n});
+            quant_matmul(y, x, w.m, {.accumulate = acc, .path = path});
+            EXPECT_TRUE(within(y, e.exact, e.exact_tol, acc ? &y0 : nullptr, "exact"));
+            EXPECT_TRUE(within(y, e.f32, e.f32_tol, acc ? &y0 : nullptr, "f32"));
+          }
+        }
+      }
+    }
+  }
+}
+
+// The header's promise: each output is computed the same way whatever the thread count and
+// whatever other tokens share the call, so results are bit-identical.
+TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
+  Rng rng(7);
+  const int saved = omp_get_max_threads();
+  for (GgmlType type : kQuantTypes) {
+    const int64_t k = 512, n = 300, t = 17;
+    const Weights w = random_weights(type, n, k, rng);
+    const Tensor x = test::random_normal({t, k}, rng);
+    for (QdotPath path : qdot_paths_available()) {
+      SCOPED_TRACE(name_of(type) + " on " + std::string(qdot_path_name(path)));
+      omp_set_num_threads(1);
+      Tensor one = Tensor::zeros({t, n});
+      quant_matmul(one, x, w.m, {.path = path});
+      omp_set_num_threads(3);
+      Tensor three = Tensor::zeros({t, n});
+      quant_matmul(three, x, w.m, {.path = path});
+      omp_set_num_threads(saved);
+      EXPECT_TRUE(same_bits(one.data<float>(), three.data<float>(), one.numel()));
+      for (int64_t i = 0; i < t; i += 5) {
+        Tensor single = Tensor::zeros({n});
+        const Tensor xi = x.slice_rows(i, i + 1).reshape({k});
+        quant_matmul(single, xi, w.m, {.path = path});
+        EXPECT_TRUE(same_bits(single.data<float>(), one.data<float>() + i * n, n)) << "token " << i;
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+// A batch gives what the jobs give one by one: experts sharing an input (gate and up
+// projections), jobs with their own inputs, a mix of formats including f32 and f16, accumulating
+// and not.
+TEST(QuantMatmul, BatchMatchesSeparateCalls) {
+  Rng rng(5);
+  const int64_t k = 512, t = 1;
+  const Tensor x = test::random_normal({t, k}, rng);
+  const Tensor x2 = test::random_normal({3, 256}, rng);
+  std::vector<Weights> ws;
+  ws.reserve(7);
+  const GgmlType types[] = {GgmlType::kQ4_K, GgmlType::kQ4_K, GgmlType::kQ8_0,
+                            GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ4_0};
+  const int64_t rows[] = {64, 7, 300, 33, 1, 130};
+  for (int i = 0; i < 6; ++i) ws.push_back(random_weights(types[i], rows[i], k, rng));
+  ws.push_back(random_weights(GgmlType::kQ4_K, 40, 256, rng));  // on x2
+  const Tensor wf = test::random_normal({9, 256}, rng);         // f32 and f16 on x2
+  const QuantMatrix f32m = quant_matrix_view(wf, GgmlType::kF32, 9, 256);
+  const QuantMatrix f16m = quantize_matrix(wf, GgmlType::kF16);
+
+  for (QdotPath path : qdot_paths_available()) {
+    SCOPED_TRACE(std::string(qdot_path_name(path)));
+    std::vector<Tensor> ys, want;
+    std::vector<const QuantMatrix*> ms;
+    std::vector<const Tensor*> xs;
+    for (int i = 0; i < 7; ++i) {
+      ms.push_back(&ws[i].m);
+      xs.push_back(i < 6 ? &x : &x2);
+    }
+    ms.push_back(&f32m);
+    xs.push_back(&x2);
+    ms.push_back(&f16m);
+    xs.push_back(&x2);
+    std::vector<QuantMatmulJob> jobs;
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const Tensor start = test::random_uniform({xs[i]->rows(), ms[i]->rows}, rng);
+      const bool acc = i % 3 == 1;
+      Tensor alone = start.clone();
+      quant_matmul(alone, *xs[i], *ms[i], {.accumulate = acc, .path = path});
+      want.push_back(alone);
+      ys.push_back(start.clone());
+      jobs.push_back({nullptr, xs[i], ms[i], acc});
+    }
+    for (size_t i = 0; i < jobs.size(); ++i) jobs[i].y = &ys[i];
+    quant_matmul_batch(jobs, path);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      EXPECT_TRUE(same_bits(ys[i].data<float>(), want[i].data<float>(), ys[i].numel()))
+          << "job " << i;
+    }
+  }
+}
+
+// f32, f16 and bf16 weights (and f32 at an odd address, which takes the widening path) against a
+// double product: f32 rounding of K = 96 terms of size <= 4 is far below 1e-4.
+TEST(QuantMatmul, PlainTypesMatchDoubleProduct) {
+  Rng rng(9);
+  const int64_t t = 5, n = 300, k = 96;
+  const Tensor x = test::random_uniform({t, k}, rng);
+  const Tensor w32 = test::random_uniform({n, k}, rng, -2.0f, 2.0f);
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
+    const QuantMatrix m = quantize_matrix(w32, type);
+    const std::vector<float> w = dequantized(m);
+    Tensor want = Tensor::zeros({t, n});
+    for (int64_t i = 0; i < t; ++i) {
+      for (int64_t r = 0; r < n; ++r) {
+        double s = 0.0;
+        for (int64_t j = 0; j < k; ++j) s += double{w[r * k + j]} * x.data<float>()[i * k + j];
+        want.mutable_data<float>()[i * n + r] = static_cast<float>(s);
+      }
+    }
+    Tensor y = Tensor::zeros({t, n});
+    quant_matmul(y, x, m);
+    EXPECT_ALL_CLOSE(y, want, 1e-4f, 1e-5f) << name_of(type);
+  }
+  Bytes odd(static_cast<size_t>(n * k * 4 + 1));
+  std::memcpy(odd.data() + 1, w32.data<float>(), static_cast<size_t>(n * k * 4));
+  QuantMatrix m = quantize_matrix(w32, GgmlType::kF32);
+  m.data = odd.data() + 1;
+  Tensor y_odd = Tensor::from_f32({t, n}, std::vector<float>(t * n, 1.0f));
+  Tensor y_direct = Tensor::from_f32({t, n}, std::vector<float>(t * n, 1.0f));
+  quant_matmul(y_odd, x, m, true);
+  quant_matmul(y_direct, x, quantize_matrix(w32, GgmlType::kF32), true);
+  EXPECT_ALL_CLOSE(y_odd, y_direct, 1e-5f, 1e-6f);
+}
+
+// quantize_matrix keeps the reference quantizer's bytes, and the product with real (not random)
+// blocks is as close to the f32 product as the bound says.
+TEST(QuantMatmul, QuantizedMatrixOfRealWeights) {
+  Rng rng(13);
+  const Tensor wf = test::random_normal({64, 512}, rng, 0.02f);
+  const Tensor x = test::random_normal({3, 512}, rng);
+  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+    const QuantMatrix m = quantize_matrix(wf, type);
+    EXPECT_EQ(m.row_bytes, static_cast<size_t>(ggml_row_bytes(type, 512)));
+    const std::vector<uint8_t> ref = quantize(wf, type);
+    EXPECT_EQ(std::memcmp(m.data, ref.data(), ref.size()), 0);
+    const Expected e = expected_for(x, m);
+    Tensor y = Tensor::zeros({3, 64});
+    quant_matmul(y, x, m);
+    EXPECT_TRUE(within(y, e.f32, e.f32_tol, nullptr, "f32")) << name_of(type);
+  }
+}
+
+// A NaN or infinity poisons the outputs of its token only.
+TEST(QuantMatmul, NonFiniteActivationsGiveNanForTheirToken) {
+  Rng rng(3);
+  for (GgmlType type : kQuantTypes) {
+    const Weights w = random_weights(type, 8, 512, rng);
+    Tensor x = test::random_normal({3, 512}, rng);
+    x.mutable_data<float>()[512 + 300] = type == GgmlType::kQ4_0 ? INFINITY : NAN;
+    for (QdotPath path : qdot_paths_available()) {
+      Tensor y = Tensor::zeros({3, 8});
+      quant_matmul(y, x, w.m, {.path = path});
+      for (int64_t i = 0; i < 24; ++i) {
+        EXPECT_EQ(std::isnan(y.data<float>()[i]), i / 8 == 1)
+            << name_of(type) << " " << qdot_path_name(path) << " output " << i;
+      }
+    }
+  }
+}
+
+// Every SIMD activation quantizer writes the portable one's bytes, including blocks of zeros,
+// tiny values, huge values, exact ties (x / d = k + 1/2) and non-finite values.
+TEST(QuantMatmul, SimdActivationQuantizersMatchPortable) {
+  Rng rng(17);
+  const int64_t k = 1024 + 96;  // a part-filled kA32 group; k4 formats use the first 1024
+  std::vector<float> x(static_cast<size_t>(k));
+  for (float& v : x) v = rng.normal(0.0f, 3.0f);
+  for (int i = 0; i < 32; ++i) x[32 + i] = 0.0f;
+  for (int i = 0; i < 32; ++i) x[64 + i] = 1e-31f * static_cast<float>(i);  // below 2^-100
+  for (int i = 0; i < 32; ++i) x[96 + i] = 3e38f * (i % 2 == 0 ? 1.0f : -0.5f);
+  for (int i = 0; i < 32; ++i) x[128 + i] = static_cast<float>(i) - 15.5f;  // ties after scaling
+  x[128 + 31] = 127.0f;
+  x[200] = INFINITY;
+  x[700] = NAN;
+  for (GgmlType type : kQuantTypes) {
+    const int64_t kk = act_block(type) == 32 ? k : 1024;
+    const size_t bytes = cpu::act_row_bytes(type, kk);
+    std::vector<uint8_t> want(bytes + 64), got(bytes + 64);
+    uint8_t* pw = want.data() + (64 - reinterpret_cast<uintptr_t>(want.data()) % 64) % 64;
+    uint8_t* pg = got.data() + (64 - reinterpret_cast<uintptr_t>(got.data()) % 64) % 64;
+    cpu::quantize_act_row(type, x.data(), kk, pw);
+    const std::vector<QdotPath> paths = qdot_paths_available();
+    int checked = 0;
+    for (QdotPath path : paths) {
+      cpu::ActQuantizeFn fn = nullptr;
+      if (path == QdotPath::kAvx2) fn = cpu::quantize_act_row_avx2;
+      if (path == QdotPath::kAvx512) fn = cpu::quantize_act_row_avx512;
+      if (fn == nullptr) continue;
+      std::memset(pg, 0xcd, bytes);
+      fn(type, x.data(), kk, pg);
+      ++checked;
+      for (size_t i = 0; i < bytes; ++i) {
+        if (pg[i] != pw[i]) {
+          ADD_FAILURE() << name_of(type) << " " << qdot_path_name(path) << ": byte " << i << " is "
+                        << int{pg[i]} << ", portable wrote " << int{pw[i]};
+          break;
+        }
+      }
+    }
+    if (std::ranges::find(paths, QdotPath::kAvx2) != paths.end()) {
+      EXPECT_GT(checked, 0);
+    }
+  }
+}
+
+TEST(QuantMatmul, ActivationsRoundToTheBlockStep) {
+  std::vector<float> xv(64);
+  for (int i = 0; i < 64; ++i) xv[i] = static_cast<float>(i) * 0.1f - 1.0f;
+  const Tensor x = Tensor::from_f32({64}, xv);
+  const Tensor q = quant_matmul_activations(x, GgmlType::kQ8_0);
+  // Block 0: max |x| = 2.1, d = 2.1/127; block 1: max |x| = 5.3, d = 5.3/127.
+  for (int i = 0; i < 64; ++i) {
+    const double d = (i < 32 ? 2.1f : 5.3f) / 127.0;
+    EXPECT_LE(std::fabs(q.data<float>()[i] - xv[i]), 0.5001 * d) << i;
+    EXPECT_NEAR(std::round(q.data<float>()[i] / d), q.data<float>()[i] / d, 1e-3) << i;
+  }
+  EXPECT_EQ(error_of([&] { quant_matmul_activations(x, GgmlType::kQ4_K); }),
+            "quant_matmul_activations: x has shape [64], its last dimension is not a whole number "
+            "of 256-value blocks");
+  EXPECT_EQ(error_of([&] { quant_matmul_activations(x, GgmlType::kF16); }),
+            "quant_matmul_activations: weight type f16 is not a quantized type quant_matmul takes");
+}
+
+TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
+  Rng rng(1);
+  const Weights w = random_weights(GgmlType::kQ4_0, 7, 256, rng);
+  const Tensor x = test::random_normal({3, 256}, rng);
+  Tensor y = Tensor::zeros({3, 7});
+
+  QuantMatrix bad = w.m;
+  bad.cols = 100;
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: w: K = 100 is not a whole number of 32-value q4_0 blocks");
+  bad = w.m;
+  bad.type = GgmlType::kQ4_1;
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: weight type q4_1 is not supported (supported: q8_0, q4_0, q4_K, q5_K, "
+            "q6_K, f32, f16, bf16)");
+  bad.type = static_cast<GgmlType>(99);
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q4_K, q5_K, "
+            "q6_K, f32, f16, bf16)");
+  bad = w.m;
+  bad.row_bytes = 143;
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: w: row_bytes is 143, a row of 256 q4_0 values takes 144");
+  bad = w.m;
+  bad.data = nullptr;
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }), "quant_matmul: w: data is null");
+  bad = w.m;
+  bad.rows = -1;
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: w has shape [-1, 256]: dimensions must be >= 0");
+
+  const Tensor x_short = test::random_normal({3, 64}, rng);
+  EXPECT_EQ(
+      error_of([&] { quant_matmul(y, x_short, w.m); }),
+      "quant_matmul: x has shape [3, 64], its last dimension must be K = 256 (w is [7, 256])");
+  const Tensor x_f16 = Tensor::zeros({3, 256}, DType::F16);
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x_f16, w.m); }),
+            "quant_matmul: x: dtype f16, expected f32");
+  Tensor y_wide = Tensor::zeros({3, 8});
+  EXPECT_EQ(error_of([&] { quant_matmul(y_wide, x, w.m); }),
+            "quant_matmul: y: shape [3, 8], expected [3, 7]");
+  Tensor y_f16 = Tensor::zeros({3, 7}, DType::F16);
+  EXPECT_EQ(error_of([&] { quant_matmul(y_f16, x, w.m); }),
+            "quant_matmul: y: dtype f16, expected f32");
+
+  // y and x in one storage: overlapping is refused, side by side is fine.
+  const Tensor both = test::random_normal({4, 128}, rng);
+  const Weights sq = random_weights(GgmlType::kQ8_0, 128, 256, rng);
+  const Tensor x_row = both.slice_rows(0, 2).reshape({256});  // floats 0..255
+  Tensor y_in_x = both.slice_rows(1, 2).reshape({128});       // floats 128..255
+  Tensor y_after = both.slice_rows(2, 3).reshape({128});      // floats 256..383
+  EXPECT_EQ(error_of([&] { quant_matmul(y_in_x, x_row, sq.m); }), "quant_matmul: y overlaps x");
+  EXPECT_EQ(error_of([&] { quant_matmul(y_after, x_row, sq.m); }), "(no error)");
+
+  // Batches name the job.
+  Tensor y2 = Tensor::zeros({3, 7});
+  std::vector<QuantMatmulJob> jobs = {{&y, &x, &w.m}, {&y2, &x_short, &w.m}};
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
+            "quant_matmul_batch: job 1: x has shape [3, 64], its last dimension must be K = 256 "
+            "(w is [7, 256])");
+  jobs = {{&y, &x, &w.m}, {&y, &x, &w.m}};
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
+            "quant_matmul_batch: job 0: y overlaps the y of job 1");
+  Tensor xy = test::random_normal({3, 256}, rng);
+  Tensor y_of_x = xy.reshape({3 * 256}).slice_rows(0, 21).reshape({3, 7});
+  jobs = {{&y_of_x, &x, &w.m}, {&y2, &xy, &w.m}};
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
+            "quant_matmul_batch: job 0: y overlaps the x of job 1");
+  jobs = {{nullptr, &x, &w.m}};
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
+            "quant_matmul_batch: job 0: y, x and w must be set");
+
+  // Views of tensors: the byte count must fit.
+  const Tensor raw = Tensor::zeros({7 * 144}, DType::U8);
+  EXPECT_EQ(error_of([&] { quant_matrix_view(raw, GgmlType::kQ4_K, 7, 256); }), "(no error)");
+  EXPECT_EQ(error_of([&] { quant_matrix_view(raw, GgmlType::kQ4_K, 8, 256); }),
+            "quant_matrix_view: q4_K matrix [8, 256] takes 1152 bytes, the tensor has 1008");
+  EXPECT_EQ(error_of([&] { quant_matrix_view(raw, GgmlType::kQ4_K, 7, 100); }),
+            "quant_matrix_view: q4_K matrix [7, 100]: 100 columns are not a whole number of "
+            "256-value blocks");
+  EXPECT_EQ(error_of([&] { quant_matrix_view(raw, GgmlType::kQ4_K, -7, 256); }),
+            "quant_matrix_view: q4_K matrix [-7, 256]: dimensions must be >= 0");
+  EXPECT_EQ(error_of([&] { quant_matrix_view(raw, GgmlType::kQ4_K, int64_t{1} << 62, 256); }),
+            "quant_matrix_view: q4_K matrix [4611686018427387904, 256]: size overflows");
+
+  // A path this CPU lacks is refused (on CPUs that have every path there is nothing to check).
+  const std::vector<QdotPath> paths = qdot_paths_available();
+  for (QdotPath p : {QdotPath::kAvx512Vnni, QdotPath::kAvx512, QdotPath::kAvx2}) {
+    if (std::ranges::find(paths, p) != paths.end()) continue;
+    EXPECT_EQ(error_of([&] { quant_matmul(y, x, w.m, {.path = p}); })
+                  .rfind("quant_matmul: SIMD path " + std::string(qdot_path_name(p)) +
+                             " is not available here (available: ",
+                         0),
+              0u);
+  }
+}
+
+TEST(QuantMatmul, EmptyShapes) {
+  Rng rng(2);
+  const Weights w = random_weights(GgmlType::kQ8_0, 5, 64, rng);
+  Tensor y = Tensor::zeros({0, 5});
+  quant_matmul(y, Tensor::zeros({0, 64}), w.m);
+  const Weights none = make_weights(GgmlType::kQ6_K, 0, 256, {});
+  Tensor y0 = Tensor::zeros({2, 0});
+  quant_matmul(y0, test::random_normal({2, 256}, rng), none.m);
+  const Weights zero_k = make_weights(GgmlType::kQ4_K, 3, 0, {});
+  Tensor y1 = Tensor::from_f32({2, 3}, {1, 2, 3, 4, 5, 6});
+  quant_matmul(y1, Tensor::zeros({2, 0}), zero_k.m);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(y1.data<float>()[i], 0.0f);
+}
+
+}  // namespace
+}  // namespace sy::kernels
