@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/gemm.h"
@@ -13,6 +14,18 @@ namespace {
 // Rows dequantized at a time on the fallback path: bounds the f32 scratch to a few MB.
 constexpr int64_t kFallbackRows = 256;
 }  // namespace
+
+void apply_all(const Tensor& x, std::initializer_list<std::pair<const Linear*, Tensor*>> products) {
+  bool quantized = true;
+  for (const auto& [w, y] : products) quantized = quantized && w->quant() != nullptr;
+  if (!quantized) {
+    for (const auto& [w, y] : products) w->apply(*y, x);
+    return;
+  }
+  std::vector<kernels::QuantMatmulJob> jobs;
+  for (const auto& [w, y] : products) jobs.push_back({y, &x, w->quant(), false});
+  kernels::quant_matmul_batch(jobs);
+}
 
 Linear Linear::dense(Tensor w) {
   w.expect_dtype(DType::F32, "Linear::dense: w");
@@ -38,6 +51,10 @@ Linear Linear::packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes) {
   l.rows_ = rows;
   l.cols_ = cols;
   l.data_ = std::move(bytes);
+  if (kernels::can_quant_matmul(type)) {
+    l.quant_ = kernels::quant_matrix_view(l.data_, type, rows, cols);
+    l.has_quant_ = true;
+  }
   return l;
 }
 
@@ -49,6 +66,10 @@ void Linear::apply(Tensor& y, const Tensor& x, bool accumulate) const {
   y.expect_shape({x.dim(0), rows_}, "Linear::apply: y");
   if (!packed_) {
     kernels::gemm(y, x, data_, {.trans_b = true, .accumulate = accumulate});
+    return;
+  }
+  if (has_quant_) {
+    kernels::quant_matmul(y, x, quant_, accumulate);
     return;
   }
   // Fallback: dequantize a block of rows, GEMM it into the matching columns of y.
@@ -102,6 +123,7 @@ Linear Linear::slice_rows(int64_t begin, int64_t end) const {
   if (packed_) {
     const int64_t rb = ggml_row_bytes(type_, cols_);
     l.data_ = data_.reshape({rows_, rb}).slice_rows(begin, end).reshape({(end - begin) * rb});
+    if (has_quant_) l.quant_ = kernels::quant_matrix_view(l.data_, type_, end - begin, cols_);
   } else {
     l.data_ = data_.slice_rows(begin, end);
   }

@@ -8,11 +8,21 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 
 #include "core/ggml_types.h"
 #include "core/tensor.h"
+#include "kernels/qmatmul.h"
 
 namespace sy::model {
+
+class Linear;
+
+// ys[i] = x ws[i]^T for every i, in one parallel call when every matrix is packed for the
+// quantized kernels (x is then quantized once), else one product after the other.
+// ys[i]: f32 [T, ws[i].rows()] written.
+void apply_all(const Tensor& x, std::initializer_list<std::pair<const Linear*, Tensor*>> products);
 
 class Linear {
  public:
@@ -37,12 +47,17 @@ class Linear {
   void row(int64_t r, float* out) const;
   // Rows [begin, end) as a Linear sharing the storage (one expert of a stacked tensor).
   Linear slice_rows(int64_t begin, int64_t end) const;
+  // The packed matrix for the quantized kernels; null when the product takes another path
+  // (f32 weights, or a block type without a quantized kernel).
+  const kernels::QuantMatrix* quant() const { return has_quant_ ? &quant_ : nullptr; }
 
  private:
   GgmlType type_ = GgmlType::kF32;
   bool packed_ = false;
   int64_t rows_ = 0, cols_ = 0;
   Tensor data_;
+  kernels::QuantMatrix quant_;
+  bool has_quant_ = false;
 };
 
 }  // namespace sy::model

@@ -178,8 +178,9 @@ Tensor Model::ffn(Block& block, const Tensor& x) {
     }
     if (!block.gate.defined()) return y;
   }
-  const Tensor gate = block.gate.apply(x);
-  const Tensor up = block.up.apply(x);
+  Tensor gate = Tensor::empty({x.dim(0), block.gate.rows()});
+  Tensor up = Tensor::empty({x.dim(0), block.up.rows()});
+  apply_all(x, {{&block.gate, &gate}, {&block.up, &up}});
   Tensor hidden = Tensor::empty(gate.shape());
   kernels::swiglu_forward(hidden, gate, up);
   Tensor out = block.down.apply(hidden);

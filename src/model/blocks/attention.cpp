@@ -11,16 +11,18 @@
 
 namespace sy::model {
 
+void add_bias(Tensor& y, const Tensor& bias) {
+  const int64_t rows = y.dim(0), cols = y.dim(1);
+  float* py = y.mutable_data<float>();
+  const float* pb = bias.data<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j) py[r * cols + j] += pb[j];
+  }
+}
+
 Tensor linear(const Tensor& x, const Linear& w, const Tensor& bias) {
   Tensor y = w.apply(x);
-  if (bias.defined()) {
-    const int64_t rows = y.dim(0), cols = y.dim(1);
-    float* py = y.mutable_data<float>();
-    const float* pb = bias.data<float>();
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t j = 0; j < cols; ++j) py[r * cols + j] += pb[j];
-    }
-  }
+  if (bias.defined()) add_bias(y, bias);
   return y;
 }
 
@@ -129,9 +131,15 @@ void Attention::rope(Tensor& x, int64_t past) const {
 
 void Attention::project_gqa(const Tensor& x, int64_t past, Tensor& q, Tensor& k, Tensor& v) const {
   const int64_t t = x.dim(0), dh = c_.head_dim;
-  q = linear(x, q_, q_bias_);
-  k = linear(x, k_, k_bias_);
-  v = linear(x, v_, v_bias_);
+  q = Tensor::empty({t, q_.rows()});
+  k = Tensor::empty({t, k_.rows()});
+  v = Tensor::empty({t, v_.rows()});
+  apply_all(x, {{&q_, &q}, {&k_, &k}, {&v_, &v}});
+  if (c_.qkv_bias) {
+    add_bias(q, q_bias_);
+    add_bias(k, k_bias_);
+    add_bias(v, v_bias_);
+  }
   if (c_.qk_norm == QkNorm::kFull) {
     q = rms_norm(q, q_norm_, c_.norm_eps);
     k = rms_norm(k, k_norm_, c_.norm_eps);

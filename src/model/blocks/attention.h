@@ -43,6 +43,8 @@ class Attention {
 // y = x w^T (+ bias): y f32 [T, rows], x f32 [T, cols], w [rows, cols], bias f32 [rows] or
 // undefined.
 Tensor linear(const Tensor& x, const Linear& w, const Tensor& bias = Tensor());
+// y[r] += bias for every row r; y f32 [T, N], bias f32 [N].
+void add_bias(Tensor& y, const Tensor& bias);
 // RMSNorm of each row (the last dim) of x, into a new tensor.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
 

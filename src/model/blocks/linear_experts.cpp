@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "kernels/activations.h"
+#include "kernels/qmatmul.h"
 
 namespace sy::model {
 
@@ -26,21 +27,48 @@ uint64_t LinearExperts::expert_bytes() const {
 void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
                             moe::FfnSaved* /*saved*/) {
   SY_CHECK(static_cast<int64_t>(offsets.size()) == e_ + 1,
-           "LinearExperts: {} offsets for {} "
-           "experts",
-           offsets.size(), e_);
+           "LinearExperts: {} offsets for {} experts", offsets.size(), e_);
+  // The active experts' rows, inputs, and gate/up/hidden/output buffers.
+  struct Active {
+    int64_t expert;
+    Tensor x, gate, up, hidden, y;
+  };
+  std::vector<Active> active;
   for (int64_t j = 0; j < e_; ++j) {
-    const int64_t begin = offsets[static_cast<size_t>(j)],
-                  end = offsets[static_cast<size_t>(j) + 1];
+    const int64_t begin = offsets[static_cast<size_t>(j)];
+    const int64_t end = offsets[static_cast<size_t>(j) + 1];
     if (begin == end) continue;
-    const Tensor x = buffer.slice_rows(begin, end);
-    const Tensor g = gate_[static_cast<size_t>(j)].apply(x);
-    const Tensor u = up_[static_cast<size_t>(j)].apply(x);
-    Tensor h = Tensor::empty(g.shape());
-    kernels::swiglu_forward(h, g, u);
-    Tensor y = out.slice_rows(begin, end);
-    down_[static_cast<size_t>(j)].apply(y, h);
+    active.push_back({j, buffer.slice_rows(begin, end), Tensor::empty({end - begin, f_}),
+                      Tensor::empty({end - begin, f_}), Tensor::empty({end - begin, f_}),
+                      out.slice_rows(begin, end)});
   }
+  const bool quantized = gate_.front().quant() != nullptr && down_.front().quant() != nullptr;
+  if (!quantized) {
+    for (Active& a : active) {
+      const auto j = static_cast<size_t>(a.expert);
+      gate_[j].apply(a.gate, a.x);
+      up_[j].apply(a.up, a.x);
+      kernels::swiglu_forward(a.hidden, a.gate, a.up);
+      down_[j].apply(a.y, a.hidden);
+    }
+    return;
+  }
+  // Every active expert's gate and up projections in one parallel call (the input of each
+  // expert is quantized once for both), then all down projections: with few tokens (decode)
+  // each product is small, and one call keeps every thread busy across experts.
+  std::vector<kernels::QuantMatmulJob> jobs;
+  for (Active& a : active) {
+    const auto j = static_cast<size_t>(a.expert);
+    jobs.push_back({&a.gate, &a.x, gate_[j].quant(), false});
+    jobs.push_back({&a.up, &a.x, up_[j].quant(), false});
+  }
+  kernels::quant_matmul_batch(jobs);
+  jobs.clear();
+  for (Active& a : active) {
+    kernels::swiglu_forward(a.hidden, a.gate, a.up);
+    jobs.push_back({&a.y, &a.hidden, down_[static_cast<size_t>(a.expert)].quant(), false});
+  }
+  kernels::quant_matmul_batch(jobs);
 }
 
 void LinearExperts::backward(Tensor& /*d_buffer*/, const Tensor& /*d_out*/,

