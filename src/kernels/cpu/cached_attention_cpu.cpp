@@ -63,21 +63,16 @@ namespace sy::kernels::cpu {
 HWY_EXPORT(MaskedSoftmaxRow);
 
 namespace {
-// dst[r * cols + j] = f16 src[r * stride + j] for r < rows, j < cols.
-void rows_f16_to_f32(const uint16_t* src, int64_t stride, float* dst, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) {
-    convert_f16_to_f32(src + r * stride, dst + r * cols, static_cast<size_t>(cols));
-  }
-}
-
 // Queries per block: scores of a block are [kBlock, S] floats, reused across its GEMMs.
 constexpr int64_t kBlock = 64;
 // Below this many score entries the call runs on one thread (decode steps of small models).
 constexpr int64_t kParallelMinScores = 1 << 14;
 }  // namespace
 
-void cached_attention(float* out, const float* q, const void* k, const void* v, bool kv_f16,
-                      const CachedAttentionShape& s, float scale, int64_t window) {
+namespace {
+
+void attend_f32(float* out, const float* q, const float* k, const float* v,
+                const CachedAttentionShape& s, float scale, int64_t window) {
   const int64_t group = s.q_heads / s.kv_heads;
   const int64_t past = s.cached - s.tokens;
   const int64_t ldq = s.q_heads * s.key_dim, ldo = s.q_heads * s.value_dim;
@@ -86,7 +81,7 @@ void cached_attention(float* out, const float* q, const void* k, const void* v, 
   const bool parallel = s.tokens * s.q_heads * s.cached >= kParallelMinScores;
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> scores, kf, vf;
+    std::vector<float> scores;
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int64_t h = 0; h < s.q_heads; ++h) {
       for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -97,24 +92,9 @@ void cached_attention(float* out, const float* q, const void* k, const void* v, 
         const int64_t key_end = past + t1;
         const int64_t key_begin = window > 0 ? std::max<int64_t>(0, past + t0 - window + 1) : 0;
         const int64_t keys = key_end - key_begin;
-        const float* kp;
-        const float* vp;
-        int64_t lk = ldk, lv = ldv;
-        if (kv_f16) {
-          kf.resize(static_cast<size_t>(keys * s.key_dim));
-          vf.resize(static_cast<size_t>(keys * s.value_dim));
-          rows_f16_to_f32(static_cast<const uint16_t*>(k) + key_begin * ldk + g * s.key_dim, ldk,
-                          kf.data(), keys, s.key_dim);
-          rows_f16_to_f32(static_cast<const uint16_t*>(v) + key_begin * ldv + g * s.value_dim, ldv,
-                          vf.data(), keys, s.value_dim);
-          kp = kf.data();
-          vp = vf.data();
-          lk = s.key_dim;
-          lv = s.value_dim;
-        } else {
-          kp = static_cast<const float*>(k) + key_begin * ldk + g * s.key_dim;
-          vp = static_cast<const float*>(v) + key_begin * ldv + g * s.value_dim;
-        }
+        const float* kp = k + key_begin * ldk + g * s.key_dim;
+        const float* vp = v + key_begin * ldv + g * s.value_dim;
+        const int64_t lk = ldk, lv = ldv;
         scores.resize(static_cast<size_t>(rows * keys));
         sgemm(false, true, rows, keys, s.key_dim, scale, q + t0 * ldq + h * s.key_dim, ldq, kp, lk,
               0.0f, scores.data(), keys);
@@ -130,6 +110,34 @@ void cached_attention(float* out, const float* q, const void* k, const void* v, 
       }
     }
   }
+}
+
+}  // namespace
+
+void cached_attention(float* out, const float* q, const void* k, const void* v, bool kv_f16,
+                      const CachedAttentionShape& s, float scale, int64_t window) {
+  if (!kv_f16) {
+    attend_f32(out, q, static_cast<const float*>(k), static_cast<const float*>(v), s, scale,
+               window);
+    return;
+  }
+  // f16 cache: widen the keys and values every query can see to f32 once (each is read by
+  // Hq / Hkv heads and several query blocks), then the f32 path.
+  const int64_t first = window > 0 ? std::max<int64_t>(0, s.cached - s.tokens - window + 1) : 0;
+  const int64_t rows = s.cached - first;
+  const int64_t ldk = s.kv_heads * s.key_dim, ldv = s.kv_heads * s.value_dim;
+  std::vector<float> kf(static_cast<size_t>(s.cached * ldk));
+  std::vector<float> vf(static_cast<size_t>(s.cached * ldv));
+  const auto* k16 = static_cast<const uint16_t*>(k);
+  const auto* v16 = static_cast<const uint16_t*>(v);
+  constexpr int64_t kChunk = 64;
+#pragma omp parallel for schedule(static) if (rows * (ldk + ldv) >= (int64_t{1} << 16))
+  for (int64_t r0 = first; r0 < s.cached; r0 += kChunk) {
+    const int64_t n = std::min(kChunk, s.cached - r0);
+    convert_f16_to_f32(k16 + r0 * ldk, kf.data() + r0 * ldk, static_cast<size_t>(n * ldk));
+    convert_f16_to_f32(v16 + r0 * ldv, vf.data() + r0 * ldv, static_cast<size_t>(n * ldv));
+  }
+  attend_f32(out, q, kf.data(), vf.data(), s, scale, window);
 }
 
 }  // namespace sy::kernels::cpu

@@ -7,6 +7,7 @@
 #include "core/dtype.h"
 #include "core/rng.h"
 #include "support/reference.h"
+#include "support/tensor_testing.h"
 
 namespace sy {
 namespace {
@@ -127,6 +128,29 @@ TEST(DType, NamesRoundTripAndUnknownNameIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("f8"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("bf16"), std::string::npos) << e.what();
   }
+}
+
+// The vectorised bulk widening gives the scalar conversion's value for every f16 bit pattern
+// (NaNs stay NaN), on every compiled SIMD path, at every offset of a vector.
+TEST(Dtype, BulkF16ToF32MatchesScalarOnEveryPattern) {
+  std::vector<uint16_t> all(65536 + 7);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  test::for_each_simd_path([&](const std::string& path) {
+    for (const size_t offset : {size_t{0}, size_t{3}}) {
+      const size_t n = all.size() - offset;
+      std::vector<float> out(n);
+      convert_f16_to_f32(all.data() + offset, out.data(), n);
+      for (size_t i = 0; i < n; ++i) {
+        const float want = f16_to_f32(all[offset + i]);
+        if (std::isnan(want)) {
+          ASSERT_TRUE(std::isnan(out[i])) << path << " bits " << all[offset + i];
+        } else {
+          ASSERT_EQ(std::bit_cast<uint32_t>(out[i]), std::bit_cast<uint32_t>(want))
+              << path << " bits " << all[offset + i];
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
