@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <tuple>
@@ -178,11 +179,14 @@ TEST(SpmAgreement, LibraryAndTokenizerJsonAgreeOnEveryLineOfTheBrownCorpus) {
   EXPECT_EQ(ours->bos_id(), 1);
   EXPECT_EQ(ours->eos_id(), 2);
 
+  // Sanitized builds (10-50x slower) compare every 8th line: still ~7000 lines of every genre.
+  const size_t stride = std::getenv("SY_SANITIZED") != nullptr ? 8 : 1;
   std::vector<std::string> lines;
-  for (size_t i = 0, next = 0; i < corpus.size(); i = next + 1) {
+  size_t line_no = 0;
+  for (size_t i = 0, next = 0; i < corpus.size(); i = next + 1, ++line_no) {
     next = corpus.find('\n', i);
     if (next == std::string::npos) next = corpus.size();
-    lines.push_back(corpus.substr(i, next - i));
+    if (line_no % stride == 0) lines.push_back(corpus.substr(i, next - i));
   }
   // Beyond the corpus: byte fallback for characters the model never saw, runs of spaces,
   // leading and trailing whitespace, tabs, digits, punctuation runs.
