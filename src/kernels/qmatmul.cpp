@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 
@@ -30,6 +31,8 @@ constexpr size_t kActChunkBytes = size_t{192} << 10;
 // Below this many cost units (bytes of weights read + multiply-adds / 2) a call runs on the
 // calling thread: waking the team costs more.
 constexpr double kParallelCost = 96.0 * 1024;
+// Quantized activations up to this size go on the caller's stack instead of the heap.
+constexpr size_t kStackActBytes = size_t{32} << 10;
 // Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
 constexpr int64_t kPlainChunkRows = 256;
 
@@ -84,7 +87,7 @@ std::string available_names() {
   return out;
 }
 
-QdotPath resolve_path(QdotPath path, const std::string& where) {
+QdotPath resolve_path(QdotPath path, const char* where) {
   SY_CHECK(path_usable(path), "{}: SIMD path {} is not available here (available: {})", where,
            qdot_path_name(path), available_names());
   return path == QdotPath::kAuto ? qdot_path_best() : path;
@@ -110,12 +113,31 @@ PathKernels kernels_for(QdotPath path, GgmlType type) {
   }
 }
 
+// Where a message comes from: "quant_matmul" or "quant_matmul_batch: job 3". Formatted only when
+// a check fails, so a call costs no string work.
+struct Where {
+  const char* op;
+  int64_t job;  // -1: a single product
+};
+}  // namespace
+}  // namespace sy::kernels
+
+template <>
+struct fmt::formatter<sy::kernels::Where> : fmt::formatter<std::string_view> {
+  auto format(const sy::kernels::Where& w, format_context& ctx) const {
+    return w.job < 0 ? fmt::format_to(ctx.out(), "{}", w.op)
+                     : fmt::format_to(ctx.out(), "{}: job {}", w.op, w.job);
+  }
+};
+
+namespace sy::kernels {
+namespace {
+
 // Activations that share a quantized form: same x, same layout variant (q5_K uses q4_K's).
 GgmlType act_variant(GgmlType type) { return type == GgmlType::kQ5_K ? GgmlType::kQ4_K : type; }
 
-// Checks one product; returns T (rows of x).
-int64_t check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w,
-                  const std::string& where) {
+// Checks one product.
+void check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w, const Where& where) {
   SY_CHECK(is_quant(w.type) || is_plain(w.type),
            "{}: weight type {} is not supported (supported: {})", where, type_name(w.type),
            supported_names());
@@ -130,21 +152,24 @@ int64_t check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w,
            "{}: w: row_bytes is {}, a row of {} {} values takes {}", where, w.row_bytes, w.cols,
            info.name, need);
   SY_CHECK(w.data != nullptr || w.rows == 0 || w.cols == 0, "{}: w: data is null", where);
-  x.expect_dtype(DType::F32, (where + ": x").c_str());
-  y.expect_dtype(DType::F32, (where + ": y").c_str());
+  SY_CHECK(x.dtype() == DType::F32, "{}: x: dtype {}, expected f32", where, dtype_name(x.dtype()));
+  SY_CHECK(y.dtype() == DType::F32, "{}: y: dtype {}, expected f32", where, dtype_name(y.dtype()));
   SY_CHECK(x.rank() >= 1, "{}: x must have rank >= 1, got shape {}", where, shape_str(x.shape()));
   SY_CHECK(x.cols() == w.cols,
            "{}: x has shape {}, its last dimension must be K = {} (w is [{}, {}])", where,
            shape_str(x.shape()), w.cols, w.rows, w.cols);
-  Shape want = x.shape();
-  want.back() = w.rows;
-  y.expect_shape(want, (where + ": y").c_str());
+  bool fits = y.rank() == x.rank() && y.cols() == w.rows;
+  for (int i = 0; fits && i + 1 < x.rank(); ++i) fits = y.dim(i) == x.dim(i);
+  if (!fits) {
+    Shape want = x.shape();
+    want.back() = w.rows;
+    fail("{}: y: shape {}, expected {}", where, shape_str(y.shape()), shape_str(want));
+  }
   if (y.numel() > 0 && x.numel() > 0 && y.storage() == x.storage()) {
     const size_t y0 = y.byte_offset(), y1 = y0 + y.nbytes();
     const size_t x0 = x.byte_offset(), x1 = x0 + x.nbytes();
     SY_CHECK(y1 <= x0 || x1 <= y0, "{}: y overlaps x", where);
   }
-  return x.rows();
 }
 
 // y = (or +=) x W^T for f32 / f16 / bf16 weights: OpenBLAS, rows widened to f32 in chunks unless
@@ -211,10 +236,17 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     total += a.stride * static_cast<size_t>(a.t);
     act_rows += a.t;
   }
-  const std::shared_ptr<Storage> buffer = Storage::allocate(std::max<size_t>(total, 64));
-  auto* base = reinterpret_cast<uint8_t*>(buffer->mutable_data());
+  // Decode-sized activations live on the stack; larger ones in a (recycled) heap block.
+  alignas(64) std::array<uint8_t, kStackActBytes> local;
+  std::shared_ptr<Storage> heap;
+  uint8_t* base = local.data();
+  if (total > local.size()) {
+    heap = Storage::allocate(total);
+    base = reinterpret_cast<uint8_t*>(heap->mutable_data());
+  }
 
   std::vector<Unit> units;
+  units.reserve(64);
   double cost = 0.0;
   for (size_t j = 0; j < jobs.size(); ++j) {
     const QJob& q = jobs[j];
@@ -242,20 +274,20 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
           : static_cast<int>(std::min<int64_t>(
                 num_threads(), std::max<int64_t>(static_cast<int64_t>(units.size()), act_rows)));
 
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < act_rows; ++i) {
-      int64_t row = i;
-      size_t b = 0;
-      while (row >= acts[b].t) row -= acts[b++].t;
+  // Activation rows [begin, end) of all buffers together.
+  const auto quantize_rows = [&](int64_t begin, int64_t end) {
+    size_t b = 0;
+    int64_t first = 0;  // global index of buffer b's row 0
+    for (int64_t i = begin; i < end; ++i) {
+      while (i - first >= acts[b].t) first += acts[b++].t;
       const ActBuf& a = acts[b];
+      const int64_t row = i - first;
       a.quantize(a.type, a.x + row * a.k, a.k,
                  base + a.offset + static_cast<size_t>(row) * a.stride);
     }
-    // The implicit barrier above: every activation row is ready.
-    const int tid = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
+  };
+  // Thread tid of nt takes the units whose middle falls in its share of the cost.
+  const auto run_units = [&](int tid, int nt) {
     const double lo = cost * tid / nt, hi = cost * (tid + 1) / nt;
     double at = 0.0;
     for (const Unit& u : units) {
@@ -277,23 +309,33 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
       tile.accumulate = q.accumulate;
       q.tile(tile);
     }
+  };
+  if (threads == 1) {  // no OpenMP region at all: its start-up costs more than small work
+    quantize_rows(0, act_rows);
+    run_units(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    quantize_rows(act_rows * tid / nt, act_rows * (tid + 1) / nt);
+#pragma omp barrier
+    run_units(tid, nt);
   }
 }
 
-void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const std::string& op) {
-  std::vector<std::string> wheres;
-  wheres.reserve(jobs.size());
+void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* op) {
+  const bool single = jobs.size() == 1 && std::string_view(op) == "quant_matmul";
   for (size_t i = 0; i < jobs.size(); ++i) {
-    wheres.push_back(jobs.size() == 1 && op == "quant_matmul" ? op
-                                                              : fmt::format("{}: job {}", op, i));
+    const Where where{op, single ? -1 : static_cast<int64_t>(i)};
     const QuantMatmulJob& j = jobs[i];
     SY_CHECK(j.y != nullptr && j.x != nullptr && j.w != nullptr, "{}: y, x and w must be set",
-             wheres[i]);
-    check_job(*j.y, *j.x, *j.w, wheres[i]);
+             where);
+    check_job(*j.y, *j.x, *j.w, where);
   }
   // Outputs may not overlap each other (or any input: checked per job against its own x above,
   // and here against the others').
-  for (size_t i = 0; i < jobs.size(); ++i) {
+  for (size_t i = 0; i < jobs.size() && jobs.size() > 1; ++i) {
     const Tensor& yi = *jobs[i].y;
     if (yi.numel() == 0) continue;
     for (size_t j = 0; j < jobs.size(); ++j) {
@@ -303,8 +345,8 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const std::st
         if (other->numel() == 0 || other->storage() != yi.storage()) continue;
         const size_t a0 = yi.byte_offset(), a1 = a0 + yi.nbytes();
         const size_t b0 = other->byte_offset(), b1 = b0 + other->nbytes();
-        SY_CHECK(a1 <= b0 || b1 <= a0, "{}: y overlaps the {} of job {}", wheres[i],
-                 other == jobs[j].y ? "y" : "x", j);
+        SY_CHECK(a1 <= b0 || b1 <= a0, "{}: y overlaps the {} of job {}",
+                 Where{op, static_cast<int64_t>(i)}, other == jobs[j].y ? "y" : "x", j);
       }
     }
   }
@@ -312,6 +354,8 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const std::st
 
   std::vector<QJob> qjobs;
   std::vector<ActBuf> acts;
+  qjobs.reserve(jobs.size());
+  acts.reserve(jobs.size());
   for (const QuantMatmulJob& j : jobs) {
     const QuantMatrix& w = *j.w;
     const int64_t t = j.x->rows();
@@ -410,7 +454,10 @@ std::vector<QdotPath> qdot_paths_available() {
   return out;
 }
 
-QdotPath qdot_path_best() { return qdot_paths_available().front(); }
+QdotPath qdot_path_best() {
+  static const QdotPath best = qdot_paths_available().front();  // the CPU does not change
+  return best;
+}
 
 bool can_quant_matmul(GgmlType type) { return is_quant(type) || is_plain(type); }
 

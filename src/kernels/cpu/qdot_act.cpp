@@ -1,5 +1,6 @@
 // The portable activation quantizer (the reference the SIMD quantizers match byte for byte) and
 // the layout helpers of cpu/qdot.h.
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -20,14 +21,17 @@ inline int round_code(float v) {
 }
 
 // d and the codes of n values; the rules of qdot.h (NaN/inf -> d = NaN, codes 0; tiny -> 0).
+// The largest magnitude is taken on the bit patterns (|x| orders as its bits do, and inf / NaN
+// sort above every finite value), which compilers vectorise where a float max with its NaN rules
+// would stay scalar.
 void quantize_block(const float* x, int n, int8_t* q, float& d) {
-  float amax = 0.0f;
-  bool finite = true;
+  int32_t top = 0;
   for (int i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    finite = finite && a <= FLT_MAX;
-    amax = a > amax ? a : amax;
+    const auto bits = static_cast<int32_t>(std::bit_cast<uint32_t>(x[i]) & 0x7fffffffu);
+    top = bits > top ? bits : top;
   }
+  const float amax = std::bit_cast<float>(static_cast<uint32_t>(top));
+  const bool finite = top < 0x7f800000;
   if (!finite || amax < kActTiny) {
     d = finite ? 0.0f : NAN;
     std::memset(q, 0, static_cast<size_t>(n));

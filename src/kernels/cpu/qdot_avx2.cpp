@@ -376,29 +376,37 @@ SY_QDOT_INLINE __m256i codes32(const float* x, float id, int& sum_lo, int& sum_h
   return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+// Each pair of blocks is assembled in registers and stored once: reading back pieces just stored
+// (to sum them) would stall on store forwarding.
 void quantize_a32(const float* x, int64_t k, int c, uint8_t* out) {
   const int64_t nb = k / 32;
+  const __m256i ones = _mm256_set1_epi8(1), neg_c = _mm256_set1_epi16(static_cast<int16_t>(-c));
   for (int64_t g = 0; g < (nb + 3) / 4; ++g) {
     uint8_t* o = out + g * kA32GroupBytes;
-    alignas(32) float ds[16] = {};
-    for (int j = 0; j < 4; ++j) {
-      const int64_t b = 4 * g + j;
-      __m256i q = _mm256_setzero_si256();
-      float d = 0.0f, id = 0.0f;
-      int s0 = 0, s1 = 0;
-      if (b < nb && block_scale(x + 32 * b, 32, d, id)) q = codes32(x + 32 * b, id, s0, s1);
-      _mm_store_si128(reinterpret_cast<__m128i*>(o + 16 * j), _mm256_castsi256_si128(q));
-      _mm_store_si128(reinterpret_cast<__m128i*>(o + 64 + 16 * j), _mm256_extracti128_si256(q, 1));
-      for (int l = 0; l < 4; ++l) ds[4 * j + l] = d;
-    }
-    const __m256i ones = _mm256_set1_epi8(1);
     for (int q = 0; q < 2; ++q) {
-      const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(ones, load256a(o + 32 * q)),
-                                             _mm256_maddubs_epi16(ones, load256a(o + 64 + 32 * q)));
+      __m256i codes[2];
+      float d[2];
+      for (int j = 0; j < 2; ++j) {
+        const int64_t b = 4 * g + 2 * q + j;
+        codes[j] = _mm256_setzero_si256();
+        d[j] = 0.0f;
+        float id = 0.0f;
+        int s0 = 0, s1 = 0;
+        if (b < nb && block_scale(x + 32 * b, 32, d[j], id)) {
+          codes[j] = codes32(x + 32 * b, id, s0, s1);
+        }
+      }
+      const __m256i lo = _mm256_permute2x128_si256(codes[0], codes[1], 0x20);
+      const __m256i hi = _mm256_permute2x128_si256(codes[0], codes[1], 0x31);
+      const __m256i pairs =
+          _mm256_add_epi16(_mm256_maddubs_epi16(ones, lo), _mm256_maddubs_epi16(ones, hi));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * q), lo);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64 + 32 * q), hi);
       _mm256_store_si256(reinterpret_cast<__m256i*>(o + 128 + 32 * q),
-                         _mm256_madd_epi16(pairs, _mm256_set1_epi16(static_cast<int16_t>(-c))));
+                         _mm256_madd_epi16(pairs, neg_c));
+      _mm256_store_ps(reinterpret_cast<float*>(o + 192 + 32 * q),
+                      _mm256_setr_m128(_mm_set1_ps(d[0]), _mm_set1_ps(d[1])));
     }
-    std::memcpy(o + 192, ds, sizeof ds);
   }
 }
 
@@ -408,18 +416,17 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
     const float* xs = x + s * 256;
     float d = 0.0f, id = 0.0f;
     const bool coded = block_scale(xs, 256, d, id);
-    alignas(32) int16_t bsums[16] = {};
+    std::memset(o + 256, 0, kA256Bytes - 256);
     for (int sub = 0; sub < 8; ++sub) {
       __m256i q = _mm256_setzero_si256();
       int s0 = 0, s1 = 0;
       if (coded) q = codes32(xs + 32 * sub, id, s0, s1);
-      bsums[2 * sub] = static_cast<int16_t>(s0);
-      bsums[2 * sub + 1] = static_cast<int16_t>(s1);
+      const auto b0 = static_cast<int16_t>(s0), b1 = static_cast<int16_t>(s1);
+      std::memcpy(o + 256 + 4 * sub, &b0, 2);
+      std::memcpy(o + 258 + 4 * sub, &b1, 2);
       const int pos = k4_order ? kK4SubOrder[sub] : sub;  // the order is its own inverse
       _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * pos), q);
     }
-    std::memcpy(o + 256, bsums, sizeof bsums);
-    std::memset(o + 288, 0, kA256Bytes - 288);
     std::memcpy(o + 288, &d, 4);
   }
 }

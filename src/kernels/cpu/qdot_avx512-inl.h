@@ -62,6 +62,7 @@ template <GgmlType kType>
 struct A32Kernel {
   static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
   static constexpr int kRd = 4, kRp = 4, kTp = 3;
+  static constexpr size_t kPrefetch = SY_QDOT_PREFETCH;
 
   // p: 4 whole blocks (136 or 72 bytes readable).
   static SY_QDOT_INLINE A32W load(const uint8_t* p) {
@@ -143,7 +144,16 @@ struct A32Kernel {
     for (int64_t g = 0; g < full; ++g) {
       A32W w[R];
       SY_QDOT_UNROLL
-      for (int r = 0; r < R; ++r) w[r] = load(m.w + r * m.ws + g * kGroupBytes);
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* p = m.w + r * m.ws + g * kGroupBytes;
+        if constexpr (T == 1 && kPrefetch > 0) {  // decode streams each weight byte once
+          SY_QDOT_UNROLL
+          for (size_t off = 0; off < kGroupBytes; off += 64) {
+            _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + off), _MM_HINT_T0);
+          }
+        }
+        w[r] = load(p);
+      }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
         const uint8_t* ag = m.act + t * m.as + g * kA32GroupBytes;
@@ -173,8 +183,9 @@ struct A32Kernel {
 
 // ---- q4_K and q5_K against kA256 activations --------------------------------------------------
 
-// The 8 scales and 8 mins of a q4_K / q5_K super-block (12 packed bytes at p) as int16 words
-// 0..7 and 8..15 (k_scale_min in kernels/quant/formats.h, four bytes at a time).
+// The 8 scales and 8 mins of a q4_K / q5_K super-block (12 packed bytes at p) as bytes 0..7 and
+// 8..15 of every 128-bit lane (k_scale_min in kernels/quant/formats.h, four bytes at a time), for
+// vpshufb to spread into 16-bit scale vectors.
 SY_QDOT_INLINE __m512i k_scales_mins(const uint8_t* p) {
   uint32_t u0 = 0, u1 = 0, u2 = 0;
   std::memcpy(&u0, p, 4);
@@ -185,8 +196,28 @@ SY_QDOT_INLINE __m512i k_scales_mins(const uint8_t* p) {
   const uint64_t mn = (u1 & 0x3f3f3f3fu) |
                       static_cast<uint64_t>(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u))
                           << 32;
-  const __m128i bytes = _mm_set_epi64x(static_cast<int64_t>(mn), static_cast<int64_t>(sc));
-  return _mm512_castsi256_si512(_mm256_cvtepu8_epi16(bytes));
+  return _mm512_broadcast_i32x4(_mm_set_epi64x(static_cast<int64_t>(mn), static_cast<int64_t>(sc)));
+}
+
+// vpshufb controls that turn byte j of a lane into the int16 word j (zero-extended) repeated.
+#define SY_W(j) j, -128, j, -128, j, -128, j, -128, j, -128, j, -128, j, -128, j, -128
+alignas(64) inline constexpr int8_t kK45Slice[4][64] = {{SY_W(0), SY_W(0), SY_W(2), SY_W(2)},
+                                                        {SY_W(1), SY_W(1), SY_W(3), SY_W(3)},
+                                                        {SY_W(4), SY_W(4), SY_W(6), SY_W(6)},
+                                                        {SY_W(5), SY_W(5), SY_W(7), SY_W(7)}};
+#undef SY_W
+// Mins 8..15 each twice (m0 m0 m1 m1 ...), in line with the per-16 activation sums.
+alignas(32) inline constexpr int8_t kK45Mins[32] = {
+    8,  -128, 8,  -128, 9,  -128, 9,  -128, 10, -128, 10, -128, 11, -128, 11, -128,
+    12, -128, 12, -128, 13, -128, 13, -128, 14, -128, 14, -128, 15, -128, 15, -128};
+
+// d and dmin (the two f16 at p) broadcast.
+SY_QDOT_INLINE void k_d_dmin(const uint8_t* p, __m512& d, __m512& dmin) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, p, 4);
+  const __m128 two = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(bits)));
+  d = _mm512_broadcastss_ps(two);
+  dmin = _mm512_broadcastss_ps(_mm_movehdup_ps(two));
 }
 
 template <bool kFive>
@@ -216,19 +247,6 @@ struct K45Kernel {
 
   template <int R, int T>
   static void micro(const MicroArgs& m) {
-    // Scale words for slice s: 16 x scale of its first sub-block, 16 x its second; mins doubled
-    // to line up with the per-16 activation sums.
-    alignas(64) static constexpr uint16_t kSlice[4][32] = {
-        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-         2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2},
-        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-         3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
-        {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
-         6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6},
-        {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
-         7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
-    alignas(64) static constexpr uint16_t kMins[32] = {8,  8,  9,  9,  10, 10, 11, 11,
-                                                       12, 12, 13, 13, 14, 14, 15, 15};
     __m512 acc[R][T];
     SY_QDOT_UNROLL
     for (int r = 0; r < R; ++r) {
@@ -252,7 +270,8 @@ struct K45Kernel {
         SY_QDOT_UNROLL
         for (int r = 0; r < R; ++r) {
           c[r] = codes(blk[r], s);
-          sv[r] = _mm512_permutexvar_epi16(words(kSlice[s]), sm[r]);
+          sv[r] =
+              _mm512_shuffle_epi8(sm[r], load512(reinterpret_cast<const uint8_t*>(kK45Slice[s])));
         }
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) {
@@ -267,9 +286,10 @@ struct K45Kernel {
       __m256i mins[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        dw[r] = _mm512_set1_ps(f16_at(blk[r]));
-        dmw[r] = _mm512_set1_ps(f16_at(blk[r] + 2));
-        mins[r] = _mm512_castsi512_si256(_mm512_permutexvar_epi16(words(kMins), sm[r]));
+        k_d_dmin(blk[r], dw[r], dmw[r]);
+        mins[r] =
+            _mm256_shuffle_epi8(_mm512_castsi512_si256(sm[r]),
+                                _mm256_load_si256(reinterpret_cast<const __m256i*>(kK45Mins)));
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -291,6 +311,14 @@ struct K45Kernel {
 };
 
 // ---- q6_K against kA256 activations ------------------------------------------------------------
+
+// vpshufb controls: 128-bit lane k gets int16 word k (even slices) or 4 + k (odd slices).
+#define SY_W(j)                                                                                    \
+  2 * (j), 2 * (j) + 1, 2 * (j), 2 * (j) + 1, 2 * (j), 2 * (j) + 1, 2 * (j), 2 * (j) + 1, 2 * (j), \
+      2 * (j) + 1, 2 * (j), 2 * (j) + 1, 2 * (j), 2 * (j) + 1, 2 * (j), 2 * (j) + 1
+alignas(64) inline constexpr int8_t kQ6Slice[2][64] = {{SY_W(0), SY_W(1), SY_W(2), SY_W(3)},
+                                                       {SY_W(4), SY_W(5), SY_W(6), SY_W(7)}};
+#undef SY_W
 
 struct Q6KKernel {
   static constexpr int kRd = 4, kRp = 2, kTp = 4;
@@ -323,16 +351,6 @@ struct Q6KKernel {
 
   template <int R, int T>
   static void micro(const MicroArgs& m) {
-    // Scale words for slice s: sub-blocks 4s .. 4s + 3, 8 words each.
-    alignas(64) static constexpr uint16_t kSlice[4][32] = {
-        {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-        {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5,
-         6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
-        {8,  8,  8,  8,  8,  8,  8,  8,  9,  9,  9,  9,  9,  9,  9,  9,
-         10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
-        {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13,
-         14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
     __m512 acc[R][T];
     SY_QDOT_UNROLL
     for (int r = 0; r < R; ++r) {
@@ -341,13 +359,16 @@ struct Q6KKernel {
     }
     for (int64_t sb = 0; sb < m.k / 256; ++sb) {
       const uint8_t* blk[R];
-      __m512i sc[R];
+      __m512i sc[R], sc_lo[R], sc_hi[R];  // scales as int16; words 0..7 / 8..15 in every lane
       __m512i isum[R][T];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * 210;
         sc[r] = _mm512_castsi256_si512(
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192))));
+        sc_lo[r] = _mm512_broadcast_i32x4(_mm512_castsi512_si128(sc[r]));
+        sc_hi[r] =
+            _mm512_broadcast_i32x4(_mm256_extracti128_si256(_mm512_castsi512_si256(sc[r]), 1));
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
       }
@@ -357,7 +378,8 @@ struct Q6KKernel {
         SY_QDOT_UNROLL
         for (int r = 0; r < R; ++r) {
           c[r] = codes(blk[r], s);
-          sv[r] = _mm512_permutexvar_epi16(words(kSlice[s]), sc[r]);
+          sv[r] = _mm512_shuffle_epi8(s < 2 ? sc_lo[r] : sc_hi[r],
+                                      load512(reinterpret_cast<const uint8_t*>(kQ6Slice[s % 2])));
         }
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) {

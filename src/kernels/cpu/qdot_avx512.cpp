@@ -12,6 +12,10 @@
 
 #if SY_QDOT_X86
 
+#ifndef SY_QDOT_PREFETCH
+#define SY_QDOT_PREFETCH 0
+#endif
+
 // ---- AVX-512 F/BW/VL -------------------------------------------------------------------------
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))), \
@@ -53,30 +57,30 @@ SY_QDOT_INLINE __m512i codes16(const float* x, float id) {
   return _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), _mm512_set1_ps(id)));
 }
 
+// Everything of a group is assembled in registers and stored once: reading back pieces just
+// stored (to sum them) would stall on store forwarding.
 void quantize_a32(const float* x, int64_t k, int c, uint8_t* out) {
   const int64_t nb = k / 32;
+  const __m512i ones = _mm512_set1_epi8(1), neg_c = _mm512_set1_epi16(static_cast<int16_t>(-c));
   for (int64_t g = 0; g < (nb + 3) / 4; ++g) {
     uint8_t* o = out + g * kA32GroupBytes;
-    float ds[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int j = 0; j < 4; ++j) {
-      const int64_t b = 4 * g + j;
-      __m128i lo = _mm_setzero_si128(), hi = _mm_setzero_si128();
-      float id = 0.0f;
-      if (b < nb && block_scale(x + 32 * b, 32, ds[j], id)) {
-        lo = _mm512_cvtsepi32_epi8(codes16(x + 32 * b, id));
-        hi = _mm512_cvtsepi32_epi8(codes16(x + 32 * b + 16, id));
+    __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+    __m512 dv = _mm512_setzero_ps();
+    for (int j = 0; j < 4 && 4 * g + j < nb; ++j) {
+      const float* xb = x + 32 * (4 * g + j);
+      const auto lanes = static_cast<__mmask16>(0xf << (4 * j));
+      float d = 0.0f, id = 0.0f;
+      if (block_scale(xb, 32, d, id)) {
+        lo = _mm512_mask_broadcast_i32x4(lo, lanes, _mm512_cvtsepi32_epi8(codes16(xb, id)));
+        hi = _mm512_mask_broadcast_i32x4(hi, lanes, _mm512_cvtsepi32_epi8(codes16(xb + 16, id)));
       }
-      _mm_store_si128(reinterpret_cast<__m128i*>(o + 16 * j), lo);
-      _mm_store_si128(reinterpret_cast<__m128i*>(o + 64 + 16 * j), hi);
+      dv = _mm512_mask_broadcastss_ps(dv, lanes, _mm_set_ss(d));
     }
-    const __m512i ones = _mm512_set1_epi8(1);
-    const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(ones, _mm512_load_si512(o)),
-                                           _mm512_maddubs_epi16(ones, _mm512_load_si512(o + 64)));
-    _mm512_store_si512(o + 128,
-                       _mm512_madd_epi16(pairs, _mm512_set1_epi16(static_cast<int16_t>(-c))));
-    const __m512 dv =
-        _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
-                              _mm512_castps128_ps512(_mm_loadu_ps(ds)));
+    const __m512i pairs =
+        _mm512_add_epi16(_mm512_maddubs_epi16(ones, lo), _mm512_maddubs_epi16(ones, hi));
+    _mm512_store_si512(o, lo);
+    _mm512_store_si512(o + 64, hi);
+    _mm512_store_si512(o + 128, _mm512_madd_epi16(pairs, neg_c));
     _mm512_store_ps(reinterpret_cast<float*>(o + 192), dv);
   }
 }
@@ -87,21 +91,19 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
     const float* xs = x + s * 256;
     float d = 0.0f, id = 0.0f;
     const bool coded = block_scale(xs, 256, d, id);
-    alignas(32) int16_t bsums[16];
+    std::memset(o + 256, 0, kA256Bytes - 256);
     for (int j = 0; j < 16; ++j) {
       const int sub = j / 2;
       const int pos = k4_order ? kK4SubOrder[sub] : sub;  // the order is its own inverse
       __m128i q = _mm_setzero_si128();
-      bsums[j] = 0;
       if (coded) {
         const __m512i v = codes16(xs + 16 * j, id);
         q = _mm512_cvtsepi32_epi8(v);
-        bsums[j] = static_cast<int16_t>(_mm512_reduce_add_epi32(v));
+        const auto sum = static_cast<int16_t>(_mm512_reduce_add_epi32(v));
+        std::memcpy(o + 256 + 2 * j, &sum, 2);
       }
       _mm_store_si128(reinterpret_cast<__m128i*>(o + 32 * pos + 16 * (j % 2)), q);
     }
-    std::memcpy(o + 256, bsums, sizeof bsums);
-    std::memset(o + 288, 0, kA256Bytes - 288);
     std::memcpy(o + 288, &d, 4);
   }
 }
