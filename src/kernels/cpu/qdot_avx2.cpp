@@ -54,6 +54,16 @@ SY_QDOT_INLINE __m256i madd_ones(__m256i pairs) {
   return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
+// Decode: while a micro tile reads `bytes` at p, fetch the same bytes of the next tile's rows
+// (`ahead` = R rows on) into L1, as the AVX-512 bodies do (see there).
+template <size_t kBytes>
+SY_QDOT_INLINE void prefetch_next_tile(const uint8_t* p, size_t ahead) {
+  SY_QDOT_UNROLL
+  for (size_t off = 0; off < kBytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + ahead + off), _MM_HINT_T0);
+  }
+}
+
 template <int R, int T>
 SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m256 (&acc)[R][T]) {
   SY_QDOT_UNROLL
@@ -146,7 +156,10 @@ struct A32Kernel {
     const uint8_t* rows[R];
     for (int64_t g = 0; g < full; ++g) {
       SY_QDOT_UNROLL
-      for (int r = 0; r < R; ++r) rows[r] = m.w + r * m.ws + g * kGroupBytes;
+      for (int r = 0; r < R; ++r) {
+        rows[r] = m.w + r * m.ws + g * kGroupBytes;
+        if constexpr (T == 1) prefetch_next_tile<kGroupBytes>(rows[r], R * m.ws);
+      }
       group<R, T>(acc, rows, m, g * kA32GroupBytes);
     }
     if (nb % 4 != 0) {  // the last 1-3 blocks, copied so the loads stay inside the row
@@ -206,6 +219,7 @@ struct K45Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * kBytes;
+        if constexpr (T == 1) prefetch_next_tile<kBytes>(blk[r], R * m.ws);
         uint32_t u0 = 0, u1 = 0, u2 = 0;
         std::memcpy(&u0, blk[r] + 4, 4);
         std::memcpy(&u1, blk[r] + 8, 4);
@@ -291,6 +305,7 @@ struct Q6KKernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * 210;
+        if constexpr (T == 1) prefetch_next_tile<210>(blk[r], R * m.ws);
         sc[r] =
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192)));
         SY_QDOT_UNROLL

@@ -35,6 +35,18 @@ SY_QDOT_INLINE float f16_at(const uint8_t* p) {
 }
 SY_QDOT_INLINE __m512i words(const uint16_t* p) { return _mm512_loadu_si512(p); }
 
+// Decode (one token) reads every weight byte once, as R interleaved row streams; the hardware
+// prefetchers lose such streams at page boundaries. So while a micro tile reads `bytes` at p, it
+// asks for the same bytes of the next tile's rows (`ahead` = R rows further on) into L1: one
+// tile ahead is far enough to hide the memory latency and near enough to stay cached.
+template <size_t kBytes>
+SY_QDOT_INLINE void prefetch_next_tile(const uint8_t* p, size_t ahead) {
+  SY_QDOT_UNROLL
+  for (size_t off = 0; off < kBytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + ahead + off), _MM_HINT_T0);
+  }
+}
+
 // y[t * ys + r] (=|+=) the sum of accumulator (r, t)'s lanes.
 template <int R, int T>
 SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m512 (&acc)[R][T]) {
@@ -62,7 +74,6 @@ template <GgmlType kType>
 struct A32Kernel {
   static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
   static constexpr int kRd = 4, kRp = 4, kTp = 3;
-  static constexpr size_t kPrefetch = SY_QDOT_PREFETCH;
 
   // p: 4 whole blocks (136 or 72 bytes readable).
   static SY_QDOT_INLINE A32W load(const uint8_t* p) {
@@ -146,12 +157,7 @@ struct A32Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = m.w + r * m.ws + g * kGroupBytes;
-        if constexpr (T == 1 && kPrefetch > 0) {  // decode streams each weight byte once
-          SY_QDOT_UNROLL
-          for (size_t off = 0; off < kGroupBytes; off += 64) {
-            _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetch + off), _MM_HINT_T0);
-          }
-        }
+        if constexpr (T == 1) prefetch_next_tile<kGroupBytes>(p, R * m.ws);
         w[r] = load(p);
       }
       SY_QDOT_UNROLL
@@ -260,6 +266,7 @@ struct K45Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * kBytes;
+        if constexpr (T == 1) prefetch_next_tile<kBytes>(blk[r], R * m.ws);
         sm[r] = k_scales_mins(blk[r] + 4);
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
@@ -364,6 +371,7 @@ struct Q6KKernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * 210;
+        if constexpr (T == 1) prefetch_next_tile<210>(blk[r], R * m.ws);
         sc[r] = _mm512_castsi256_si512(
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192))));
         sc_lo[r] = _mm512_broadcast_i32x4(_mm512_castsi512_si128(sc[r]));

@@ -12,10 +12,6 @@
 
 #if SY_QDOT_X86
 
-#ifndef SY_QDOT_PREFETCH
-#define SY_QDOT_PREFETCH 0
-#endif
-
 // ---- AVX-512 F/BW/VL -------------------------------------------------------------------------
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl"))), \
