@@ -38,17 +38,28 @@ std::unique_ptr<moe::MoeLayer> load_moe(const ModelConfig& c, const LayerWeights
   auto moe = std::make_unique<moe::MoeLayer>(opts);
   const int64_t d = c.hidden_size, f = c.expert_ffn, e = c.num_experts;
   const std::string& m = c.hf.moe;
-  // The router's parameters: the gate [E, D] and, for DeepSeek-V3, the selection bias [E].
+  // The router's parameters and buffers by their names after the layer prefix: the gate [E, D]
+  // of most routers, and whatever else a router keeps (DeepSeek-V3's selection bias, a
+  // loss-free bias, X-MoE's projection and temperature, Default MoE's EMA, ...). Parameters are
+  // required; a buffer the file lacks keeps its initial value (other tools' checkpoints have
+  // none). GGUF names exist for the gate and DeepSeek's bias only.
+  const auto gguf_name = [](const std::string& suffix) -> std::string {
+    if (suffix == "gate.weight") return "ffn_gate_inp.weight";
+    if (suffix == "gate.e_score_correction_bias") return "exp_probs_b.bias";
+    return "";
+  };
   for (Param* p : moe->params()) p->grad = Tensor();
   for (Param* p : moe->router().params()) {
-    if (p->name == opts.prefix + "gate.weight") {
-      p->value = w.read(m + "gate.weight", "ffn_gate_inp.weight", {e, d});
-    }
+    const std::string suffix = p->name.substr(opts.prefix.size());
+    SY_CHECK(!c.gguf || !gguf_name(suffix).empty(),
+             "{}: router '{}' needs its parameter '{}', which GGUF files do not hold", c.source,
+             c.router, suffix);
+    p->value = w.read(m + suffix, gguf_name(suffix), p->value.shape());
   }
   for (Param* p : moe->buffers()) {
-    if (p->name == opts.prefix + "gate.e_score_correction_bias" &&
-        w.has(m + "gate.e_score_correction_bias", "exp_probs_b.bias")) {
-      p->value = w.read(m + "gate.e_score_correction_bias", "exp_probs_b.bias", {e});
+    const std::string suffix = p->name.substr(opts.prefix.size());
+    if ((!c.gguf || !gguf_name(suffix).empty()) && w.has(m + suffix, gguf_name(suffix))) {
+      p->value = w.read(m + suffix, gguf_name(suffix), p->value.shape());
     }
   }
   auto bank = std::make_unique<LinearExperts>(e, d, f, w.experts("gate", f, d),
@@ -166,10 +177,10 @@ void Model::reset_routing() {
   }
 }
 
-Tensor Model::ffn(Block& block, const Tensor& x) {
+Tensor Model::ffn(Block& block, const Tensor& x, const Tensor& ids) {
   Tensor y;
   if (block.moe) {
-    y = block.moe->forward(x, Tensor(), /*training=*/false, nullptr);
+    y = block.moe->forward(x, ids, /*training=*/false, nullptr);
     LayerRouting& r = routing_[static_cast<size_t>(block.routing_index)];
     const moe::RouterStats& stats = block.moe->stats();
     r.tokens += stats.tokens;
@@ -212,12 +223,14 @@ Tensor Model::forward(std::span<const int32_t> tokens, KvCache& cache, bool all_
            "forward: {} tokens do not fit the KV cache ({} of {} positions used)", t, cache.length,
            cache.capacity);
   Tensor x = Tensor::empty({t, config_.hidden_size});
+  Tensor ids = Tensor::empty({t}, DType::I32);  // for routers that hash token ids
   for (int64_t i = 0; i < t; ++i) {
     const int32_t id = tokens[static_cast<size_t>(i)];
     SY_CHECK(id >= 0 && id < config_.vocab_size,
              "forward: token {} at position {} is outside the vocabulary [0, {})", id, i,
              config_.vocab_size);
     embed_.row(id, x.mutable_data<float>() + i * config_.hidden_size);
+    ids.mutable_data<int32_t>()[i] = id;
   }
   const int64_t past = cache.length;
   float* px = x.mutable_data<float>();
@@ -229,7 +242,7 @@ Tensor Model::forward(std::span<const int32_t> tokens, KvCache& cache, bool all_
     Block& b = *blocks_[l];
     add(b.attention->forward(rms_norm(x, b.attn_norm, config_.norm_eps), past, cache.k[l],
                              cache.v[l]));
-    add(ffn(b, rms_norm(x, b.ffn_norm, config_.norm_eps)));
+    add(ffn(b, rms_norm(x, b.ffn_norm, config_.norm_eps), ids));
   }
   cache.length = past + t;
   Tensor last = all_logits ? x : x.slice_rows(t - 1, t);

@@ -70,7 +70,8 @@ class Model {
  private:
   struct Block;
   explicit Model(ModelConfig config);
-  Tensor ffn(Block& block, const Tensor& x);
+  // ids: i32 [T] the tokens (routers that hash them read them).
+  Tensor ffn(Block& block, const Tensor& x, const Tensor& ids);
 
   ModelConfig config_;
   Linear embed_, head_;  // [V, D] (the head is the embedding when tied)

@@ -6,7 +6,8 @@
   X(qwen2_moe)      \
   X(qwen3_moe)      \
   X(olmoe)          \
-  X(deepseek)
+  X(deepseek)       \
+  X(switchyard)
 
 namespace sy::model {
 
