@@ -10,6 +10,7 @@ using Runner = std::function<int()>;
 
 Runner add_env_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
+Runner add_convert_command(CLI::App& app);
 Runner add_inspect_command(CLI::App& app);
 Runner add_logits_command(CLI::App& app);
 Runner add_run_command(CLI::App& app);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   };
   add(sy::app::add_env_command);
   add(sy::app::add_bench_command);
+  add(sy::app::add_convert_command);
   add(sy::app::add_inspect_command);
   add(sy::app::add_logits_command);
   add(sy::app::add_run_command);

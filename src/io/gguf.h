@@ -1,6 +1,7 @@
 // GGUF (ggml's model container, versions 2 and 3, little-endian): typed metadata, tensor infos
 // and zero-copy tensor data over one read-only mmap; split sets (name-00001-of-00003.gguf); and
-// a writer for v3 files.
+// two writers for v3 files: GgufWriter (everything in memory) and GgufStreamWriter (header
+// first, then tensor bytes as they are produced, for files larger than RAM).
 //
 // Layout (ggml docs/gguf.md): "GGUF" magic, u32 version, u64 tensor_count, u64 kv_count, the kvs
 // (u64-length key, u32 value type, value), the tensor infos (name, u32 n_dims, u64 ne[n_dims]
@@ -247,6 +248,63 @@ class GgufWriter {
   std::vector<GgufKv> kvs_;
   std::vector<Entry> tensors_;
   uint64_t alignment_ = 32;
+};
+
+// One tensor of a streamed GGUF file: its info; the data follows later.
+struct GgufTensorDecl {
+  std::string name;
+  GgmlType type = GgmlType::kF32;
+  std::vector<int64_t> ne;  // ne[0] innermost, as in GgufTensorInfo
+};
+
+// Writes a GGUF v3 file without holding its tensors in memory, for files larger than RAM
+// (`switchyard convert`): the header (kvs and every tensor's info, offsets included) is written
+// when the writer is made, then the tensors' bytes in declared order through append(), in pieces
+// of any size; the writer inserts the zero padding between tensors itself. The bytes equal
+// GgufWriter::to_bytes() of the same content.
+//
+// Atomic like io/atomic_file.h: everything goes to "<path>.tmp.<pid>", which finish() fsyncs
+// and renames over `path` (then fsyncs the folder). A writer destroyed before finish() (an
+// error half way) removes the temporary and leaves any old file at `path` untouched.
+class GgufStreamWriter {
+ public:
+  // Checks the content as GgufWriter does (duplicate keys or names, general.alignment, at most
+  // 4 dims, ne[0] a whole number of blocks, sizes that overflow), creates the temporary and
+  // writes the header. Errors start "gguf writer: ".
+  GgufStreamWriter(std::string path, const std::vector<GgufKv>& kvs,
+                   const std::vector<GgufTensorDecl>& tensors);
+  ~GgufStreamWriter();
+  GgufStreamWriter(const GgufStreamWriter&) = delete;
+  GgufStreamWriter& operator=(const GgufStreamWriter&) = delete;
+
+  // The next bytes of the data: they fill the first tensor not yet complete, then the next.
+  // Throws (writing nothing) when they run past the end of the last tensor, or after finish().
+  void append(std::string_view bytes);
+  // Index of the tensor the next byte belongs to (tensor_count() when all are complete), and
+  // the bytes it still needs.
+  size_t current() const { return current_; }
+  uint64_t remaining() const;
+  size_t tensor_count() const { return sizes_.size(); }
+  // Checks that every tensor is complete, pads the end, fsyncs and renames into place. Throws
+  // naming the first incomplete tensor; the temporary is removed on any failure.
+  void finish();
+
+ private:
+  void write_out(std::string_view bytes);
+  void flush();
+  void skip_complete();
+  void abandon() noexcept;
+
+  std::string path_, tmp_;
+  int fd_ = -1;
+  std::string buffer_;
+  std::vector<std::string> names_;
+  std::vector<uint64_t> sizes_;
+  uint64_t alignment_ = 32;
+  size_t current_ = 0;
+  uint64_t written_ = 0;  // bytes of tensor current_ written so far
+  uint64_t left_ = 0;     // bytes of all tensors still to come
+  bool finished_ = false;
 };
 
 }  // namespace sy::io

@@ -1,6 +1,12 @@
-// GgufWriter: GGUF v3, little-endian, kvs and tensors in the order added.
+// GgufWriter and GgufStreamWriter: GGUF v3, little-endian, kvs and tensors in the order given.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <bit>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <map>
 
 #include "io/atomic_file.h"
 #include "io/gguf.h"
@@ -62,30 +68,23 @@ uint64_t align_up(uint64_t n, uint64_t alignment) {
   return (n + alignment - 1) / alignment * alignment;
 }
 
-}  // namespace
-
-void GgufWriter::add_kv(std::string key, GgufValue value) {
-  for (const GgufKv& kv : kvs_) {
-    SY_CHECK(kv.key != key, "gguf writer: key '{}' added twice", key);
-  }
-  if (key == "general.alignment") {
-    SY_CHECK(value.type() == GgufValueType::kU32,
-             "gguf writer: key 'general.alignment' is {}, "
-             "expected u32",
-             value.describe());
-    const uint32_t alignment = value.as_u32();
-    SY_CHECK(alignment != 0 && alignment % 8 == 0,
-             "gguf writer: key 'general.alignment' is {}, expected a nonzero multiple of 8",
-             alignment);
-    alignment_ = alignment;
-  }
-  kvs_.push_back({std::move(key), std::move(value)});
+// The alignment a general.alignment kv sets; throws when it is not a u32 nonzero multiple of 8.
+uint64_t checked_alignment(const GgufValue& value) {
+  SY_CHECK(value.type() == GgufValueType::kU32,
+           "gguf writer: key 'general.alignment' is {}, "
+           "expected u32",
+           value.describe());
+  const uint32_t alignment = value.as_u32();
+  SY_CHECK(alignment != 0 && alignment % 8 == 0,
+           "gguf writer: key 'general.alignment' is {}, expected a nonzero multiple of 8",
+           alignment);
+  return alignment;
 }
 
-void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<int64_t> ne, Tensor data) {
-  for (const Entry& e : tensors_) {
-    SY_CHECK(e.name != name, "gguf writer: tensor '{}' added twice", name);
-  }
+// Bytes of a tensor of `type` and `ne`; throws naming it for more than 4 dims, a negative size,
+// ne[0] not a whole number of blocks, or a size that overflows.
+uint64_t checked_tensor_bytes(const std::string& name, GgmlType type,
+                              const std::vector<int64_t>& ne) {
   const GgmlTypeInfo& info = ggml_type_info(type);
   SY_CHECK(ne.size() <= 4, "gguf writer: tensor '{}' has {} dims ne {}, expected at most 4", name,
            ne.size(), ne);
@@ -103,8 +102,86 @@ void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<int64_t
     overflow = __builtin_mul_overflow(bytes, static_cast<uint64_t>(ne[d]), &bytes);
   }
   SY_CHECK(!overflow, "gguf writer: tensor '{}' ({} ne {}) is too large", name, info.name, ne);
+  return bytes;
+}
+
+// Everything before the data section, padded to the alignment: magic, version, counts, kvs and
+// tensor infos with each tensor at the next aligned offset. Throws when the offsets overflow.
+std::string header_bytes(const std::vector<GgufKv>& kvs, const std::vector<GgufTensorDecl>& decls,
+                         const std::vector<uint64_t>& sizes, uint64_t alignment) {
+  std::string out = "GGUF";
+  put<uint32_t>(out, 3);
+  put<uint64_t>(out, decls.size());
+  put<uint64_t>(out, kvs.size());
+  for (const GgufKv& kv : kvs) {
+    put_string(out, kv.key);
+    put(out, static_cast<uint32_t>(kv.value.type()));
+    put_value(out, kv.value);
+  }
+  uint64_t data_bytes = 0;
+  for (size_t i = 0; i < decls.size(); ++i) {
+    const GgufTensorDecl& d = decls[i];
+    put_string(out, d.name);
+    put(out, static_cast<uint32_t>(d.ne.size()));
+    for (int64_t n : d.ne) put(out, static_cast<uint64_t>(n));
+    put(out, static_cast<uint32_t>(d.type));
+    put<uint64_t>(out, data_bytes);
+    SY_CHECK(sizes[i] <= UINT64_MAX - alignment && data_bytes <= UINT64_MAX - alignment - sizes[i],
+             "gguf writer: tensor '{}' ends past 2^64 bytes", d.name);
+    data_bytes = align_up(data_bytes + sizes[i], alignment);
+  }
+  out.resize(align_up(out.size(), alignment), '\0');
+  return out;
+}
+
+// Content checks shared by both writers: unique keys and names, tensor sizes. Returns the
+// alignment and fills `sizes`.
+uint64_t check_content(const std::vector<GgufKv>& kvs, const std::vector<GgufTensorDecl>& decls,
+                       std::vector<uint64_t>& sizes) {
+  uint64_t alignment = 32;
+  std::map<std::string_view, int> seen;
+  for (const GgufKv& kv : kvs) {
+    SY_CHECK(seen.emplace(kv.key, 0).second, "gguf writer: key '{}' added twice", kv.key);
+    if (kv.key == "general.alignment") alignment = checked_alignment(kv.value);
+  }
+  seen.clear();
+  sizes.clear();
+  for (const GgufTensorDecl& d : decls) {
+    SY_CHECK(seen.emplace(d.name, 0).second, "gguf writer: tensor '{}' added twice", d.name);
+    sizes.push_back(checked_tensor_bytes(d.name, d.type, d.ne));
+  }
+  return alignment;
+}
+
+void write_all(int fd, std::string_view bytes, const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    SY_CHECK(n > 0, "{}: write failed: {}", path, std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+}
+
+constexpr size_t kBufferBytes = size_t{8} << 20;
+
+}  // namespace
+
+void GgufWriter::add_kv(std::string key, GgufValue value) {
+  for (const GgufKv& kv : kvs_) {
+    SY_CHECK(kv.key != key, "gguf writer: key '{}' added twice", key);
+  }
+  if (key == "general.alignment") alignment_ = checked_alignment(value);
+  kvs_.push_back({std::move(key), std::move(value)});
+}
+
+void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<int64_t> ne, Tensor data) {
+  for (const Entry& e : tensors_) {
+    SY_CHECK(e.name != name, "gguf writer: tensor '{}' added twice", name);
+  }
+  const uint64_t bytes = checked_tensor_bytes(name, type, ne);
   SY_CHECK(data.nbytes() == bytes, "gguf writer: tensor '{}' ({} ne {}) has {} bytes, expected {}",
-           name, info.name, ne, data.nbytes(), bytes);
+           name, ggml_type_info(type).name, ne, data.nbytes(), bytes);
   tensors_.push_back({std::move(name), type, std::move(ne), std::move(data)});
 }
 
@@ -142,25 +219,17 @@ void GgufWriter::add_tensor(std::string name, const Tensor& tensor) {
 }
 
 std::string GgufWriter::to_bytes() const {
-  std::string out = "GGUF";
-  put<uint32_t>(out, 3);
-  put<uint64_t>(out, tensors_.size());
-  put<uint64_t>(out, kvs_.size());
-  for (const GgufKv& kv : kvs_) {
-    put_string(out, kv.key);
-    put(out, static_cast<uint32_t>(kv.value.type()));
-    put_value(out, kv.value);
-  }
-  uint64_t data_bytes = 0;
+  std::vector<GgufTensorDecl> decls;
+  std::vector<uint64_t> sizes;
+  decls.reserve(tensors_.size());
   for (const Entry& e : tensors_) {
-    put_string(out, e.name);
-    put(out, static_cast<uint32_t>(e.ne.size()));
-    for (int64_t n : e.ne) put(out, static_cast<uint64_t>(n));
-    put(out, static_cast<uint32_t>(e.type));
-    put<uint64_t>(out, data_bytes);
-    data_bytes = align_up(data_bytes + e.data.nbytes(), alignment_);
+    decls.push_back({e.name, e.type, e.ne});
+    sizes.push_back(e.data.nbytes());
   }
-  out.reserve(align_up(out.size(), alignment_) + data_bytes);
+  std::string out = header_bytes(kvs_, decls, sizes, alignment_);
+  uint64_t data_bytes = 0;
+  for (uint64_t n : sizes) data_bytes = align_up(data_bytes + n, alignment_);
+  out.reserve(out.size() + data_bytes);
   for (const Entry& e : tensors_) {
     out.resize(align_up(out.size(), alignment_), '\0');  // zero padding before every tensor
     if (e.data.nbytes() > 0) {
@@ -172,5 +241,118 @@ std::string GgufWriter::to_bytes() const {
 }
 
 void GgufWriter::write(const std::string& path) const { write_file_atomic(path, to_bytes()); }
+
+GgufStreamWriter::GgufStreamWriter(std::string path, const std::vector<GgufKv>& kvs,
+                                   const std::vector<GgufTensorDecl>& tensors)
+    : path_(std::move(path)) {
+  alignment_ = check_content(kvs, tensors, sizes_);
+  const std::string header = header_bytes(kvs, tensors, sizes_, alignment_);
+  for (uint64_t n : sizes_) left_ += n;  // cannot overflow: header_bytes checked the offsets
+  names_.reserve(tensors.size());
+  for (const GgufTensorDecl& d : tensors) names_.push_back(d.name);
+  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  SY_CHECK(fd_ >= 0, "{}: cannot create: {}", tmp_, std::strerror(errno));
+  buffer_.reserve(kBufferBytes);
+  try {  // a constructor that throws gets no destructor call: clean up here
+    write_out(header);
+    skip_complete();
+  } catch (...) {
+    abandon();
+    throw;
+  }
+}
+
+GgufStreamWriter::~GgufStreamWriter() { abandon(); }
+
+void GgufStreamWriter::abandon() noexcept {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(tmp_.c_str());
+  }
+}
+
+uint64_t GgufStreamWriter::remaining() const {
+  return current_ < sizes_.size() ? sizes_[current_] - written_ : 0;
+}
+
+void GgufStreamWriter::write_out(std::string_view bytes) {
+  if (buffer_.size() + bytes.size() > kBufferBytes) flush();
+  if (bytes.size() >= kBufferBytes) {
+    write_all(fd_, bytes, tmp_);
+  } else {
+    buffer_.append(bytes);
+  }
+}
+
+void GgufStreamWriter::flush() {
+  write_all(fd_, buffer_, tmp_);
+  buffer_.clear();
+}
+
+// Moves past complete (and empty) tensors, writing the padding that follows each.
+void GgufStreamWriter::skip_complete() {
+  while (current_ < sizes_.size() && written_ == sizes_[current_]) {
+    const uint64_t pad = align_up(sizes_[current_], alignment_) - sizes_[current_];
+    write_out(std::string(pad, '\0'));
+    ++current_;
+    written_ = 0;
+  }
+}
+
+void GgufStreamWriter::append(std::string_view bytes) {
+  SY_CHECK(!finished_ && fd_ >= 0,
+           "gguf writer: {}: append to a writer already finished or abandoned", path_);
+  SY_CHECK(bytes.size() <= left_,
+           "gguf writer: {}: {} more bytes appended, but the tensors need only {} more", path_,
+           bytes.size(), left_);
+  try {
+    while (!bytes.empty()) {
+      const auto n = static_cast<size_t>(std::min<uint64_t>(bytes.size(), remaining()));
+      write_out(bytes.substr(0, n));
+      written_ += n;
+      left_ -= n;
+      bytes.remove_prefix(n);
+      skip_complete();
+    }
+  } catch (...) {
+    abandon();
+    throw;
+  }
+}
+
+void GgufStreamWriter::finish() {
+  SY_CHECK(!finished_ && fd_ >= 0,
+           "gguf writer: {}: finish of a writer already finished or abandoned", path_);
+  if (current_ < sizes_.size()) {
+    const std::string message = fmt::format("gguf writer: {}: tensor '{}' has {} of its {} bytes",
+                                            path_, names_[current_], written_, sizes_[current_]);
+    abandon();
+    throw Error(message);
+  }
+  try {
+    flush();
+    SY_CHECK(::fsync(fd_) == 0, "{}: fsync failed: {}", tmp_, std::strerror(errno));
+  } catch (...) {
+    abandon();
+    throw;
+  }
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    fail("{}: cannot rename temporary into place: {}", path_, std::strerror(err));
+  }
+  finished_ = true;
+  std::string dir = std::filesystem::path(path_).parent_path().string();
+  if (dir.empty()) dir = ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
 
 }  // namespace sy::io
