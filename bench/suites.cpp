@@ -7,7 +7,9 @@
 
 namespace sy::bench {
 
-std::vector<std::string> suite_names() { return {"all", "limits", "kernels", "moe", "decode", "prefill"}; }
+std::vector<std::string> suite_names() {
+  return {"all", "limits", "kernels", "moe", "decode", "prefill", "train"};
+}
 
 void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& opts) {
   const auto names = suite_names();
@@ -24,6 +26,7 @@ void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& 
   if (name == "kernels" || name == "all") run_kernel_suite(reporter, limits, opts);
   if (name == "moe" || name == "all") run_moe_suite(reporter, limits, opts);
   if (name == "decode" || name == "prefill") run_generate_suite(name, reporter, limits, opts);
+  if (name == "train") run_train_suite(reporter, limits, opts);
 }
 
 }  // namespace sy::bench

@@ -27,6 +27,8 @@ void run_moe_suite(Reporter& reporter, const MachineLimits& limits, const SuiteO
 // Decode ("decode") or prefill ("prefill") of whole models (bench/e2e/).
 void run_generate_suite(const std::string& suite, Reporter& reporter, const MachineLimits& limits,
                         const SuiteOptions& opts);
+// Training steps of the study model against PyTorch's ("train"; bench/e2e/bench_train.cpp).
+void run_train_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 // Names accepted by `switchyard bench`.
 std::vector<std::string> suite_names();
 // Runs "limits", "kernels", "moe" or "all"; throws sy::Error listing the valid names otherwise.
