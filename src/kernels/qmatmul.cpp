@@ -254,8 +254,10 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     const size_t row_bytes = std::max<size_t>(q.w_stride, 1);
     const int64_t rows_per_unit =
         std::max<int64_t>(4, static_cast<int64_t>(kUnitWeightBytes / row_bytes) / 4 * 4);
-    const int64_t tokens_per_unit =
+    int64_t tokens_per_unit =
         std::max<int64_t>(1, static_cast<int64_t>(kActChunkBytes / std::max<size_t>(a.stride, 1)));
+    // Whole token tiles of every body (3 or 4 tokens) where the chunk allows.
+    if (tokens_per_unit >= 12) tokens_per_unit = tokens_per_unit / 12 * 12;
     for (int64_t t0 = 0; t0 < q.t; t0 += tokens_per_unit) {
       const int64_t t1 = std::min(q.t, t0 + tokens_per_unit);
       for (int64_t r0 = 0; r0 < q.n; r0 += rows_per_unit) {

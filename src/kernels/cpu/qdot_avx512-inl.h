@@ -73,7 +73,7 @@ struct A32W {
 template <GgmlType kType>
 struct A32Kernel {
   static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
-  static constexpr int kRd = 4, kRp = 4, kTp = 3;
+  static constexpr int kRd = 2, kRp = 4, kTp = 4;
 
   // p: 4 whole blocks (136 or 72 bytes readable).
   static SY_QDOT_INLINE A32W load(const uint8_t* p) {
@@ -230,7 +230,7 @@ template <bool kFive>
 struct K45Kernel {
   static constexpr int kBytes = kFive ? 176 : 144;
   static constexpr int kQs = kFive ? 48 : 16;
-  static constexpr int kRd = 4, kRp = 2, kTp = 4;
+  static constexpr int kRd = 2, kRp = 2, kTp = 4;
 
   // Slice s (0..3) of a super-block: 64 codes, sub-blocks (0, 2), (1, 3), (4, 6), (5, 7) as the
   // low / high nibbles of bytes 0..63 / 64..127 of qs; bit 4 (q5_K) from qh.
@@ -328,7 +328,7 @@ alignas(64) inline constexpr int8_t kQ6Slice[2][64] = {{SY_W(0), SY_W(1), SY_W(2
 #undef SY_W
 
 struct Q6KKernel {
-  static constexpr int kRd = 4, kRp = 2, kTp = 4;
+  static constexpr int kRd = 2, kRp = 2, kTp = 4;
 
   // Bytes lo in the low 32 bytes, hi in the high 32.
   static SY_QDOT_INLINE __m512i halves(int lo, int hi) {
