@@ -16,13 +16,15 @@
 // So 32-bit lane j of a 64-byte vector always belongs to block j / 4 of the group.
 //
 // kA256 (q4_K, q5_K, q6_K weights): super-blocks of 256 values with one d = max|x| / 127,
-// 320 bytes each:
+// 384 bytes each:
 //   bytes   0..255  int8 values in the weight format's order: for q6_K natural; for q4_K and q5_K
 //                   the 32-value sub-blocks in the order 0, 2, 1, 3, 4, 6, 5, 7, which is the order
 //                   of their 4-bit codes in 64-byte loads (low nibbles of 64 bytes = sub-blocks 0
 //                   and 2, high nibbles = 1 and 3, ...)
 //   bytes 256..287  int16 sums of the values in natural order, 16 at a time (ggml's q8_K bsums)
-//   bytes 288..291  f32 d; the rest is padding.
+//   bytes 288..291  f32 d; 292..319 padding
+//   bytes 320..383  f32 d * (sum j of the int16 sums), j = 0..15: the same sums scaled, so that a
+//                   body can take the q4_K mins and the q6_K offset out with one f32 multiply-add
 //
 // A block with a NaN or an infinity gets d = NaN and zero codes (its products become NaN); a block
 // whose largest magnitude is below 2^-100 gets d = 0 and zero codes.
@@ -40,7 +42,7 @@ enum class ActLayout { kA32, kA256 };
 inline constexpr int64_t kA32GroupValues = 128;
 inline constexpr size_t kA32GroupBytes = 256;
 inline constexpr int64_t kA256Values = 256;
-inline constexpr size_t kA256Bytes = 320;
+inline constexpr size_t kA256Bytes = 384;
 // Blocks whose largest magnitude is below this are taken as zeros.
 inline constexpr float kActTiny = 0x1p-100f;
 // kA256 position p (32 values each) of q4_K / q5_K activations holds sub-block kK4SubOrder[p].

@@ -80,7 +80,9 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
       int sum = 0;
       for (int i = 0; i < 16; ++i) sum += q[16 * j + i];
       const auto bs = static_cast<int16_t>(sum);
+      const float scaled = d * static_cast<float>(sum);
       std::memcpy(o + 256 + 2 * j, &bs, 2);
+      std::memcpy(o + 320 + 4 * j, &scaled, 4);
     }
     std::memcpy(o + 288, &d, 4);
   }

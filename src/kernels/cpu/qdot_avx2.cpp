@@ -437,8 +437,11 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
       int s0 = 0, s1 = 0;
       if (coded) q = codes32(xs + 32 * sub, id, s0, s1);
       const auto b0 = static_cast<int16_t>(s0), b1 = static_cast<int16_t>(s1);
+      const float f0 = d * static_cast<float>(s0), f1 = d * static_cast<float>(s1);
       std::memcpy(o + 256 + 4 * sub, &b0, 2);
       std::memcpy(o + 258 + 4 * sub, &b1, 2);
+      std::memcpy(o + 320 + 8 * sub, &f0, 4);
+      std::memcpy(o + 324 + 8 * sub, &f1, 4);
       const int pos = k4_order ? kK4SubOrder[sub] : sub;  // the order is its own inverse
       _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * pos), q);
     }

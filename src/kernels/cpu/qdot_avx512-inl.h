@@ -289,27 +289,28 @@ struct K45Kernel {
           }
         }
       }
-      __m512 dw[R], dmw[R];
-      __m256i mins[R];
+      // The mins: dmin * min_j, f32 lane i for the 16 values i of sub-block i / 2, against the
+      // activations' scaled per-16 sums (bytes 320..383).
+      __m512 dw[R], mins[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        k_d_dmin(blk[r], dw[r], dmw[r]);
-        mins[r] =
+        __m512 dmin;
+        k_d_dmin(blk[r], dw[r], dmin);
+        const __m256i m16 =
             _mm256_shuffle_epi8(_mm512_castsi512_si256(sm[r]),
                                 _mm256_load_si256(reinterpret_cast<const __m256i*>(kK45Mins)));
+        mins[r] = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(m16)));
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
         const uint8_t* at = m.act + t * m.as + sb * kA256Bytes;
-        const __m256i bsums = _mm256_load_si256(reinterpret_cast<const __m256i*>(at + 256));
         const __m512 da = _mm512_set1_ps(*reinterpret_cast<const float*>(at + 288));
+        const __m512 scaled_sums = _mm512_load_ps(reinterpret_cast<const float*>(at + 320));
         SY_QDOT_UNROLL
         for (int r = 0; r < R; ++r) {
-          const __m256 msum = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[r], bsums));
           acc[r][t] =
               _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_mul_ps(dw[r], da), acc[r][t]);
-          acc[r][t] =
-              _mm512_fnmadd_ps(_mm512_zextps256_ps512(msum), _mm512_mul_ps(dmw[r], da), acc[r][t]);
+          acc[r][t] = _mm512_fnmadd_ps(mins[r], scaled_sums, acc[r][t]);
         }
       }
     }
@@ -398,26 +399,27 @@ struct Q6KKernel {
           }
         }
       }
-      // codes are q + 32: take 32 * sum_j scale_j * (sum a)_j back out
-      __m256i scn[R];
-      __m512 dw[R];
+      // codes are q + 32: take 32 * d * sum_j scale_j * (d_a * sum a)_j back out, in f32 against
+      // the activations' scaled per-16 sums (bytes 320..383)
+      __m512 dw[R], offset[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        scn[r] = _mm256_sub_epi16(_mm256_setzero_si256(),
-                                  _mm256_slli_epi16(_mm512_castsi512_si256(sc[r]), 5));
-        dw[r] = _mm512_set1_ps(f16_at(blk[r] + 208));
+        const float d = f16_at(blk[r] + 208);
+        dw[r] = _mm512_set1_ps(d);
+        offset[r] =
+            _mm512_mul_ps(_mm512_set1_ps(-32.0f * d),
+                          _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(sc[r]))));
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
         const uint8_t* at = m.act + t * m.as + sb * kA256Bytes;
-        const __m256i bsums = _mm256_load_si256(reinterpret_cast<const __m256i*>(at + 256));
         const __m512 da = _mm512_set1_ps(*reinterpret_cast<const float*>(at + 288));
+        const __m512 scaled_sums = _mm512_load_ps(reinterpret_cast<const float*>(at + 320));
         SY_QDOT_UNROLL
         for (int r = 0; r < R; ++r) {
-          const __m512i total = _mm512_add_epi32(
-              isum[r][t], _mm512_zextsi256_si512(_mm256_madd_epi16(scn[r], bsums)));
           acc[r][t] =
-              _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw[r], da), acc[r][t]);
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_mul_ps(dw[r], da), acc[r][t]);
+          acc[r][t] = _mm512_fmadd_ps(offset[r], scaled_sums, acc[r][t]);
         }
       }
     }

@@ -87,7 +87,7 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
     const float* xs = x + s * 256;
     float d = 0.0f, id = 0.0f;
     const bool coded = block_scale(xs, 256, d, id);
-    std::memset(o + 256, 0, kA256Bytes - 256);
+    __m512i sums = _mm512_setzero_si512();  // int32 lane j: sum of values 16 j .. 16 j + 15
     for (int j = 0; j < 16; ++j) {
       const int sub = j / 2;
       const int pos = k4_order ? kK4SubOrder[sub] : sub;  // the order is its own inverse
@@ -95,12 +95,16 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
       if (coded) {
         const __m512i v = codes16(xs + 16 * j, id);
         q = _mm512_cvtsepi32_epi8(v);
-        const auto sum = static_cast<int16_t>(_mm512_reduce_add_epi32(v));
-        std::memcpy(o + 256 + 2 * j, &sum, 2);
+        sums = _mm512_mask_set1_epi32(sums, static_cast<__mmask16>(1u << j),
+                                      _mm512_reduce_add_epi32(v));
       }
       _mm_store_si128(reinterpret_cast<__m128i*>(o + 32 * pos + 16 * (j % 2)), q);
     }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256), _mm512_cvtepi32_epi16(sums));
+    std::memset(o + 288, 0, 32);
     std::memcpy(o + 288, &d, 4);
+    _mm512_store_ps(reinterpret_cast<float*>(o + 320),
+                    _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sums)));
   }
 }
 
