@@ -155,7 +155,7 @@ ModelConfig config_from_hf(const std::string& file) {
 
 ModelConfig config_from_gguf(const std::string& file) {
   const io::GgufFile gguf = io::GgufFile::open(file);
-  const std::string arch = gguf.get_string("general.architecture");
+  const std::string& arch = gguf.get_string("general.architecture");
   std::string known;
   for (const ArchReader& reader : arch_readers()) {
     for (const std::string& a : reader.gguf_arch) {

@@ -6,8 +6,8 @@
 
 namespace sy::model {
 
-LinearExperts::LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, Linear gate,
-                             Linear up, Linear down)
+LinearExperts::LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, const Linear& gate,
+                             const Linear& up, const Linear& down)
     : e_(num_experts), d_(d_model), f_(d_ff) {
   SY_CHECK(gate.rows() == e_ * f_ && gate.cols() == d_ && up.rows() == e_ * f_ && up.cols() == d_ &&
                down.rows() == e_ * d_ && down.cols() == f_,

@@ -15,8 +15,8 @@ namespace sy::model {
 class LinearExperts final : public moe::ExpertBank {
  public:
   // gate, up: [E*F, D]; down: [E*D, F] (expert j's rows at j*F or j*D), SwiGLU.
-  LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, Linear gate, Linear up,
-                Linear down);
+  LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, const Linear& gate,
+                const Linear& up, const Linear& down);
   int64_t num_experts() const override { return e_; }
   int64_t d_model() const override { return d_; }
   int64_t d_ff() const override { return f_; }
