@@ -104,6 +104,56 @@ void run_qmatmul_cases(Reporter& reporter, const MachineLimits& limits, const Su
                      .limit_kind = "bandwidth_bound"});
     }
 
+    // One MoE layer of decode at OLMoE's shape: 8 of the experts' gate and up projections
+    // [1024, 2048] in one batch, then their down projections [2048, 1024] in another; each call
+    // takes the next 8 experts of a pool far larger than the caches.
+    const std::string moe =
+        "qmatvec_moe_decode/" + std::string(tname) + "/olmoe_8_active" + threads;
+    if (opts.filter.empty() || moe.find(opts.filter) != std::string::npos) {
+      const int64_t d = 2048, f = 1024, active = 8;
+      const int64_t pool = opts.quick ? 16 : 48;
+      std::vector<kernels::QuantMatrix> gate, up, down;
+      for (int64_t e = 0; e < pool; ++e) {
+        gate.push_back(matrix_of(type, f, d, 1000 + 3 * e));
+        up.push_back(matrix_of(type, f, d, 1001 + 3 * e));
+        down.push_back(matrix_of(type, d, f, 1002 + 3 * e));
+      }
+      const Tensor x = random_activations(1, d, 9);
+      std::vector<Tensor> g, u, h, y;
+      for (int64_t j = 0; j < active; ++j) {
+        g.push_back(Tensor::zeros({1, f}));
+        u.push_back(Tensor::zeros({1, f}));
+        h.push_back(random_activations(1, f, 10 + j));
+        y.push_back(Tensor::zeros({1, d}));
+      }
+      const double bytes =
+          static_cast<double>(active) * (2.0 * f * static_cast<double>(gate[0].row_bytes) +
+                                         d * static_cast<double>(down[0].row_bytes));
+      int64_t next = 0;
+      std::vector<kernels::QuantMatmulJob> up_jobs, down_jobs;
+      const double s = median(time_samples(
+          [&] {
+            up_jobs.clear();
+            down_jobs.clear();
+            for (int64_t j = 0; j < active; ++j) {
+              const auto e = static_cast<size_t>((next + j) % pool);
+              up_jobs.push_back({&g[j], &x, &gate[e], false});
+              up_jobs.push_back({&u[j], &x, &up[e], false});
+              down_jobs.push_back({&y[j], &h[j], &down[e], false});
+            }
+            next = (next + active) % pool;
+            kernels::quant_matmul_batch(up_jobs);
+            kernels::quant_matmul_batch(down_jobs);
+          },
+          opts.timing));
+      reporter.emit({.bench = "kernels",
+                     .name = moe,
+                     .metric = "GB_per_s",
+                     .value = bytes / s / 1e9,
+                     .limit = limits.triad_gb_per_s,
+                     .limit_kind = "bandwidth_bound"});
+    }
+
     const std::string prefill = "qmatvec_prefill512" + what;
     if (opts.filter.empty() || prefill.find(opts.filter) != std::string::npos) {
       const int64_t t = opts.quick ? 128 : 512;
