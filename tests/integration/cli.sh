@@ -27,7 +27,7 @@ expect 2 'not expected: --bogus' -- --bogus
 expect 2 'not expected: --bogus' -- env --bogus
 expect 2 'A subcommand is required' --
 expect 2 'nosuch' -- nosuchcommand
-expect 2 'suite: nosuch not in \{all,limits,kernels,moe\}' -- bench nosuch
+expect 2 'suite: nosuch not in \{all,limits,kernels,moe,decode,prefill,train\}' -- bench nosuch
 expect 2 'threads' -- -t -3 env
 expect 2 'log-level' -- --log-level loud env
 expect 1 'error: /nonexistent/m: no such file or folder' -- inspect /nonexistent/m
