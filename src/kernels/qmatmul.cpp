@@ -288,41 +288,43 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
                  base + a.offset + static_cast<size_t>(row) * a.stride);
     }
   };
-  // Thread tid of nt takes the units whose middle falls in its share of the cost.
-  const auto run_units = [&](int tid, int nt) {
-    const double lo = cost * tid / nt, hi = cost * (tid + 1) / nt;
-    double at = 0.0;
-    for (const Unit& u : units) {
-      const double mid = at + 0.5 * u.cost;
-      at += u.cost;
-      if (mid < lo || mid >= hi) continue;
-      const QJob& q = jobs[u.job];
-      const ActBuf& a = acts[q.act_index];
-      cpu::QdotTile tile;
-      tile.w = q.w + static_cast<size_t>(u.r0) * q.w_stride;
-      tile.w_stride = q.w_stride;
-      tile.rows = u.r1 - u.r0;
-      tile.act = base + a.offset + static_cast<size_t>(u.t0) * a.stride;
-      tile.act_stride = a.stride;
-      tile.tokens = u.t1 - u.t0;
-      tile.k = q.k;
-      tile.y = q.y + u.t0 * q.n + u.r0;
-      tile.y_stride = q.n;
-      tile.accumulate = q.accumulate;
-      q.tile(tile);
-    }
+  const auto run_unit = [&](const Unit& u) {
+    const QJob& q = jobs[u.job];
+    const ActBuf& a = acts[q.act_index];
+    cpu::QdotTile tile;
+    tile.w = q.w + static_cast<size_t>(u.r0) * q.w_stride;
+    tile.w_stride = q.w_stride;
+    tile.rows = u.r1 - u.r0;
+    tile.act = base + a.offset + static_cast<size_t>(u.t0) * a.stride;
+    tile.act_stride = a.stride;
+    tile.tokens = u.t1 - u.t0;
+    tile.k = q.k;
+    tile.y = q.y + u.t0 * q.n + u.r0;
+    tile.y_stride = q.n;
+    tile.accumulate = q.accumulate;
+    q.tile(tile);
   };
   if (threads == 1) {  // no OpenMP region at all: its start-up costs more than small work
     quantize_rows(0, act_rows);
-    run_units(0, 1);
+    for (const Unit& u : units) run_unit(u);
     return;
   }
+  const auto n_units = static_cast<int64_t>(units.size());
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     quantize_rows(act_rows * tid / nt, act_rows * (tid + 1) / nt);
 #pragma omp barrier
-    run_units(tid, nt);
+    // Thread tid of nt takes the units whose middle falls in its share of the cost: contiguous
+    // runs of rows, so each thread streams its own part of every matrix.
+    const double lo = cost * tid / nt, hi = cost * (tid + 1) / nt;
+    double at = 0.0;
+    for (int64_t i = 0; i < n_units; ++i) {
+      const Unit& u = units[static_cast<size_t>(i)];
+      const double mid = at + 0.5 * u.cost;
+      at += u.cost;
+      if (mid >= lo && mid < hi) run_unit(u);
+    }
   }
 }
 
