@@ -8,6 +8,8 @@ find_package(PkgConfig REQUIRED)
 # Tokenizers: SentencePiece .model files, ICU for Unicode letter/number/space classes.
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 pkg_check_modules(ICU_UC REQUIRED IMPORTED_TARGET icu-uc)
+# Trainer and study configuration files (TOML).
+pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 
 # OpenBLAS: prefer the OpenMP build so BLAS calls share our OpenMP thread pool instead of
 # leaving a second set of spinning pthreads that steal the cores from our own kernels.

@@ -9,11 +9,13 @@ packages=(
   clang-format clang-tidy libomp-14-dev libclang-rt-14-dev
   # libraries (see DESIGN.md "Chosen dependencies")
   libfmt-dev libopenblas-dev libopenblas-openmp-dev libhwy-dev nlohmann-json3-dev
-  libcli11-dev libcpp-httplib-dev libsentencepiece-dev libicu-dev
+  libcli11-dev libcpp-httplib-dev libsentencepiece-dev libicu-dev libtomlplusplus-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # PyTorch references for the tests (Debian's interpreter: /usr/bin/python3)
   python3 python3-torch python3-numpy
+  # report plots (switchyard study)
+  python3-matplotlib
 )
 
 missing=()

@@ -14,5 +14,7 @@ Runner add_convert_command(CLI::App& app);
 Runner add_inspect_command(CLI::App& app);
 Runner add_logits_command(CLI::App& app);
 Runner add_run_command(CLI::App& app);
+Runner add_train_command(CLI::App& app);
+Runner add_eval_command(CLI::App& app);
 
 }  // namespace sy::app

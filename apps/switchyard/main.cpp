@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   add(sy::app::add_inspect_command);
   add(sy::app::add_logits_command);
   add(sy::app::add_run_command);
+  add(sy::app::add_train_command);
+  add(sy::app::add_eval_command);
 
   try {
     app.parse(argc, argv);

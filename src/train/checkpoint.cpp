@@ -211,6 +211,12 @@ void save_model(const MoeLm& model_ref, const std::string& dir, const SaveOption
     io::write_file_atomic((tmp / "config.json").string(), config.dump(2) + "\n");
     io::write_safetensors_sharded(tmp.string(), tensors, {{"format", "pt"}});
     if (state != nullptr) write_state_files(tmp, state->optimizer, state->trainer);
+    for (const auto& [name, bytes] : options.extra_files) {
+      SY_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." &&
+                   name != ".." && !fs::exists(tmp / name),
+               "{}: extra file name '{}' is not a plain file name of its own", dir, name);
+      io::write_file_atomic((tmp / name).string(), bytes);
+    }
     fsync_dir(tmp);
     commit_folder(tmp, target, parent);
   } catch (...) {

@@ -21,6 +21,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/dtype.h"
 #include "io/safetensors.h"
@@ -30,6 +32,9 @@ namespace sy::train {
 
 struct SaveOptions {
   DType dtype = DType::F32;  // trainable parameters: f32, bf16 or f16; buffers are always f32
+  // More files for the folder, as (file name, bytes): the tokenizer (tokenizer.model,
+  // tokenizer_config.json), a model card. Written in the same all-or-nothing swap.
+  std::vector<std::pair<std::string, std::string>> extra_files;
 };
 
 // What a resumed run needs besides the model.

@@ -6,83 +6,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "train/json_keys.h"
 
 namespace sy::train {
 
 namespace {
 
 constexpr const char* kWhere = "lm config";
-
-// Reads the keys of one JSON object into fields, remembering which keys it knows, so that
-// finish() can name the first unknown one. `path` prefixes nested keys ("moe.").
-class KeyReader {
- public:
-  KeyReader(const nlohmann::json& j, std::string path) : j_(j), path_(std::move(path)) {
-    SY_CHECK(
-        j.is_object(), "{}: {} must be a JSON object, got {}", kWhere,
-        path_.empty() ? std::string("the config") : "'" + path_.substr(0, path_.size() - 1) + "'",
-        j.dump());
-  }
-
-  void read(const char* key, int64_t& field) {
-    if (const nlohmann::json* v = find(key)) {
-      SY_CHECK(v->is_number_integer(), "{}: key '{}{}' must be an integer, got {}", kWhere, path_,
-               key, v->dump());
-      field = v->get<int64_t>();
-    }
-  }
-  void read(const char* key, double& field) {
-    if (const nlohmann::json* v = find(key)) {
-      SY_CHECK(v->is_number(), "{}: key '{}{}' must be a number, got {}", kWhere, path_, key,
-               v->dump());
-      field = v->get<double>();
-    }
-  }
-  void read(const char* key, bool& field) {
-    if (const nlohmann::json* v = find(key)) {
-      SY_CHECK(v->is_boolean(), "{}: key '{}{}' must be true or false, got {}", kWhere, path_, key,
-               v->dump());
-      field = v->get<bool>();
-    }
-  }
-  void read(const char* key, std::string& field) {
-    if (const nlohmann::json* v = find(key)) {
-      SY_CHECK(v->is_string(), "{}: key '{}{}' must be a string, got {}", kWhere, path_, key,
-               v->dump());
-      field = v->get<std::string>();
-    }
-  }
-  void read_object(const char* key, nlohmann::json& field) {
-    if (const nlohmann::json* v = find(key)) {
-      SY_CHECK(v->is_object(), "{}: key '{}{}' must be a JSON object, got {}", kWhere, path_, key,
-               v->dump());
-      field = *v;
-    }
-  }
-  const nlohmann::json* find(const char* key) {
-    known_.emplace_back(key);
-    const auto it = j_.find(key);
-    return it == j_.end() ? nullptr : &*it;
-  }
-
-  void finish() const {
-    std::vector<std::string> valid;
-    valid.reserve(known_.size());
-    for (const auto& k : known_) valid.push_back(path_ + k);
-    std::sort(valid.begin(), valid.end());
-    for (const auto& item : j_.items()) {
-      if (std::find(known_.begin(), known_.end(), item.key()) == known_.end()) {
-        fail("{}: unknown key '{}{}'; valid keys: {}", kWhere, path_, item.key(),
-             fmt::join(valid, ", "));
-      }
-    }
-  }
-
- private:
-  const nlohmann::json& j_;
-  std::string path_;
-  std::vector<std::string> known_;
-};
 
 }  // namespace
 
@@ -198,7 +128,7 @@ nlohmann::json LmConfig::to_json() const {
 
 LmConfig LmConfig::from_json(const nlohmann::json& j) {
   LmConfig c;
-  KeyReader r(j, "");
+  KeyReader r(kWhere, j, "");
   r.read("vocab_size", c.vocab_size);
   r.read("d_model", c.d_model);
   r.read("n_layers", c.n_layers);
@@ -215,7 +145,7 @@ LmConfig LmConfig::from_json(const nlohmann::json& j) {
   r.read("init_std", c.init_std);
   r.read("seq_len", c.seq_len);
   if (const nlohmann::json* m = r.find("moe")) {
-    KeyReader mr(*m, "moe.");
+    KeyReader mr(kWhere, *m, "moe.");
     LmMoeConfig& o = c.moe;
     mr.read("num_experts", o.num_experts);
     mr.read("top_k", o.top_k);

@@ -525,10 +525,7 @@ TEST_F(CheckpointErrors, InferenceReaderRefusesWhatItCannotRun) {
             config_ + ": key 'moe_layer_freq' is 0, expected > 0");
 }
 
-// DISABLED at the end of the session that added it: in the Release build of the whole tree its
-// refusals of "run/.." and of a non-checkpoint folder did not throw (and the folder was
-// replaced); not yet understood. Re-enable once fixed (issue #4 note).
-TEST(Checkpoint, DISABLED_AtomicReplace) {
+TEST(Checkpoint, AtomicReplace) {
   const test::TempDir tmp("ckpt");
   const std::string dir = tmp.str() + "/run/ckpt";  // the parent is created
   const LmConfig c = cases()[3].config;
