@@ -333,6 +333,19 @@ TrainResult run_training(const TrainConfig& config, const TrainHooks& hooks) {
   const bool resuming = has_training_state(ckpt_dir);
   const json config_json = config.to_json();
 
+  // A resumed run must be the same run: checked before the data work.
+  TrainingState saved;
+  const std::string state_where = ckpt_dir + "/trainer_state.json";
+  if (resuming) {
+    saved = load_training_state(ckpt_dir);
+    const json& t = saved.trainer;
+    SY_CHECK(t.contains("config") && t.contains("step") && t.contains("iterator") &&
+                 t.contains("tokens"),
+             "{}: not a switchyard trainer state (expected keys config, step, iterator, tokens)",
+             state_where);
+    check_resumable(t.at("config"), config_json, state_where);
+  }
+
   TrainResult result;
   result.checkpoint_dir = ckpt_dir;
   result.model_dir = model_dir;
@@ -346,18 +359,11 @@ TrainResult run_training(const TrainConfig& config, const TrainHooks& hooks) {
   int64_t tokens_seen = 0;
   std::unique_ptr<AdamW> optimizer;
   if (resuming) {
-    const TrainingState state = load_training_state(ckpt_dir);
-    const std::string where = ckpt_dir + "/trainer_state.json";
-    const json& t = state.trainer;
-    SY_CHECK(t.contains("config") && t.contains("step") && t.contains("iterator") &&
-                 t.contains("tokens"),
-             "{}: not a switchyard trainer state (expected keys config, step, iterator, tokens)",
-             where);
-    check_resumable(t.at("config"), config_json, where);
+    const json& t = saved.trainer;
     model = load_model(ckpt_dir);
     optimizer = std::make_unique<AdamW>(model->params(), config.optim.adamw);
-    optimizer->load_state(state.optimizer, ckpt_dir + "/optimizer.safetensors");
-    batches.restore(BatchIteratorState::from_json(t.at("iterator"), where), where);
+    optimizer->load_state(saved.optimizer, ckpt_dir + "/optimizer.safetensors");
+    batches.restore(BatchIteratorState::from_json(t.at("iterator"), state_where), state_where);
     step = t.at("step").get<int64_t>();
     tokens_seen = t.at("tokens").get<int64_t>();
     truncate_log(log_path, step);
