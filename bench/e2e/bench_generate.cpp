@@ -54,11 +54,12 @@ double seconds(const std::function<void()>& fn) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Bytes of keys and values one decode step reads at cache length `len`.
-uint64_t kv_bytes(const model::ModelConfig& c, int64_t len) {
+// Bytes of keys and values one decode step reads at cache length `len` from a cache of
+// `dtype` (f16 by default: 2 bytes a value).
+uint64_t kv_bytes(const model::ModelConfig& c, int64_t len, DType dtype) {
   return static_cast<uint64_t>(c.num_layers * len * c.num_kv_heads *
                                (c.key_dim() + c.value_dim())) *
-         sizeof(float);
+         dtype_size(dtype);
 }
 
 // Attention score and weighted-sum FLOPs of a causal prompt of n tokens.
@@ -116,8 +117,8 @@ void run_generate_suite(const std::string& suite, Reporter& reporter, const Mach
         next = argmax(logits);
       }
       const double tps = 1.0 / median(step_s);
-      const double bytes =
-          static_cast<double>(m.decode_weight_bytes() + kv_bytes(cfg, prompt + steps / 2));
+      const double bytes = static_cast<double>(
+          m.decode_weight_bytes() + kv_bytes(cfg, prompt + steps / 2, cache.k.front().dtype()));
       const double ceiling = limits.triad_gb_per_s * 1e9 / bytes;
       reporter.emit({.bench = "decode",
                      .name = name,

@@ -31,6 +31,13 @@ TEST(CachedAttention, MatchesPyTorch) {
       {6, 20, 2, 1, 8, 8, {.window = 4}},    // sliding window
       {1, 40, 2, 2, 8, 8, {.window = 7}},    // window in a decode step
       {64, 96, 8, 2, 64, 64, {}},            // bigger: parallel path
+      // Up to 4 new tokens attend straight from the cache (f32 or f16, no widened copy).
+      {1, 70, 4, 1, 20, 12, {}, true},                   // f16 decode: lane tails of Dk and Dv
+      {2, 33, 4, 2, 72, 72, {}},                         // f32, two tokens, Dv = 4 vectors + tail
+      {3, 50, 8, 2, 64, 64, {.window = 20}, true},       // f16 window, three tokens
+      {1, 300, 16, 16, 128, 128, {}, true},              // OLMoE-like decode: parallel over heads
+      {4, 200, 32, 8, 128, 128, {.scale = 0.1f}, true},  // Mixtral-like GQA, four tokens
+      {64, 96, 8, 2, 64, 64, {}, true},                  // f16 prefill: widened once, blocked path
   };
   Rng rng(5);
   std::vector<test::ReferenceCase> cases;
@@ -47,8 +54,9 @@ TEST(CachedAttention, MatchesPyTorch) {
     const Case& s = shapes[i];
     SCOPED_TRACE(::testing::Message() << "case " << i);
     Tensor out = Tensor::zeros({s.tokens, s.q_heads, s.value_dim});
-    cached_attention(out, cases[i].inputs.at("q"), cases[i].inputs.at("k"), cases[i].inputs.at("v"),
-                     s.opts);
+    const DType kv = s.f16 ? DType::F16 : DType::F32;
+    cached_attention(out, cases[i].inputs.at("q"), cases[i].inputs.at("k").to(kv),
+                     cases[i].inputs.at("v").to(kv), s.opts);
     EXPECT_ALL_CLOSE(out, refs[i].at("out"), 1e-5f, 1e-5f);
   }
 }
