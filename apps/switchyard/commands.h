@@ -16,5 +16,6 @@ Runner add_logits_command(CLI::App& app);
 Runner add_run_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
 Runner add_eval_command(CLI::App& app);
+Runner add_study_command(CLI::App& app);
 
 }  // namespace sy::app

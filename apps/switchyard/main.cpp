@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add(sy::app::add_run_command);
   add(sy::app::add_train_command);
   add(sy::app::add_eval_command);
+  add(sy::app::add_study_command);
 
   try {
     app.parse(argc, argv);

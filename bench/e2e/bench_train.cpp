@@ -6,10 +6,10 @@
 // run) over the step's matrix-product FLOPs per token (6 x the multiply-adds of the forward's
 // products: projections, attention scores and values, router, the K active experts, LM head).
 //
-// Models (the study's shapes): vocab 8000, d 384, 6 layers of 6 heads (head dim 64), untied
-// head, sequences of 256 in batches of 8; MoE in every layer with a top-k softmax router
-// (renormalised, Switch balance loss 0.01) over 8 experts top-2 of FFN width 768, or the
-// fine-grained 32 experts top-8 of width 192 (same active and total expert parameters).
+// Models: the study's own (train/study.h study_model: the shapes `switchyard study` trains, full
+// or --quick), with a top-k softmax router (renormalised, Switch balance loss 0.01) in every layer,
+// for each of its variants (8 experts top-2, and the fine-grained 32 experts top-8 with the same
+// active and total expert parameters).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -23,6 +23,7 @@
 #include "core/threads.h"
 #include "train/lm.h"
 #include "train/optimizer.h"
+#include "train/study.h"
 
 namespace sy::bench {
 
@@ -31,20 +32,25 @@ namespace {
 struct TrainCase {
   std::string name;
   int64_t vocab, d_model, layers, heads, experts, top_k, d_ff, seq, batch;
+  train::StudyModel model;
+  train::StudyVariant variant;
 };
 
+// The study model's variants as cases ("study_e8k2_f512", "quick_e32k8_f32", ...).
+std::vector<TrainCase> study_cases(bool quick) {
+  const train::StudyModel m = train::study_model(quick);
+  std::vector<TrainCase> cases;
+  for (const train::StudyVariant& v : m.variants) {
+    cases.push_back({fmt::format("{}_{}_f{}", quick ? "quick" : "study", v.name, v.expert_ffn),
+                     m.vocab, m.d_model, m.layers, m.heads, v.experts, v.top_k, v.expert_ffn, m.seq,
+                     m.batch, m, v});
+  }
+  return cases;
+}
+
 train::LmConfig lm_config(const TrainCase& c) {
-  train::LmConfig lm;
-  lm.vocab_size = c.vocab;
-  lm.d_model = c.d_model;
-  lm.n_layers = c.layers;
-  lm.n_heads = c.heads;
-  lm.moe.num_experts = c.experts;
-  lm.moe.top_k = c.top_k;
-  lm.moe.expert_ffn = c.d_ff;
-  lm.moe.router = "topk_softmax";
-  lm.moe.router_options = {{"aux_loss_coeff", 0.01}};
-  lm.seq_len = c.seq;
+  train::LmConfig lm = train::study_lm_config(c.model, c.variant, "topk_softmax");
+  lm.moe.router_options = {{"aux_loss_coeff", 0.01}};  // as train_torch.py (--aux-coeff)
   return lm;
 }
 
@@ -130,15 +136,7 @@ void run_case(Reporter& reporter, const MachineLimits& limits, const SuiteOption
 }  // namespace
 
 void run_train_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts) {
-  const std::vector<TrainCase> full = {
-      {"study_e8k2_f768", 8000, 384, 6, 6, 8, 2, 768, 256, 8},
-      {"study_e32k8_f192", 8000, 384, 6, 6, 32, 8, 192, 256, 8},
-  };
-  const std::vector<TrainCase> quick = {
-      {"quick_e8k2_f256", 1000, 128, 2, 4, 8, 2, 256, 64, 2},
-      {"quick_e32k8_f64", 1000, 128, 2, 4, 32, 8, 64, 64, 2},
-  };
-  for (const TrainCase& c : opts.quick ? quick : full) {
+  for (const TrainCase& c : study_cases(opts.quick)) {
     if (opts.filter.empty() || c.name.find(opts.filter) != std::string::npos) {
       run_case(reporter, limits, opts, c);
     }
