@@ -410,7 +410,7 @@ TrainResult run_training(const TrainConfig& config, const TrainHooks& hooks) {
     save_model(*model, ckpt_dir, {.dtype = DType::F32, .extra_files = files}, &state);
   };
   auto run_eval = [&] {
-    const EvalResult e =
+    EvalResult e =
         evaluate(*model, ds.validation, config.train.batch_size, config.output.eval_batches);
     write_log({{"event", "eval"},
                {"step", step},
