@@ -147,15 +147,20 @@ double mean_of(const std::vector<LayerSummary>& layers, double LayerSummary::*fi
   return sum / static_cast<double>(layers.size());
 }
 
-// The token budget of a run when --tokens is not given. Full: 120 steps of 8 x 256 tokens.
-// Measured on this machine (2 cores): the study model trains at 650 tokens/s with the cores
-// shared by two other builds and ~1900 tokens/s in a quieter minute (`bench train`); at ~1000
-// tokens/s, 25 runs (12 causal routers x 2 variants + dense) cost about 27.4 top-k-run
-// equivalents (the `dense` router runs every expert: 2.4x; ReMoE's dense warm-up ~1.2x; Switch
-// and Hash top-1 ~0.8x) plus ~8% validation, so 2 h = 7200 s gives 7200 * 1000 / (27.4 * 1.08)
-// = 243k tokens per run: 245,760 = 120 steps.
+// The token budget of a run when --tokens is not given, and why (the report prints it).
+constexpr const char* kBudgetNote =
+    "The full budget is chosen so that the whole study (12 causal routers x 2 variants + the "
+    "dense baseline = 25 runs) takes about two hours on this 2-core machine. Measured tokens/s "
+    "of one training step of the study model (`switchyard -t 2 bench train`, the machine shared "
+    "with other work): 870 (e8k2) and 520 (e32k8); a short `study` run of e8k2/topk_softmax "
+    "trained at 650. Taking 700 tokens/s and weighting the runs by their expert compute (the "
+    "`dense` router runs every expert: 2.4x a top-K run; ReMoE's dense warm-up ~1.2x; Switch "
+    "and Hash top-1 ~0.8x) gives 27.4 top-K-run equivalents; validation (4 passes of 8 batches, "
+    "forward only) adds ~15%. 7200 s x 700 tokens/s / (27.4 x 1.15) = 160k tokens per run: "
+    "72 steps of 8 x 256 = 147,456 tokens, leaving ~10 s per run for loading and tokenizing "
+    "the corpus.";
 int64_t default_tokens(bool quick, const StudyModel& m) {
-  return quick ? 200 * m.batch * m.seq : 120 * m.batch * m.seq;
+  return quick ? 200 * m.batch * m.seq : 72 * m.batch * m.seq;
 }
 
 // Quick mode trains on every 10th document of the corpus (all genres, a tenth of the text).
@@ -243,8 +248,8 @@ StudySummary run_study(const StudyOptions& opt) {
   base.optim.warmup_steps = std::max<int64_t>(1, steps / 20);
   base.optim.grad_clip = 1.0;
   base.output.log_every = std::max<int64_t>(1, steps / 200);
-  base.output.eval_every = std::max<int64_t>(1, steps / 10);
-  base.output.eval_batches = opt.quick ? 4 : 16;
+  base.output.eval_every = std::max<int64_t>(1, steps / (opt.quick ? 10 : 4));
+  base.output.eval_batches = opt.quick ? 4 : 8;
   base.output.save_dtype = "bf16";
   base.output.progress = opt.progress_is_tty ? "auto" : "off";
 
@@ -274,6 +279,7 @@ StudySummary run_study(const StudyOptions& opt) {
                       {"grad_clip", base.optim.grad_clip},
                       {"eval_every", base.output.eval_every},
                       {"eval_batches", base.output.eval_batches},
+                      {"budget_note", opt.quick || opt.tokens > 0 ? "" : kBudgetNote},
                       {"dense_params", dense_count.total},
                       {"non_causal", opt.non_causal}};
   // A restarted study reuses finished runs only when nothing about them changed.

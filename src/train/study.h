@@ -17,9 +17,10 @@
 // sequences of 256 in batches of 8; variant "e8k2": 8 experts top-2 of width 512, variant
 // "e32k8": 32 experts top-8 of width 128 (same active and total expert parameters); dense
 // baseline: SwiGLU FFN of width K * F = 1024. `bench train` measures this same model. Default
-// budget: 245,760 tokens per run (120 steps), the whole study in about two hours on 2 cores
-// (arithmetic in study.cpp). --quick: vocab 384, d 32, 2 layers of 2 heads, sequences of 32 in
-// batches of 4, 8 x top-2 of width 32 / 32 x top-8 of width 8, 200 steps, every 10th document.
+// budget: 147,456 tokens per run (72 steps), the whole study in about two hours on 2 cores
+// (arithmetic in study.cpp's kBudgetNote, printed in the report). --quick: vocab 384, d 32, 2
+// layers of 2 heads, sequences of 32 in batches of 4, 8 x top-2 of width 32 / 32 x top-8 of width
+// 8, 200 steps, every 10th document.
 #pragma once
 
 #include <cmath>

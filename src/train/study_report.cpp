@@ -373,6 +373,8 @@ std::string render_study_report(const StudySummary& s) {
       st.value("min_lr", 0.0), st.value("weight_decay", 0.0), st.value("grad_clip", 0.0),
       st.value("eval_every", 0), st.value("eval_batches", 0));
 
+  const std::string note = st.value("budget_note", std::string());
+  if (!note.empty()) md += note + "\n\n";
   md +=
       "Router settings (each as its paper recommends; the study model's own shape otherwise):\n\n";
   md += "| variant | router | experts | options |\n| --- | --- | --- | --- |\n";

@@ -117,7 +117,8 @@ StudySummary hand_made_summary() {
                 {"tokens_per_step", 4096},
                 {"seed", 1},
                 {"data", "data/brown.txt"},
-                {"lr", 1e-3}};
+                {"lr", 1e-3},
+                {"budget_note", "Budget arithmetic: 7200 s x 700 tokens/s."}};
   s.variants = {{"e8k2", 8, 2, 512}, {"e32k8", 32, 8, 128}};
   s.runs.push_back(make_run("e8k2", "topk_softmax", 4.5, 0.45));
   s.runs.push_back(make_run("e8k2", "loss_free", 4.6, 0.12));
@@ -188,6 +189,7 @@ TEST(Study, ReportHasTheTablesSettingsAndPlots) {
   EXPECT_TRUE(contains(md, "| topk_softmax | 4.300 |")) << md;  // the e32k8 table
   // Settings, scale, errors, plots (only those drawn are linked).
   EXPECT_TRUE(contains(md, "3000000 tokens per run (733 optimizer steps of 4096 tokens)")) << md;
+  EXPECT_TRUE(contains(md, "\nBudget arithmetic: 7200 s x 700 tokens/s.\n")) << md;
   EXPECT_TRUE(contains(md, "| ReMoE (ICLR 2025) | 182M active, E=8, k=1 | 30B | 10000x |")) << md;
   EXPECT_TRUE(contains(md, "- e8k2/moxe: stopped at step 12")) << md;
   EXPECT_TRUE(contains(md, "![validation loss vs tokens](val_loss_e8k2.png)")) << md;
