@@ -1,6 +1,7 @@
 // Highway compiles this file once per SIMD target (foreach_target) and dispatches at run time.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/cached_attention_cpu.cpp"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 // Per-target Exp; must come after highway.h.
@@ -70,6 +71,9 @@ HWY_INLINE hn::Vec<D> LoadKv(D df, const uint16_t* HWY_RESTRICT p) {
 HWY_INLINE float KvValue(float x) { return x; }
 HWY_INLINE float KvValue(uint16_t x) { return f16_to_f32(x); }
 
+// Rows of keys or values fetched ahead of their use by AttendPosition.
+constexpr size_t kPrefetchRows = 12;
+
 // Attention of one query position for the `group` query heads that share one kv head, straight
 // from the cache (no widened copy): q [group, dk], keys k + j * ldk and values v + j * ldv for j
 // in [0, keys), out [group, dv], scores [group, keys] scratch. Each key row is read once for
@@ -80,8 +84,22 @@ void AttendPosition(float* HWY_RESTRICT out, const float* HWY_RESTRICT q, const 
                     size_t ldv, size_t keys, float scale, float* HWY_RESTRICT scores) {
   const hn::ScalableTag<float> df;
   const size_t n = hn::Lanes(df);
+  // One kv head's row is a short piece of each cache row (ldk apart: a page apart for 16 heads
+  // of 128 f16), so the hardware prefetchers miss it: fetch kPrefetchRows rows ahead by hand.
+  const size_t k_bytes = dk * sizeof(T), v_bytes = dv * sizeof(T);
+  const auto prefetch = [](const T* row, size_t bytes) {
+    const auto* b = reinterpret_cast<const uint8_t*>(row);
+    for (size_t o = 0; o < bytes; o += 64) hwy::Prefetch(b + o);
+    hwy::Prefetch(b + bytes - 1);
+  };
+  for (size_t j = 0; j < keys && j < kPrefetchRows; ++j) prefetch(k + j * ldk, k_bytes);
   for (size_t j = 0; j < keys; ++j) {
     const T* kr = k + j * ldk;
+    if (j + kPrefetchRows < keys) {
+      prefetch(kr + kPrefetchRows * ldk, k_bytes);
+    } else if (j + kPrefetchRows - keys < keys) {
+      prefetch(v + (j + kPrefetchRows - keys) * ldv, v_bytes);  // the values' first rows
+    }
     for (size_t h = 0; h < group; ++h) {
       const float* qh = q + h * dk;
       auto a0 = hn::Zero(df), a1 = hn::Zero(df);
@@ -106,6 +124,8 @@ void AttendPosition(float* HWY_RESTRICT out, const float* HWY_RESTRICT q, const 
       auto o0 = hn::Zero(df), o1 = hn::Zero(df), o2 = hn::Zero(df), o3 = hn::Zero(df);
       for (size_t j = 0; j < keys; ++j) {
         const T* vr = v + j * ldv + c;
+        if (h == 0 && c == 0 && j + kPrefetchRows < keys)
+          prefetch(vr + kPrefetchRows * ldv, v_bytes);
         const auto pj = hn::Set(df, p[j]);
         o0 = hn::MulAdd(pj, LoadKv(df, vr), o0);
         o1 = hn::MulAdd(pj, LoadKv(df, vr + n), o1);
