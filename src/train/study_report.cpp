@@ -362,7 +362,7 @@ std::string render_study_report(const StudySummary& s) {
       "- Data: `{}` (the Brown Corpus), {} of the documents held out for validation; one "
       "SentencePiece BPE tokenizer trained once on the training documents and used by every "
       "run{}.\n",
-      st.value("data", std::string()), fixed(st.value("validation_fraction", 0.0), 2),
+      st.value("data", std::string()), fixed(100.0 * st.value("validation_fraction", 0.0), 0) + "%",
       st.value("quick", false) ? " (quick mode: every 10th document of the corpus)" : "");
   md += fmt::format(
       "- Budget: {} tokens per run ({} optimizer steps of {} tokens), seed {}; AdamW lr {:g} "
@@ -406,8 +406,18 @@ std::string render_study_report(const StudySummary& s) {
       const double y = std::isfinite(b->val_loss) ? b->val_loss : INFINITY;
       return x < y;
     });
-    for (const StudyRun* r : rows) md += row(*r);
+    bool non_causal = false;
+    for (const StudyRun* r : rows) {
+      md += row(*r);
+      non_causal = non_causal || !r->causal;
+    }
     md += "\n";
+    if (non_causal) {
+      md +=
+          "Routers with causal = no pick experts using later tokens of the batch (in training "
+          "and, for expert_choice and soft_moe, in validation too), so their losses are not "
+          "those of a language model that could generate; they are shown for reference.\n\n";
+    }
     md += plot_link(s, fmt::format("val_loss_{}.png", v.name), "validation loss vs tokens");
     md += plot_link(s, fmt::format("maxvio_{}.png", v.name), "MaxVio over training");
     md += plot_link(s, fmt::format("load_{}.png", v.name), "final expert load per layer");
