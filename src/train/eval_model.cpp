@@ -42,8 +42,13 @@ ModelEvalResult evaluate_model(model::Model& model, const io::Tokenizer& tokeniz
     which = options.split == "train" ? split.train : split.validation;
   }
   const int32_t bos = tokenizer.bos_id().value_or(tokenizer.eos_id().value_or(0));
-  const PackedSequences packed(tokenize_documents(tokenizer, documents), which, bos,
-                               options.seq_len);
+  // Only the chosen documents are tokenized (the same stream as packing them from all).
+  std::vector<std::string> chosen;
+  chosen.reserve(which.size());
+  for (const int64_t i : which) chosen.push_back(documents[static_cast<size_t>(i)]);
+  std::vector<int64_t> all(chosen.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  const PackedSequences packed(tokenize_documents(tokenizer, chosen), all, bos, options.seq_len);
   SY_CHECK(packed.size() >= 1, "{}: the {} documents hold fewer than {} tokens (one sequence)",
            data_file, options.split, options.seq_len + 1);
   const int64_t count =

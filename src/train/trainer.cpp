@@ -308,7 +308,10 @@ EvalResult evaluate(MoeLm& model, const PackedSequences& data, int64_t batch_siz
     std::vector<int64_t> idx;
     for (int64_t i = start; i < std::min(data.size(), start + batch_size); ++i) idx.push_back(i);
     const Batch b = data.batch(idx);
-    model.forward_backward(b.tokens, b.targets, nullptr, /*backward=*/false);
+    // Routers that draw random numbers (random routing) draw them in inference too: a fixed
+    // seed per batch keeps the evaluation deterministic.
+    Rng rng(0x5eed0000ull + static_cast<uint64_t>(forwards));
+    model.forward_backward(b.tokens, b.targets, &rng, /*backward=*/false);
     const LmStats& s = model.stats();
     loss_sum += s.ce * static_cast<double>(s.valid_tokens);
     r.tokens += s.valid_tokens;
