@@ -4,6 +4,25 @@
 
 namespace sy::moe {
 
+LoadBalance load_balance(const std::vector<int64_t>& load) {
+  LoadBalance b;
+  if (load.empty()) return b;
+  int64_t total = 0, max = 0;
+  for (const int64_t n : load) {
+    total += n;
+    max = std::max(max, n);
+  }
+  if (total <= 0) return b;
+  const auto experts = static_cast<double>(load.size());
+  const double mean = static_cast<double>(total) / experts;
+  double var = 0.0;
+  for (const int64_t n : load) var += (n - mean) * (n - mean);
+  var /= experts;
+  b.load_cv = std::sqrt(var) / mean;
+  b.max_vio = (static_cast<double>(max) - mean) / mean;
+  return b;
+}
+
 RouterStats router_stats(const Routing& routing, const DispatchPlan& plan) {
   RouterStats s;
   s.tokens = plan.num_tokens;
@@ -15,15 +34,9 @@ RouterStats router_stats(const Routing& routing, const DispatchPlan& plan) {
   for (int64_t e = 0; e < plan.num_experts; ++e) {
     s.tokens_per_expert[e] = plan.offsets[e + 1] - plan.offsets[e];
   }
-  if (plan.num_experts > 0 && s.kept > 0) {
-    const double mean = static_cast<double>(s.kept) / static_cast<double>(plan.num_experts);
-    double var = 0.0;
-    for (const int64_t n : s.tokens_per_expert) var += (n - mean) * (n - mean);
-    var /= static_cast<double>(plan.num_experts);
-    s.load_cv = std::sqrt(var) / mean;
-    const int64_t max = *std::max_element(s.tokens_per_expert.begin(), s.tokens_per_expert.end());
-    s.max_vio = (static_cast<double>(max) - mean) / mean;
-  }
+  const LoadBalance b = load_balance(s.tokens_per_expert);
+  s.load_cv = b.load_cv;
+  s.max_vio = b.max_vio;
   if (!plan.dense) {
     if (s.slots > 0) s.dropped_fraction = static_cast<double>(plan.dropped) / s.slots;
     int64_t empty = 0;

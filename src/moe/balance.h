@@ -27,6 +27,15 @@ struct RouterStats {
   std::vector<AuxLoss> losses;      // Routing::losses
 };
 
+// How evenly `load` (tokens per expert) is spread: max_vio = (max - mean) / mean and load_cv =
+// population std / mean; both 0 when the load is empty or all zero. router_stats uses it per
+// forward; training logs and evaluation use it on loads summed over many forwards.
+struct LoadBalance {
+  double max_vio = 0.0;
+  double load_cv = 0.0;
+};
+LoadBalance load_balance(const std::vector<int64_t>& load);
+
 // Statistics of one forward. Dense routing has no drops and every token reaches every slot.
 RouterStats router_stats(const Routing& routing, const DispatchPlan& plan);
 

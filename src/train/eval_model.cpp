@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "moe/balance.h"
 #include "train/data.h"
 
 namespace sy::train {
@@ -78,14 +79,8 @@ ModelEvalResult evaluate_model(model::Model& model, const io::Tokenizer& tokeniz
   r.ppl = std::exp(r.loss);
   for (const model::LayerRouting& l : model.routing()) {
     RoutedLayerEval e{.layer = l.layer, .load = l.tokens_per_expert};
-    int64_t total = 0, max = 0;
-    for (const int64_t v : e.load) {
-      total += v;
-      max = std::max(max, v);
-      e.unused += v == 0 ? 1 : 0;
-    }
-    const double mean = e.load.empty() ? 0.0 : static_cast<double>(total) / e.load.size();
-    e.max_vio = mean > 0 ? (static_cast<double>(max) - mean) / mean : 0.0;
+    e.unused = std::count(e.load.begin(), e.load.end(), int64_t{0});
+    e.max_vio = moe::load_balance(e.load).max_vio;
     r.layers.push_back(std::move(e));
   }
   return r;

@@ -41,23 +41,6 @@ std::string short_buffer_name(const std::string& name) {
   return pos == std::string::npos ? name : name.substr(pos + 5);
 }
 
-// Load balance figures of a summed load (moe/balance.h defines them per forward).
-void balance_of(LayerSummary& s) {
-  if (s.load.empty()) return;
-  double total = 0.0, max = 0.0;
-  for (const int64_t v : s.load) {
-    total += static_cast<double>(v);
-    max = std::max(max, static_cast<double>(v));
-  }
-  const double mean = total / static_cast<double>(s.load.size());
-  if (mean <= 0.0) return;
-  double var = 0.0;
-  for (const int64_t v : s.load)
-    var += (static_cast<double>(v) - mean) * (static_cast<double>(v) - mean);
-  s.max_vio = (max - mean) / mean;
-  s.load_cv = std::sqrt(var / static_cast<double>(s.load.size())) / mean;
-}
-
 json layers_json(const std::vector<LayerSummary>& layers) {
   json out = json::array();
   for (const LayerSummary& l : layers) out.push_back(l.to_json());
@@ -284,7 +267,9 @@ void finish_layer_summaries(MoeLm& model, int64_t forwards, std::vector<LayerSum
     s.entropy /= n;
     s.active_per_token /= n;
     for (auto& a : s.aux) a.second /= n;
-    balance_of(s);
+    const moe::LoadBalance b = moe::load_balance(s.load);
+    s.max_vio = b.max_vio;
+    s.load_cv = b.load_cv;
     s.state.clear();
     if (i < layers.size()) {
       for (const Param* p : layers[i]->buffers()) {
