@@ -96,9 +96,6 @@ float f16_to_f32(uint16_t h) {
 }
 
 // convert_f16_to_f32 is vectorised in dtype_simd.cpp.
-void convert_f32_to_f16(const float* src, uint16_t* dst, size_t n) {
-  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
-}
 void convert_bf16_to_f32(const uint16_t* src, float* dst, size_t n) {
   for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }

@@ -153,5 +153,41 @@ TEST(Dtype, BulkF16ToF32MatchesScalarOnEveryPattern) {
   });
 }
 
+// The vectorised bulk narrowing rounds as f32_to_f16 does, bit for bit, on every compiled SIMD
+// path: every f16 value, every midpoint between neighbours (ties to even), values around the
+// overflow edge and the subnormals, a sweep of f32 bit patterns, and NaNs among them.
+TEST(Dtype, BulkF32ToF16MatchesScalarOnEveryPath) {
+  std::vector<float> src;
+  for (uint32_t h = 0; h < 0x7c00; ++h) {  // positive finite f16 values and their negatives
+    const float v = f16_to_f32(static_cast<uint16_t>(h));
+    const float next = f16_to_f32(static_cast<uint16_t>(h + 1));
+    const float mid = std::bit_cast<float>(
+        (std::bit_cast<uint32_t>(v) + std::bit_cast<uint32_t>(next)) / 2);  // the tie, exactly
+    for (float x : {v, mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e9f)}) {
+      src.push_back(x);
+      src.push_back(-x);
+    }
+  }
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 65521) {
+    src.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));
+  }
+  for (float x : {65504.0f, 65519.99f, 65520.0f, 1e6f, INFINITY, -INFINITY, 1e-30f, 5.96e-8f}) {
+    src.push_back(x);
+  }
+  for (size_t i = 0; i < src.size(); i += 997) src[i] = NAN;
+  test::for_each_simd_path([&](const std::string& path) {
+    for (const size_t offset : {size_t{0}, size_t{3}}) {
+      const size_t n = src.size() - offset;
+      std::vector<uint16_t> out(n);
+      convert_f32_to_f16(src.data() + offset, out.data(), n);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(out[i], f32_to_f16(src[offset + i]))
+            << path << " value " << src[offset + i] << " bits "
+            << std::bit_cast<uint32_t>(src[offset + i]);
+      }
+    }
+  });
+}
+
 }  // namespace
 }  // namespace sy
