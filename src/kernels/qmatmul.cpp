@@ -35,6 +35,9 @@ constexpr double kParallelCost = 96.0 * 1024;
 constexpr size_t kStackActBytes = size_t{32} << 10;
 // Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
 constexpr int64_t kPlainChunkRows = 256;
+// From this many tokens on, q8_0 and q4_0 products on AVX-512 VNNI take the kI16 bodies (each
+// tile repacks its weight rows once, which pays when enough tokens reuse them).
+constexpr int64_t kI16MinTokens = 8;
 
 bool is_quant(GgmlType type) {
   return std::ranges::find(kQuantTypes, type) != std::end(kQuantTypes);
@@ -218,6 +221,7 @@ struct ActBuf {
   const float* x;
   int64_t t, k;
   GgmlType type;  // the weight type the layout is for
+  bool i16;       // kI16 instead of the type's own layout
   cpu::ActQuantizeFn quantize;
   size_t stride;  // bytes per quantized row, a multiple of 64
   size_t offset;  // into the shared buffer
@@ -373,17 +377,23 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
       if (!j.accumulate) std::fill(y, y + t * w.rows, 0.0f);
       continue;
     }
-    const PathKernels pk = kernels_for(resolved, w.type);
+    const bool i16 = resolved == QdotPath::kAvx512Vnni && t >= kI16MinTokens &&
+                     (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0);
+    const PathKernels pk =
+        i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, cpu::qdot_tile_i16_vnni(w.type)}
+            : kernels_for(resolved, w.type);
     SY_DCHECK(pk.tile != nullptr);
     const float* x = j.x->data<float>();
     size_t act = 0;
-    while (act < acts.size() && !(acts[act].x == x && acts[act].t == t && acts[act].k == w.cols &&
-                                  act_variant(acts[act].type) == act_variant(w.type))) {
+    while (act < acts.size() &&
+           !(acts[act].x == x && acts[act].t == t && acts[act].k == w.cols &&
+             acts[act].i16 == i16 && act_variant(acts[act].type) == act_variant(w.type))) {
       ++act;
     }
     if (act == acts.size()) {
-      acts.push_back({x, t, w.cols, w.type, pk.quantize,
-                      (cpu::act_row_bytes(w.type, w.cols) + 63) / 64 * 64, 0});
+      const size_t bytes =
+          i16 ? cpu::act_row_bytes_i16(w.cols) : cpu::act_row_bytes(w.type, w.cols);
+      acts.push_back({x, t, w.cols, w.type, i16, pk.quantize, (bytes + 63) / 64 * 64, 0});
     }
     qjobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act});
   }

@@ -112,6 +112,23 @@ void quantize_act_row(GgmlType weight_type, const float* x, int64_t k, uint8_t* 
   }
 }
 
+size_t act_row_bytes_i16(int64_t k) {
+  return static_cast<size_t>((k / 32 + 15) / 16) * kI16GroupBytes;
+}
+
+void dequantize_act_row_i16(const uint8_t* act, int64_t k, float* out) {
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* g = act + (b / 16) * kI16GroupBytes;
+    const int lane = static_cast<int>(b % 16);
+    float d = 0.0f;
+    std::memcpy(&d, g + 576 + 4 * lane, 4);
+    for (int i = 0; i < 32; ++i) {
+      const auto code = static_cast<int8_t>(g[64 * (i / 4) + 4 * lane + i % 4]);
+      out[32 * b + i] = d * static_cast<float>(code);
+    }
+  }
+}
+
 void dequantize_act_row(GgmlType weight_type, const uint8_t* act, int64_t k, float* out) {
   if (act_layout(weight_type) == ActLayout::kA32) {
     for (int64_t b = 0; b < k / 32; ++b) {

@@ -61,6 +61,33 @@ SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m512 (&acc)[R][T]) {
   }
 }
 
+// Transposes 16 rows of 8 dwords: in[k] holds row k in its low 256 bits and row k + 8 in its high
+// 256 bits (k = 0..7); out[i] gets dword i of row b in lane b (the kI16 order of qdot.h). Two
+// rounds of in-lane unpacks transpose 4 x 4 pieces, a qword permute puts the lanes in order.
+SY_QDOT_INLINE void transpose_16x8(const __m512i (&in)[8], __m512i (&out)[8]) {
+  __m512i t[8], u[8];
+  SY_QDOT_UNROLL
+  for (int j = 0; j < 4; ++j) {
+    t[2 * j] = _mm512_unpacklo_epi32(in[2 * j], in[2 * j + 1]);
+    t[2 * j + 1] = _mm512_unpackhi_epi32(in[2 * j], in[2 * j + 1]);
+  }
+  // u[4 h + m]: rows 4 h .. 4 h + 3 (and + 8) of dwords m and m + 4, one per 128-bit lane.
+  SY_QDOT_UNROLL
+  for (int h = 0; h < 2; ++h) {
+    u[4 * h] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);
+    u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);
+    u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+    u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+  }
+  const __m512i first = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+  const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+  SY_QDOT_UNROLL
+  for (int m = 0; m < 4; ++m) {
+    out[m] = _mm512_permutex2var_epi64(u[m], first, u[4 + m]);
+    out[m + 4] = _mm512_permutex2var_epi64(u[m], second, u[4 + m]);
+  }
+}
+
 // ---- q8_0 and q4_0 against kA32 activations ---------------------------------------------------
 
 // One row's group of 4 blocks, unpacked to the kA32 order: lo = values 0..15 of blocks 0..3, hi =

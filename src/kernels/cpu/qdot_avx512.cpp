@@ -5,7 +5,9 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
+#include "core/error.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/cpu/qdot_x86.h"
 #include "kernels/quant/formats.h"
@@ -108,6 +110,42 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
   }
 }
 
+// kI16: each block's codes exactly as quantize_a32 makes them, transposed 16 blocks at a time.
+void quantize_i16(const float* x, int64_t k, int c, uint8_t* out) {
+  const int64_t nb = k / 32;
+  const __m512i ones8 = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
+  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
+    alignas(64) int8_t codes[16][32] = {};
+    alignas(64) float d[16] = {};
+    for (int b = 0; b < 16 && 16 * g + b < nb; ++b) {
+      const float* xb = x + 32 * (16 * g + b);
+      float id = 0.0f;
+      if (block_scale(xb, 32, d[b], id)) {
+        _mm_store_si128(reinterpret_cast<__m128i*>(codes[b]),
+                        _mm512_cvtsepi32_epi8(codes16(xb, id)));
+        _mm_store_si128(reinterpret_cast<__m128i*>(codes[b] + 16),
+                        _mm512_cvtsepi32_epi8(codes16(xb + 16, id)));
+      }
+    }
+    __m512i rows[8], cols[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(codes[r]))),
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[r + 8])), 1);
+    }
+    transpose_16x8(rows, cols);
+    uint8_t* o = out + g * kI16GroupBytes;
+    __m512i sums = _mm512_setzero_si512();
+    for (int i = 0; i < 8; ++i) {
+      _mm512_store_si512(o + 64 * i, cols[i]);
+      sums =
+          _mm512_add_epi32(sums, _mm512_madd_epi16(_mm512_maddubs_epi16(ones8, cols[i]), ones16));
+    }
+    _mm512_store_si512(o + 512, _mm512_mullo_epi32(sums, _mm512_set1_epi32(-c)));
+    _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(d));
+  }
+}
+
 }  // namespace sy::kernels::cpu::avx512_bw
 
 #if defined(__clang__)
@@ -131,6 +169,141 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
+// ---- q8_0 and q4_0 against kI16 activations (prefill) ------------------------------------------
+//
+// A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
+// unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32), 576 bytes
+// a group, and reuses them for all its tokens. Then every 32-bit lane of an int32 sum holds one
+// block for the whole group, so 8 vpdpbusd per row and token end in one f32 step (convert,
+// scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack each row's
+// codes again for every few tokens.
+
+constexpr size_t kRepGroupBytes = 576;
+
+// Codes of block b of a row (blocks at p) as 32 unsigned bytes in value order: q8_0 + 128, or the
+// q4_0 nibbles (low nibbles are values 0..15, high nibbles 16..31).
+template <GgmlType kType>
+SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
+  if constexpr (kType == GgmlType::kQ8_0) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 34 * b + 2));
+    return _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 2));
+    const __m128i nib = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nib), _mm_and_si128(v, nib));
+  }
+}
+
+// One row of W (nb blocks at p) in the kI16 order at out (groups x kRepGroupBytes, the padding
+// blocks of the last group zero).
+template <GgmlType kType>
+void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
+  constexpr int64_t kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
+  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
+    const int64_t b0 = 16 * g, n = std::min<int64_t>(16, nb - b0);
+    const uint8_t* pg = p + b0 * kBlockBytes;
+    __m512i rows[8], cols[8];
+    for (int r = 0; r < 8; ++r) {
+      const __m256i lo = r < n ? block_codes<kType>(pg, r) : _mm256_setzero_si256();
+      const __m256i hi = r + 8 < n ? block_codes<kType>(pg, r + 8) : _mm256_setzero_si256();
+      rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    }
+    transpose_16x8(rows, cols);
+    uint8_t* o = out + g * kRepGroupBytes;
+    for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
+    alignas(32) uint16_t h[16] = {};
+    for (int64_t b = 0; b < n; ++b) std::memcpy(&h[b], pg + b * kBlockBytes, 2);
+    _mm512_store_ps(reinterpret_cast<float*>(o + 512),
+                    _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
+  }
+}
+
+// Rows [0, R) of the repacked W (rows rs bytes apart) x tokens [0, T) of kI16 activations.
+template <int R, int T>
+void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
+  __m512 acc[R][T];
+  SY_QDOT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    SY_QDOT_UNROLL
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* wg = w + g * kRepGroupBytes;
+    const uint8_t* ag = m.act + g * kI16GroupBytes;
+    __m512i sum[R][T];
+    SY_QDOT_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m512i start = _mm512_load_si512(ag + t * m.as + 512);
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) sum[r][t] = start;
+    }
+    SY_QDOT_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      __m512i wv[R];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) wv[r] = _mm512_load_si512(wg + r * rs + 64 * i);
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512i av = _mm512_load_si512(ag + t * m.as + 64 * i);
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) sum[r][t] = _mm512_dpbusd_epi32(sum[r][t], wv[r], av);
+      }
+    }
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 512));
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 576));
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), _mm512_mul_ps(dw, da), acc[r][t]);
+      }
+    }
+  }
+  store_sums<R, T>(m, acc);
+}
+
+// Repacks the tile's rows into a per-thread buffer, then walks it in micro tiles of kR rows x kT
+// tokens; edges take R = 1 or T = 1, which compute every output with the same operations.
+template <GgmlType kType>
+void run_tile_i16(const QdotTile& a) {
+  constexpr int kR = 4, kT = 3;
+  const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
+  const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes;
+  thread_local std::vector<uint8_t> storage;
+  if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
+    storage.resize(rs * static_cast<size_t>(a.rows) + 64);
+  }
+  uint8_t* w = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    repack_row<kType>(a.w + static_cast<size_t>(r) * a.w_stride, nb,
+                      w + static_cast<size_t>(r) * rs);
+  }
+  for (int64_t r = 0; r < a.rows; r += kR) {
+    const bool full = r + kR <= a.rows;
+    const int64_t r_end = std::min<int64_t>(a.rows, r + kR);
+    int64_t t = 0;
+    for (; t + kT <= a.tokens; t += kT) {
+      if (full) {
+        micro_i16<kR, kT>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+      } else {
+        for (int64_t rr = r; rr < r_end; ++rr) {
+          micro_i16<1, kT>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
+        }
+      }
+    }
+    for (; t < a.tokens; ++t) {
+      if (full) {
+        micro_i16<kR, 1>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+      } else {
+        for (int64_t rr = r; rr < r_end; ++rr) {
+          micro_i16<1, 1>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace sy::kernels::cpu::avx512_vnni
 
 #if defined(__clang__)
@@ -143,6 +316,21 @@ namespace sy::kernels::cpu {
 
 QdotTileFn qdot_tile_avx512(GgmlType weight_type, bool vnni) {
   return vnni ? avx512_vnni::tile_for(weight_type) : avx512_bw::tile_for(weight_type);
+}
+
+QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
+  switch (weight_type) {
+    case GgmlType::kQ8_0:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ8_0>;
+    case GgmlType::kQ4_0:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ4_0>;
+    default:
+      return nullptr;
+  }
+}
+
+void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
+  avx512_bw::quantize_i16(x, k, act_a32_bias(weight_type), out);
 }
 
 void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
@@ -160,6 +348,12 @@ void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, ui
 namespace sy::kernels::cpu {
 
 QdotTileFn qdot_tile_avx512(GgmlType /*weight_type*/, bool /*vnni*/) { return nullptr; }
+QdotTileFn qdot_tile_i16_vnni(GgmlType /*weight_type*/) { return nullptr; }
+
+void quantize_act_row_i16_avx512(GgmlType /*weight_type*/, const float* /*x*/, int64_t /*k*/,
+                                 uint8_t* /*out*/) {
+  SY_CHECK(false, "quantize_act_row_i16_avx512: not an x86-64 build");
+}
 
 void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
   quantize_act_row(weight_type, x, k, out);
