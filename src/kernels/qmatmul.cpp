@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <string>
 
@@ -35,7 +36,7 @@ constexpr double kParallelCost = 96.0 * 1024;
 constexpr size_t kStackActBytes = size_t{32} << 10;
 // Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
 constexpr int64_t kPlainChunkRows = 256;
-// From this many tokens on, q8_0 and q4_0 products on AVX-512 VNNI take the kI16 bodies (each
+// From this many tokens on, q8_0, q4_0 and q4_K products on AVX-512 VNNI take the kI16 bodies (each
 // tile repacks its weight rows once, which pays when enough tokens reuse them).
 constexpr int64_t kI16MinTokens = 8;
 
@@ -313,21 +314,46 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     for (const Unit& u : units) run_unit(u);
     return;
   }
+  // Thread tid's share: the units whose middle falls in its share of the cost, contiguous runs of
+  // rows so each thread streams its own part of every matrix. Units are claimed one at a time
+  // from each share's counter, so a thread that finishes early (the host is shared: a core may
+  // lose its time slice or its bandwidth) takes the rest of the others' shares instead of
+  // waiting at the barrier. Which thread runs a unit does not change its outputs.
   const auto n_units = static_cast<int64_t>(units.size());
+  std::vector<int64_t> share_end(static_cast<size_t>(threads), n_units);
+  {
+    double at = 0.0;
+    int share = 0;
+    for (int64_t i = 0; i < n_units; ++i) {
+      const double mid = at + 0.5 * units[static_cast<size_t>(i)].cost;
+      at += units[static_cast<size_t>(i)].cost;
+      while (share + 1 < threads && mid >= cost * (share + 1) / threads) {
+        share_end[static_cast<size_t>(share++)] = i;
+      }
+    }
+  }
+  struct alignas(64) Counter {
+    std::atomic<int64_t> next;
+  };
+  std::vector<Counter> next(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    next[static_cast<size_t>(t)].next.store(t == 0 ? 0 : share_end[static_cast<size_t>(t - 1)],
+                                            std::memory_order_relaxed);
+  }
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     quantize_rows(act_rows * tid / nt, act_rows * (tid + 1) / nt);
 #pragma omp barrier
-    // Thread tid of nt takes the units whose middle falls in its share of the cost: contiguous
-    // runs of rows, so each thread streams its own part of every matrix.
-    const double lo = cost * tid / nt, hi = cost * (tid + 1) / nt;
-    double at = 0.0;
-    for (int64_t i = 0; i < n_units; ++i) {
-      const Unit& u = units[static_cast<size_t>(i)];
-      const double mid = at + 0.5 * u.cost;
-      at += u.cost;
-      if (mid >= lo && mid < hi) run_unit(u);
+    // Its own share first, then the others' remainders (all `threads` shares: the team may
+    // have come up smaller than asked).
+    for (int k = 0; k < threads; ++k) {
+      const auto v = static_cast<size_t>((tid + k) % threads);
+      for (;;) {
+        const int64_t i = next[v].next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= share_end[v]) break;
+        run_unit(units[static_cast<size_t>(i)]);
+      }
     }
   }
 }
@@ -377,8 +403,9 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
       if (!j.accumulate) std::fill(y, y + t * w.rows, 0.0f);
       continue;
     }
-    const bool i16 = resolved == QdotPath::kAvx512Vnni && t >= kI16MinTokens &&
-                     (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0);
+    const bool i16 =
+        resolved == QdotPath::kAvx512Vnni && t >= kI16MinTokens &&
+        (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0 || w.type == GgmlType::kQ4_K);
     const PathKernels pk =
         i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, cpu::qdot_tile_i16_vnni(w.type)}
             : kernels_for(resolved, w.type);

@@ -16,10 +16,10 @@
 //   |y - x dequant(W)^T| <= sum_i |dequant(W)_i| * d_block(i) / 2   (+ f32 rounding).
 // quant_matmul_activations gives the rounded activations themselves.
 //
-// Prefill (8 tokens or more) of q8_0 and q4_0 weights on AVX-512 VNNI: each tile of weight rows is
-// repacked once into an order where every 32-bit lane of a sum holds one block for 16 blocks at a
-// time (cpu/qdot.h, kI16), and the activations are quantized to the same codes in the matching
-// order, so one f32 step serves 16 blocks.
+// Prefill (8 tokens or more) of q8_0, q4_0 and q4_K weights on AVX-512 VNNI: each tile of weight
+// rows is repacked once into an order where every 32-bit lane of a sum holds one block for 16
+// blocks at a time (cpu/qdot.h, kI16), and the activations are quantized to the same codes in the
+// matching order, so one f32 step serves 16 blocks.
 //
 // Threads: OpenMP with the count from core/threads.h. The rows of W are split across threads; with
 // several tokens each thread walks its rows in small tiles that are reused from cache across

@@ -146,6 +146,48 @@ void quantize_i16(const float* x, int64_t k, int c, uint8_t* out) {
   }
 }
 
+// kI16 for q4_K weights: the codes and d of quantize_a256 (one d per 256 values), each 32-value
+// sub-block a lane; bytes 512..575 hold d * (the sub-block's code sum) as f32 for the mins.
+void quantize_i16_k(const float* x, int64_t k, uint8_t* out) {
+  const int64_t nb = k / 32;
+  const __m512i ones8 = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
+  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
+    alignas(64) int8_t codes[16][32] = {};
+    alignas(64) float d[16] = {};
+    for (int s = 0; s < 2 && 16 * g + 8 * s < nb; ++s) {
+      const float* xs = x + 32 * (16 * g + 8 * s);
+      float ds = 0.0f, id = 0.0f;
+      const bool coded = block_scale(xs, 256, ds, id);
+      for (int b = 8 * s; b < 8 * s + 8; ++b) {
+        d[b] = ds;
+        if (!coded) continue;
+        const float* xb = xs + 32 * (b - 8 * s);
+        _mm_store_si128(reinterpret_cast<__m128i*>(codes[b]),
+                        _mm512_cvtsepi32_epi8(codes16(xb, id)));
+        _mm_store_si128(reinterpret_cast<__m128i*>(codes[b] + 16),
+                        _mm512_cvtsepi32_epi8(codes16(xb + 16, id)));
+      }
+    }
+    __m512i rows[8], cols[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(codes[r]))),
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[r + 8])), 1);
+    }
+    transpose_16x8(rows, cols);
+    uint8_t* o = out + g * kI16GroupBytes;
+    __m512i sums = _mm512_setzero_si512();
+    for (int i = 0; i < 8; ++i) {
+      _mm512_store_si512(o + 64 * i, cols[i]);
+      sums =
+          _mm512_add_epi32(sums, _mm512_madd_epi16(_mm512_maddubs_epi16(ones8, cols[i]), ones16));
+    }
+    const __m512 dv = _mm512_load_ps(d);
+    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_mul_ps(dv, _mm512_cvtepi32_ps(sums)));
+    _mm512_store_ps(reinterpret_cast<float*>(o + 576), dv);
+  }
+}
+
 }  // namespace sy::kernels::cpu::avx512_bw
 
 #if defined(__clang__)
@@ -178,7 +220,9 @@ constexpr bool kVnni = true;
 // scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack each row's
 // codes again for every few tokens.
 
-constexpr size_t kRepGroupBytes = 576;
+// Bytes of a repacked group: codes and scales, and for q4_K the mins too.
+template <GgmlType kType>
+constexpr size_t kRepGroupBytes = kType == GgmlType::kQ4_K ? 640 : 576;
 
 // Codes of block b of a row (blocks at p) as 32 unsigned bytes in value order: q8_0 + 128, or the
 // q4_0 nibbles (low nibbles are values 0..15, high nibbles 16..31).
@@ -194,10 +238,56 @@ SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
   }
 }
 
+// q4_K: the codes of the 32-value sub-blocks 2 p and 2 p + 1 of the super-block at blk (low and
+// high nibbles of the same 32 bytes).
+SY_QDOT_INLINE void k4_pair_codes(const uint8_t* blk, int p, __m256i& even, __m256i& odd) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * p));
+  const __m256i nib = _mm256_set1_epi8(0x0f);
+  even = _mm256_and_si256(v, nib);
+  odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+}
+
+// One q4_K row (nb sub-blocks of 32 at p, nb a multiple of 8) in the kI16 order: per group of two
+// super-blocks the codes, then d * scale and dmin * min of each sub-block as f32.
+void repack_row_k4(const uint8_t* p, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
+    __m256i sub[16];
+    alignas(64) float dw[16] = {}, dm[16] = {};
+    for (int s = 0; s < 2; ++s) {
+      if (16 * g + 8 * s >= nb) {
+        for (int j = 0; j < 8; ++j) sub[8 * s + j] = _mm256_setzero_si256();
+        continue;
+      }
+      const uint8_t* blk = p + (2 * g + s) * 144;
+      for (int q = 0; q < 4; ++q) k4_pair_codes(blk, q, sub[8 * s + 2 * q], sub[8 * s + 2 * q + 1]);
+      const float d = f16_at(blk), dmin = f16_at(blk + 2);
+      for (int j = 0; j < 8; ++j) {
+        int sc = 0, mn = 0;
+        quant::k_scale_min(j, blk + 4, sc, mn);
+        dw[8 * s + j] = d * static_cast<float>(sc);
+        dm[8 * s + j] = dmin * static_cast<float>(mn);
+      }
+    }
+    __m512i rows[8], cols[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(sub[r]), sub[r + 8], 1);
+    }
+    transpose_16x8(rows, cols);
+    uint8_t* o = out + g * kRepGroupBytes<GgmlType::kQ4_K>;
+    for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
+    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(dw));
+    _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(dm));
+  }
+}
+
 // One row of W (nb blocks at p) in the kI16 order at out (groups x kRepGroupBytes, the padding
 // blocks of the last group zero).
 template <GgmlType kType>
 void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
+  if constexpr (kType == GgmlType::kQ4_K) {
+    repack_row_k4(p, nb, out);
+    return;
+  }
   constexpr int64_t kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
   for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
     const int64_t b0 = 16 * g, n = std::min<int64_t>(16, nb - b0);
@@ -209,7 +299,7 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
       rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     }
     transpose_16x8(rows, cols);
-    uint8_t* o = out + g * kRepGroupBytes;
+    uint8_t* o = out + g * kRepGroupBytes<kType>;
     for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
     alignas(32) uint16_t h[16] = {};
     for (int64_t b = 0; b < n; ++b) std::memcpy(&h[b], pg + b * kBlockBytes, 2);
@@ -219,8 +309,9 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
 }
 
 // Rows [0, R) of the repacked W (rows rs bytes apart) x tokens [0, T) of kI16 activations.
-template <int R, int T>
+template <GgmlType kType, int R, int T>
 void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
+  constexpr bool kMins = kType == GgmlType::kQ4_K;  // unsigned codes, no start values; mins
   __m512 acc[R][T];
   SY_QDOT_UNROLL
   for (int r = 0; r < R; ++r) {
@@ -228,12 +319,12 @@ void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) 
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   }
   for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* wg = w + g * kRepGroupBytes;
+    const uint8_t* wg = w + g * kRepGroupBytes<kType>;
     const uint8_t* ag = m.act + g * kI16GroupBytes;
     __m512i sum[R][T];
     SY_QDOT_UNROLL
     for (int t = 0; t < T; ++t) {
-      const __m512i start = _mm512_load_si512(ag + t * m.as + 512);
+      const __m512i start = kMins ? _mm512_setzero_si512() : _mm512_load_si512(ag + t * m.as + 512);
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) sum[r][t] = start;
     }
@@ -257,6 +348,11 @@ void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) 
         const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 576));
         acc[r][t] =
             _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), _mm512_mul_ps(dw, da), acc[r][t]);
+        if constexpr (kMins) {  // - dmin * min of each sub-block x d * its activation sum
+          const __m512 mins = _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 576));
+          const __m512 sums = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 512));
+          acc[r][t] = _mm512_fnmadd_ps(mins, sums, acc[r][t]);
+        }
       }
     }
   }
@@ -269,7 +365,7 @@ template <GgmlType kType>
 void run_tile_i16(const QdotTile& a) {
   constexpr int kR = 4, kT = 3;
   const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
-  const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes;
+  const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes<kType>;
   thread_local std::vector<uint8_t> storage;
   if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
     storage.resize(rs * static_cast<size_t>(a.rows) + 64);
@@ -285,19 +381,19 @@ void run_tile_i16(const QdotTile& a) {
     int64_t t = 0;
     for (; t + kT <= a.tokens; t += kT) {
       if (full) {
-        micro_i16<kR, kT>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+        micro_i16<kType, kR, kT>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
       } else {
         for (int64_t rr = r; rr < r_end; ++rr) {
-          micro_i16<1, kT>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
+          micro_i16<kType, 1, kT>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
         }
       }
     }
     for (; t < a.tokens; ++t) {
       if (full) {
-        micro_i16<kR, 1>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+        micro_i16<kType, kR, 1>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
       } else {
         for (int64_t rr = r; rr < r_end; ++rr) {
-          micro_i16<1, 1>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
+          micro_i16<kType, 1, 1>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
         }
       }
     }
@@ -324,13 +420,19 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
       return avx512_vnni::run_tile_i16<GgmlType::kQ8_0>;
     case GgmlType::kQ4_0:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_0>;
+    case GgmlType::kQ4_K:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ4_K>;
     default:
       return nullptr;
   }
 }
 
 void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
-  avx512_bw::quantize_i16(x, k, act_a32_bias(weight_type), out);
+  if (weight_type == GgmlType::kQ4_K) {
+    avx512_bw::quantize_i16_k(x, k, out);
+  } else {
+    avx512_bw::quantize_i16(x, k, act_a32_bias(weight_type), out);
+  }
 }
 
 void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {

@@ -362,8 +362,8 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
 
 // The header's promise: each output is computed the same way whatever the thread count, so
 // results are bit-identical; and whatever other tokens share the call, except that from 8 tokens
-// on q8_0 and q4_0 on AVX-512 VNNI take the kI16 bodies, which sum the same integer products in
-// another f32 order (then a lone token agrees within f32 rounding of the sums).
+// on q8_0, q4_0 and q4_K on AVX-512 VNNI take the kI16 bodies, which sum the same integer products
+// in another f32 order (then a lone token agrees within f32 rounding of the sums).
 TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
   Rng rng(7);
   const int saved = omp_get_max_threads();
@@ -382,7 +382,8 @@ TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
       omp_set_num_threads(saved);
       EXPECT_TRUE(same_bits(one.data<float>(), three.data<float>(), one.numel()));
       const bool i16 =
-          path == QdotPath::kAvx512Vnni && (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0);
+          path == QdotPath::kAvx512Vnni &&
+          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K);
       const Expected e = expected_for(x, w.m);
       for (int64_t i = 0; i < t; i += 5) {
         Tensor single = Tensor::zeros({n});
@@ -568,8 +569,10 @@ TEST(QuantMatmul, SimdActivationQuantizersMatchPortable) {
     if (std::ranges::find(paths, QdotPath::kAvx2) != paths.end()) {
       EXPECT_GT(checked, 0);
     }
-    // kI16 holds the very codes and scales of kA32, transposed 16 blocks at a time.
-    if (act_block(type) != 32 || std::ranges::find(paths, QdotPath::kAvx512) == paths.end()) {
+    // kI16 holds the very codes and scales of kA32 (q4_K: kA256), transposed 16 blocks at a time.
+    const bool k4 = type == GgmlType::kQ4_K;
+    if ((act_block(type) != 32 && !k4) ||
+        std::ranges::find(paths, QdotPath::kAvx512) == paths.end()) {
       continue;
     }
     const size_t i16_bytes = cpu::act_row_bytes_i16(kk);
@@ -581,8 +584,21 @@ TEST(QuantMatmul, SimdActivationQuantizersMatchPortable) {
     cpu::dequantize_act_row(type, pw, kk, from_a32.data());
     cpu::dequantize_act_row_i16(pi, kk, from_i16.data());
     EXPECT_TRUE(same_bits(from_a32.data(), from_i16.data(), kk)) << name_of(type);
+    // q4_K: d times each 32-value block's code sum, from kA256's per-16 sums.
+    for (int64_t b = 0; k4 && b < kk / 32; ++b) {
+      const uint8_t* sb = pw + (b / 8) * cpu::kA256Bytes;
+      int16_t s0 = 0, s1 = 0;
+      std::memcpy(&s0, sb + 256 + 2 * (2 * (b % 8)), 2);
+      std::memcpy(&s1, sb + 256 + 2 * (2 * (b % 8) + 1), 2);
+      float d = 0.0f, lane = 0.0f;
+      std::memcpy(&d, sb + 288, 4);
+      std::memcpy(&lane, pi + (b / 16) * cpu::kI16GroupBytes + 512 + 4 * (b % 16), 4);
+      const float expected = d * static_cast<float>(s0 + s1);
+      EXPECT_TRUE(same_bits(&lane, &expected, 1))
+          << "block " << b << ": " << lane << " vs " << expected;
+    }
     // Start values: -c times each block's code sum, as the kA32 lanes of the block add up to.
-    for (int64_t b = 0; b < kk / 32; ++b) {
+    for (int64_t b = 0; !k4 && b < kk / 32; ++b) {
       int32_t a32 = 0, lane = 0;
       for (int l = 0; l < 4; ++l) {
         int32_t v = 0;
