@@ -110,58 +110,24 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
   }
 }
 
-// kI16: each block's codes exactly as quantize_a32 makes them, transposed 16 blocks at a time.
-void quantize_i16(const float* x, int64_t k, int c, uint8_t* out) {
+// kI16 rows: codes and d exactly as quantize_a32 (one d per 32 values) or, with per256 (q4_K),
+// quantize_a256 (one d per 256 values) makes them, transposed 16 blocks at a time. Bytes
+// 512..575: -c * each block's code sum (int32), or with per256 d * that sum (f32, for the mins).
+void quantize_i16(const float* x, int64_t k, int c, bool per256, uint8_t* out) {
   const int64_t nb = k / 32;
+  const int span = per256 ? 8 : 1;  // blocks that share one d
   const __m512i ones8 = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
   for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
     alignas(64) int8_t codes[16][32] = {};
     alignas(64) float d[16] = {};
-    for (int b = 0; b < 16 && 16 * g + b < nb; ++b) {
-      const float* xb = x + 32 * (16 * g + b);
-      float id = 0.0f;
-      if (block_scale(xb, 32, d[b], id)) {
-        _mm_store_si128(reinterpret_cast<__m128i*>(codes[b]),
-                        _mm512_cvtsepi32_epi8(codes16(xb, id)));
-        _mm_store_si128(reinterpret_cast<__m128i*>(codes[b] + 16),
-                        _mm512_cvtsepi32_epi8(codes16(xb + 16, id)));
-      }
-    }
-    __m512i rows[8], cols[8];
-    for (int r = 0; r < 8; ++r) {
-      rows[r] = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(codes[r]))),
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(codes[r + 8])), 1);
-    }
-    transpose_16x8(rows, cols);
-    uint8_t* o = out + g * kI16GroupBytes;
-    __m512i sums = _mm512_setzero_si512();
-    for (int i = 0; i < 8; ++i) {
-      _mm512_store_si512(o + 64 * i, cols[i]);
-      sums =
-          _mm512_add_epi32(sums, _mm512_madd_epi16(_mm512_maddubs_epi16(ones8, cols[i]), ones16));
-    }
-    _mm512_store_si512(o + 512, _mm512_mullo_epi32(sums, _mm512_set1_epi32(-c)));
-    _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(d));
-  }
-}
-
-// kI16 for q4_K weights: the codes and d of quantize_a256 (one d per 256 values), each 32-value
-// sub-block a lane; bytes 512..575 hold d * (the sub-block's code sum) as f32 for the mins.
-void quantize_i16_k(const float* x, int64_t k, uint8_t* out) {
-  const int64_t nb = k / 32;
-  const __m512i ones8 = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
-  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
-    alignas(64) int8_t codes[16][32] = {};
-    alignas(64) float d[16] = {};
-    for (int s = 0; s < 2 && 16 * g + 8 * s < nb; ++s) {
-      const float* xs = x + 32 * (16 * g + 8 * s);
+    for (int b0 = 0; b0 < 16 && 16 * g + b0 < nb; b0 += span) {
+      const float* xs = x + 32 * (16 * g + b0);
       float ds = 0.0f, id = 0.0f;
-      const bool coded = block_scale(xs, 256, ds, id);
-      for (int b = 8 * s; b < 8 * s + 8; ++b) {
+      const bool coded = block_scale(xs, 32 * span, ds, id);
+      for (int b = b0; b < b0 + span; ++b) {
         d[b] = ds;
         if (!coded) continue;
-        const float* xb = xs + 32 * (b - 8 * s);
+        const float* xb = xs + 32 * (b - b0);
         _mm_store_si128(reinterpret_cast<__m128i*>(codes[b]),
                         _mm512_cvtsepi32_epi8(codes16(xb, id)));
         _mm_store_si128(reinterpret_cast<__m128i*>(codes[b] + 16),
@@ -183,7 +149,12 @@ void quantize_i16_k(const float* x, int64_t k, uint8_t* out) {
           _mm512_add_epi32(sums, _mm512_madd_epi16(_mm512_maddubs_epi16(ones8, cols[i]), ones16));
     }
     const __m512 dv = _mm512_load_ps(d);
-    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_mul_ps(dv, _mm512_cvtepi32_ps(sums)));
+    if (per256) {
+      _mm512_store_ps(reinterpret_cast<float*>(o + 512),
+                      _mm512_mul_ps(dv, _mm512_cvtepi32_ps(sums)));
+    } else {
+      _mm512_store_si512(o + 512, _mm512_mullo_epi32(sums, _mm512_set1_epi32(-c)));
+    }
     _mm512_store_ps(reinterpret_cast<float*>(o + 576), dv);
   }
 }
@@ -428,11 +399,8 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
 }
 
 void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
-  if (weight_type == GgmlType::kQ4_K) {
-    avx512_bw::quantize_i16_k(x, k, out);
-  } else {
-    avx512_bw::quantize_i16(x, k, act_a32_bias(weight_type), out);
-  }
+  const bool per256 = weight_type == GgmlType::kQ4_K;
+  avx512_bw::quantize_i16(x, k, per256 ? 0 : act_a32_bias(weight_type), per256, out);
 }
 
 void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
