@@ -17,6 +17,9 @@ struct SuiteOptions {
   std::string model;  // decode/prefill: a checkpoint to run instead of the random shapes
 };
 
+// The limit measurements' settings for these options (smaller arrays and GEMMs with --quick).
+LimitOptions limit_options(const SuiteOptions& opts);
+
 // Kernel benchmarks: RMSNorm, softmax, GEMM, ... (bench/kernels/).
 void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 
@@ -24,7 +27,9 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
 // (bench/layers/).
 void run_moe_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 
-// Decode ("decode") or prefill ("prefill") of whole models (bench/e2e/).
+// Decode ("decode") or prefill ("prefill") of whole models (bench/e2e/). Each case measures its
+// bound again right before and right after its timed part (the host's bandwidth drifts over the
+// minutes a suite takes) and divides by their mean; `limits` is the suite's first measurement.
 void run_generate_suite(const std::string& suite, Reporter& reporter, const MachineLimits& limits,
                         const SuiteOptions& opts);
 // Training steps of the study model against PyTorch's ("train"; bench/e2e/bench_train.cpp).

@@ -67,6 +67,27 @@ for r in moe:
     else:
         assert r["limit_kind"] == "gemm_peak" and r["ratio"] > 0, r
   ' "$moe" || fail "bench moe --quick figures: $moe"
+
+  # bench decode / prefill --quick on the 2-layer Mixtral-shaped random model: tokens/s against
+  # the triad ceiling and GFLOP/s against the FMA peak, each measured around the case.
+  for suite in decode prefill; do
+    out=$("$sy" bench "$suite" --quick --filter mixtral8l/q4_0 2>&1 >/dev/null)
+    rc=$?
+    [[ $rc -eq 0 ]] || fail "bench $suite --quick: exit $rc"
+    rows=$("$sy" bench "$suite" --quick --filter mixtral8l/q4_K 2>/dev/null)
+    /usr/bin/python3 -c '
+import json, sys
+suite = sys.argv[2]
+rows = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
+mine = [r for r in rows if r["bench"] == suite]
+assert len(mine) == (1 if suite == "decode" else 2), mine
+head = mine[0]
+assert head["case"].startswith("mixtral8l/q4_K/p64"), head
+assert head["limit_kind"] == ("bandwidth_bound" if suite == "decode" else "fma_peak"), head
+assert head["value"] > 0 and head["limit"] > 0 and head["ratio"] > 0, head
+    ' "$rows" "$suite" || fail "bench $suite --quick figures: $rows"
+    grep -q "before the" <<<"$out" || fail "bench $suite --quick: no limit measured around the case: $out"
+  done
 fi
 
 if [[ $failures -gt 0 ]]; then
