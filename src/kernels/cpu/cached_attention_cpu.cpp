@@ -1,7 +1,6 @@
 // Highway compiles this file once per SIMD target (foreach_target) and dispatches at run time.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/cached_attention_cpu.cpp"
-#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 // Per-target Exp; must come after highway.h.
@@ -13,6 +12,16 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+
+// Shared by every target's pass over this file and the dispatching code, so defined once.
+#ifndef SY_CACHED_ATTENTION_CPU_BLOCK
+#define SY_CACHED_ATTENTION_CPU_BLOCK
+namespace sy::kernels::cpu {
+// Key positions per block of the decode path: the block's scores, [Hq, kKeyBlock] floats (4 KB
+// for 16 heads), stay in L1 from the key pass to the value pass, and its value rows in L2.
+constexpr size_t kKeyBlock = 64;
+}  // namespace sy::kernels::cpu
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
@@ -71,98 +80,135 @@ HWY_INLINE hn::Vec<D> LoadKv(D df, const uint16_t* HWY_RESTRICT p) {
 HWY_INLINE float KvValue(float x) { return x; }
 HWY_INLINE float KvValue(uint16_t x) { return f16_to_f32(x); }
 
-// Rows of keys or values fetched ahead of their use by AttendPosition.
-constexpr size_t kPrefetchRows = 12;
+// Dot product of q and the keys at k, dk of them, in f32.
+template <class D, class T>
+HWY_INLINE float DotKv(D df, const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, size_t dk) {
+  const size_t n = hn::Lanes(df);
+  auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 2 * n <= dk; i += 2 * n) {
+    a0 = hn::MulAdd(hn::LoadU(df, q + i), LoadKv(df, k + i), a0);
+    a1 = hn::MulAdd(hn::LoadU(df, q + i + n), LoadKv(df, k + i + n), a1);
+  }
+  for (; i + n <= dk; i += n) a0 = hn::MulAdd(hn::LoadU(df, q + i), LoadKv(df, k + i), a0);
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
+  for (; i < dk; ++i) s += q[i] * KvValue(k[i]);
+  return s;
+}
 
-// Attention of one query position for the `group` query heads that share one kv head, straight
-// from the cache (no widened copy): q [group, dk], keys k + j * ldk and values v + j * ldv for j
-// in [0, keys), out [group, dv], scores [group, keys] scratch. Each key row is read once for
-// all heads of the group.
-template <class T>
-void AttendPosition(float* HWY_RESTRICT out, const float* HWY_RESTRICT q, const T* HWY_RESTRICT k,
-                    const T* HWY_RESTRICT v, size_t group, size_t dk, size_t dv, size_t ldk,
-                    size_t ldv, size_t keys, float scale, float* HWY_RESTRICT scores) {
+// Online softmax of one query head over one block: s[0, nb) are its scores; m and l are its
+// running max and sum of exp(score - m) over the range so far, o [dv] its running output (the
+// exp-weighted sum of value rows). When the block raises the max, l and o are rescaled to it.
+// On return s holds the block's weights exp(score - m).
+HWY_INLINE void SoftmaxBlock(float* HWY_RESTRICT s, size_t nb, float& m, float& l,
+                             float* HWY_RESTRICT o, size_t dv) {
   const hn::ScalableTag<float> df;
   const size_t n = hn::Lanes(df);
-  // One kv head's row is a short piece of each cache row (ldk apart: a page apart for 16 heads
-  // of 128 f16), so the hardware prefetchers miss it: fetch kPrefetchRows rows ahead by hand.
-  const size_t k_bytes = dk * sizeof(T), v_bytes = dv * sizeof(T);
-  const auto prefetch = [](const T* row, size_t bytes) {
-    const auto* b = reinterpret_cast<const uint8_t*>(row);
-    for (size_t o = 0; o < bytes; o += 64) hwy::Prefetch(b + o);
-    hwy::Prefetch(b + bytes - 1);
-  };
-  for (size_t j = 0; j < keys && j < kPrefetchRows; ++j) prefetch(k + j * ldk, k_bytes);
-  for (size_t j = 0; j < keys; ++j) {
-    const T* kr = k + j * ldk;
-    if (j + kPrefetchRows < keys) {
-      prefetch(kr + kPrefetchRows * ldk, k_bytes);
-    } else if (j + kPrefetchRows - keys < keys) {
-      prefetch(v + (j + kPrefetchRows - keys) * ldv, v_bytes);  // the values' first rows
-    }
-    for (size_t h = 0; h < group; ++h) {
-      const float* qh = q + h * dk;
-      auto a0 = hn::Zero(df), a1 = hn::Zero(df);
-      size_t i = 0;
-      for (; i + 2 * n <= dk; i += 2 * n) {
-        a0 = hn::MulAdd(hn::LoadU(df, qh + i), LoadKv(df, kr + i), a0);
-        a1 = hn::MulAdd(hn::LoadU(df, qh + i + n), LoadKv(df, kr + i + n), a1);
-      }
-      for (; i + n <= dk; i += n) a0 = hn::MulAdd(hn::LoadU(df, qh + i), LoadKv(df, kr + i), a0);
-      float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
-      for (; i < dk; ++i) s += qh[i] * KvValue(kr[i]);
-      scores[h * keys + j] = s * scale;
-    }
+  auto vmax = hn::Set(df, -INFINITY);
+  size_t i = 0;
+  for (; i + n <= nb; i += n) vmax = hn::Max(vmax, hn::LoadU(df, s + i));
+  float mx = std::max(m, hn::GetLane(hn::MaxOfLanes(df, vmax)));
+  for (; i < nb; ++i) mx = std::max(mx, s[i]);
+  if (mx == -INFINITY) {  // only -inf scores so far: nothing has weight yet
+    std::fill(s, s + nb, 0.0f);
+    return;
   }
-  for (size_t h = 0; h < group; ++h) MaskedSoftmaxRow(scores + h * keys, keys, 0, keys);
-  // out = P V, four vectors of columns at a time over all keys.
-  for (size_t h = 0; h < group; ++h) {
-    const float* p = scores + h * keys;
-    float* o = out + h * dv;
-    size_t c = 0;
-    for (; c + 4 * n <= dv; c += 4 * n) {
-      auto o0 = hn::Zero(df), o1 = hn::Zero(df), o2 = hn::Zero(df), o3 = hn::Zero(df);
-      for (size_t j = 0; j < keys; ++j) {
-        const T* vr = v + j * ldv + c;
-        if (h == 0 && c == 0 && j + kPrefetchRows < keys)
-          prefetch(vr + kPrefetchRows * ldv, v_bytes);
-        const auto pj = hn::Set(df, p[j]);
-        o0 = hn::MulAdd(pj, LoadKv(df, vr), o0);
-        o1 = hn::MulAdd(pj, LoadKv(df, vr + n), o1);
-        o2 = hn::MulAdd(pj, LoadKv(df, vr + 2 * n), o2);
-        o3 = hn::MulAdd(pj, LoadKv(df, vr + 3 * n), o3);
+  if (mx > m) {
+    const float c = std::exp(m - mx);  // 0 for the first block (m = -inf, o and l still 0)
+    const auto vc = hn::Set(df, c);
+    size_t j = 0;
+    for (; j + n <= dv; j += n) hn::StoreU(hn::Mul(hn::LoadU(df, o + j), vc), df, o + j);
+    for (; j < dv; ++j) o[j] *= c;
+    l *= c;
+    m = mx;
+  }
+  // The same exp as MaskedSoftmaxRow (hn::Exp, std::exp for the tail), so both paths agree to
+  // f32 rounding.
+  const auto vm = hn::Set(df, m);
+  auto acc = hn::Zero(df);
+  i = 0;
+  for (; i + n <= nb; i += n) {
+    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, s + i), vm));
+    hn::StoreU(e, df, s + i);
+    acc = hn::Add(acc, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, acc));
+  for (; i < nb; ++i) {
+    s[i] = std::exp(s[i] - m);
+    sum += s[i];
+  }
+  l += sum;
+}
+
+// Attention of one query position, all Hq = kv_heads * group query heads, over the key
+// positions [0, keys) at k and v (whole cache rows: kv_heads * dk and kv_heads * dv contiguous
+// values per position), left unnormalised so that ranges can be merged: o [Hq, dv] the
+// exp-weighted sum of value rows, m [Hq] the max score, l [Hq] the sum of exp(score - m). No
+// keys gives o = 0, m = -inf, l = 0. scores: [Hq, kKeyBlock] scratch.
+//
+// Positions are walked in order and each row is read whole, keys of a block then its values,
+// so the cache streams sequentially and the hardware prefetchers follow it. (Walking one kv
+// head's piece of every row, 256 bytes a page apart for OLMoE's 16 heads of 128 f16, they did
+// not, and hand prefetching reached ~8 GB/s.)
+template <class T>
+void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                 const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,
+                 size_t kv_heads, size_t group, size_t dk, size_t dv, size_t keys, float scale,
+                 float* HWY_RESTRICT scores) {
+  const hn::ScalableTag<float> df;
+  const size_t n = hn::Lanes(df);
+  const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
+  std::fill(o, o + heads * dv, 0.0f);
+  std::fill(m, m + heads, -INFINITY);
+  std::fill(l, l + heads, 0.0f);
+  for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
+    const size_t nb = std::min(kKeyBlock, keys - j0);
+    // Scores of the block, [Hq, nb]: each kv head's piece of a key row serves its group.
+    for (size_t j = 0; j < nb; ++j) {
+      const T* kr = k + (j0 + j) * ldk;
+      for (size_t h = 0; h < heads; ++h) {
+        scores[h * kKeyBlock + j] = DotKv(df, q + h * dk, kr + (h / group) * dk, dk) * scale;
       }
-      hn::StoreU(o0, df, o + c);
-      hn::StoreU(o1, df, o + c + n);
-      hn::StoreU(o2, df, o + c + 2 * n);
-      hn::StoreU(o3, df, o + c + 3 * n);
     }
-    for (; c + n <= dv; c += n) {
-      auto o0 = hn::Zero(df);
-      for (size_t j = 0; j < keys; ++j) {
-        o0 = hn::MulAdd(hn::Set(df, p[j]), LoadKv(df, v + j * ldv + c), o0);
+    for (size_t h = 0; h < heads; ++h) {
+      SoftmaxBlock(scores + h * kKeyBlock, nb, m[h], l[h], o + h * dv, dv);
+    }
+    // o += weights x value rows, row by row; each value vector is widened once for its group.
+    // o for all heads (8 KB for 16 heads of 128) stays in L1.
+    for (size_t j = 0; j < nb; ++j) {
+      const T* vr = v + (j0 + j) * ldv;
+      for (size_t g = 0; g < kv_heads; ++g) {
+        const T* vg = vr + g * dv;
+        const size_t h0 = g * group;
+        size_t c = 0;
+        for (; c + n <= dv; c += n) {
+          const auto vv = LoadKv(df, vg + c);
+          for (size_t h = h0; h < h0 + group; ++h) {
+            float* oh = o + h * dv + c;
+            const auto p = hn::Set(df, scores[h * kKeyBlock + j]);
+            hn::StoreU(hn::MulAdd(p, vv, hn::LoadU(df, oh)), df, oh);
+          }
+        }
+        for (; c < dv; ++c) {
+          const float x = KvValue(vg[c]);
+          for (size_t h = h0; h < h0 + group; ++h) o[h * dv + c] += scores[h * kKeyBlock + j] * x;
+        }
       }
-      hn::StoreU(o0, df, o + c);
-    }
-    for (; c < dv; ++c) {
-      float acc = 0.0f;
-      for (size_t j = 0; j < keys; ++j) acc += p[j] * KvValue(v[j * ldv + c]);
-      o[c] = acc;
     }
   }
 }
 
-void AttendPositionF32(float* out, const float* q, const void* k, const void* v, size_t group,
-                       size_t dk, size_t dv, size_t ldk, size_t ldv, size_t keys, float scale,
-                       float* scores) {
-  AttendPosition(out, q, static_cast<const float*>(k), static_cast<const float*>(v), group, dk, dv,
-                 ldk, ldv, keys, scale, scores);
+void AttendRangeF32(float* o, float* m, float* l, const float* q, const void* k, const void* v,
+                    size_t kv_heads, size_t group, size_t dk, size_t dv, size_t keys, float scale,
+                    float* scores) {
+  AttendRange(o, m, l, q, static_cast<const float*>(k), static_cast<const float*>(v), kv_heads,
+              group, dk, dv, keys, scale, scores);
 }
-void AttendPositionF16(float* out, const float* q, const void* k, const void* v, size_t group,
-                       size_t dk, size_t dv, size_t ldk, size_t ldv, size_t keys, float scale,
-                       float* scores) {
-  AttendPosition(out, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), group,
-                 dk, dv, ldk, ldv, keys, scale, scores);
+void AttendRangeF16(float* o, float* m, float* l, const float* q, const void* k, const void* v,
+                    size_t kv_heads, size_t group, size_t dk, size_t dv, size_t keys, float scale,
+                    float* scores) {
+  AttendRange(o, m, l, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v),
+              kv_heads, group, dk, dv, keys, scale, scores);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -170,6 +216,8 @@ void AttendPositionF16(float* out, const float* q, const void* k, const void* v,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include <omp.h>
+
 #include <vector>
 
 #include "core/dtype.h"
@@ -179,8 +227,8 @@ HWY_AFTER_NAMESPACE();
 namespace sy::kernels::cpu {
 
 HWY_EXPORT(MaskedSoftmaxRow);
-HWY_EXPORT(AttendPositionF32);
-HWY_EXPORT(AttendPositionF16);
+HWY_EXPORT(AttendRangeF32);
+HWY_EXPORT(AttendRangeF16);
 
 namespace {
 // Queries per block: scores of a block are [kBlock, S] floats, reused across its GEMMs.
@@ -188,42 +236,74 @@ constexpr int64_t kBlock = 64;
 // Below this many score entries the call runs on one thread (decode steps of small models).
 constexpr int64_t kParallelMinScores = 1 << 14;
 // Up to this many new tokens (decode steps) each position attends straight from the cache, f16
-// or f32, one kv head's query group at a time: no widened copy of the cache, no GEMM calls.
+// or f32: no widened copy of the cache, no GEMM calls.
 constexpr int64_t kDirectMaxTokens = 4;
 // Below this many bytes of keys and values read, the direct path runs on one thread.
 constexpr int64_t kDirectParallelBytes = int64_t{1} << 18;
 
+// Decode attention split over key positions (flash-decoding): each thread takes one contiguous
+// range of every token's keys, attends all query heads over it in position order (AttendRange:
+// whole cache rows, one sequential stream), and the threads' unnormalised partial results are
+// merged by their maxima. Splitting by kv head instead gave each thread one head's piece of
+// every row, which the hardware prefetchers do not follow.
 void attend_direct(float* out, const float* q, const void* k, const void* v, bool kv_f16,
                    const CachedAttentionShape& s, float scale, int64_t window) {
   const int64_t group = s.q_heads / s.kv_heads;
   const int64_t past = s.cached - s.tokens;
   const int64_t ldq = s.q_heads * s.key_dim, ldo = s.q_heads * s.value_dim;
   const int64_t ldk = s.kv_heads * s.key_dim, ldv = s.kv_heads * s.value_dim;
-  const size_t elem = kv_f16 ? 2 : 4;
+  const auto elem = static_cast<int64_t>(kv_f16 ? 2 : 4);
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
-  const int64_t items = s.tokens * s.kv_heads;
-  const bool parallel =
-      items > 1 &&
-      s.tokens * s.cached * (ldk + ldv) * static_cast<int64_t>(elem) >= kDirectParallelBytes;
+  // Token t (position past + t) sees the keys [first_key(t), past + t].
+  const auto first_key = [&](int64_t t) {
+    return window > 0 ? std::max<int64_t>(0, past + t - window + 1) : 0;
+  };
+  int64_t bytes = 0;
+  for (int64_t t = 0; t < s.tokens; ++t) bytes += (past + t + 1 - first_key(t)) * (ldk + ldv);
+  const bool parallel = bytes * elem >= kDirectParallelBytes;
+  // Per thread and token: o [Hq, Dv], then m [Hq] and l [Hq] (see AttendRange).
+  const int64_t state = s.q_heads * (s.value_dim + 2);
+  const int64_t max_threads = parallel ? omp_get_max_threads() : 1;
+  std::vector<float> partial(static_cast<size_t>(max_threads * s.tokens * state));
   const auto attend =
-      kv_f16 ? HWY_DYNAMIC_DISPATCH(AttendPositionF16) : HWY_DYNAMIC_DISPATCH(AttendPositionF32);
+      kv_f16 ? HWY_DYNAMIC_DISPATCH(AttendRangeF16) : HWY_DYNAMIC_DISPATCH(AttendRangeF32);
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> scores(static_cast<size_t>(group * s.cached));
+    const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
+    std::vector<float> scores(static_cast<size_t>(s.q_heads * kKeyBlock));
+    for (int64_t t = 0; t < s.tokens; ++t) {
+      // This thread's share of the token's keys; empty when there are fewer keys than threads.
+      const int64_t lo = first_key(t), keys = past + t + 1 - lo;
+      const int64_t begin = lo + keys * id / threads, end = lo + keys * (id + 1) / threads;
+      float* o = partial.data() + (id * s.tokens + t) * state;
+      float* m = o + s.q_heads * s.value_dim;
+      attend(o, m, m + s.q_heads, q + t * ldq, kb + begin * ldk * elem, vb + begin * ldv * elem,
+             static_cast<size_t>(s.kv_heads), static_cast<size_t>(group),
+             static_cast<size_t>(s.key_dim), static_cast<size_t>(s.value_dim),
+             static_cast<size_t>(end - begin), scale, scores.data());
+    }
+#pragma omp barrier
+    // out = sum_i exp(m_i - M) o_i / sum_i exp(m_i - M) l_i over the threads i, M = max_i m_i.
 #pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t t = item / s.kv_heads, g = item % s.kv_heads;
-      const int64_t pos = past + t;
-      const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
-      const int64_t keys = pos + 1 - lo;
-      const int64_t h0 = g * group;
-      attend(out + t * ldo + h0 * s.value_dim, q + t * ldq + h0 * s.key_dim,
-             kb + static_cast<size_t>(lo * ldk + g * s.key_dim) * elem,
-             vb + static_cast<size_t>(lo * ldv + g * s.value_dim) * elem,
-             static_cast<size_t>(group), static_cast<size_t>(s.key_dim),
-             static_cast<size_t>(s.value_dim), static_cast<size_t>(ldk), static_cast<size_t>(ldv),
-             static_cast<size_t>(keys), scale, scores.data());
+    for (int64_t item = 0; item < s.tokens * s.q_heads; ++item) {
+      const int64_t t = item / s.q_heads, h = item % s.q_heads;
+      const auto at = [&](int64_t i) { return partial.data() + (i * s.tokens + t) * state; };
+      const int64_t mi = s.q_heads * s.value_dim + h, li = mi + s.q_heads;
+      float mx = -INFINITY;
+      for (int64_t i = 0; i < threads; ++i) mx = std::max(mx, at(i)[mi]);
+      float* o = out + t * ldo + h * s.value_dim;
+      std::fill(o, o + s.value_dim, 0.0f);
+      float sum = 0.0f;
+      for (int64_t i = 0; i < threads; ++i) {
+        if (at(i)[mi] == -INFINITY) continue;  // no keys (or none with weight) in its range
+        const float w = std::exp(at(i)[mi] - mx);
+        const float* oi = at(i) + h * s.value_dim;
+        for (int64_t c = 0; c < s.value_dim; ++c) o[c] += w * oi[c];
+        sum += w * at(i)[li];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t c = 0; c < s.value_dim; ++c) o[c] *= inv;
     }
   }
 }

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+#include <omp.h>
 
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -19,7 +21,40 @@ struct Case {
 // x rounded to f16 and back, so the reference sees exactly what the f16 cache holds.
 Tensor round_f16(const Tensor& x) { return x.to(DType::F16).to_f32(); }
 
-// Scores are Dk-term f32 dot products of N(0,1) values (Dk <= 64) and outputs convex
+// Checks cached_attention on each shape against the PyTorch reference, on every SIMD path and
+// once per thread count (0: the default team).
+void check_against_reference(const std::vector<Case>& shapes, uint64_t seed,
+                             const std::vector<int>& thread_counts) {
+  Rng rng(seed);
+  std::vector<test::ReferenceCase> cases;
+  for (const Case& s : shapes) {
+    Tensor k = test::random_normal({s.cached, s.kv_heads, s.key_dim}, rng);
+    Tensor v = test::random_normal({s.cached, s.kv_heads, s.value_dim}, rng);
+    if (s.f16) k = round_f16(k), v = round_f16(v);
+    cases.push_back(
+        {{{"q", test::random_normal({s.tokens, s.q_heads, s.key_dim}, rng)}, {"k", k}, {"v", v}},
+         {{"scale", s.opts.scale}, {"window", s.opts.window}}});
+  }
+  const auto refs = test::run_reference_cases("cached_attention", cases);
+  const int saved = omp_get_max_threads();
+  test::for_each_simd_path([&](const std::string&) {
+    for (const int threads : thread_counts) {
+      omp_set_num_threads(threads > 0 ? threads : saved);
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        const Case& s = shapes[i];
+        SCOPED_TRACE(::testing::Message() << "case " << i << ", threads " << threads);
+        Tensor out = Tensor::zeros({s.tokens, s.q_heads, s.value_dim});
+        const DType kv = s.f16 ? DType::F16 : DType::F32;
+        cached_attention(out, cases[i].inputs.at("q"), cases[i].inputs.at("k").to(kv),
+                         cases[i].inputs.at("v").to(kv), s.opts);
+        EXPECT_ALL_CLOSE(out, refs[i].at("out"), 1e-5f, 1e-5f);
+      }
+    }
+  });
+  omp_set_num_threads(saved);
+}
+
+// Scores are Dk-term f32 dot products of N(0,1) values, scaled to O(1), and outputs convex
 // combinations of v rows: f32 rounding leaves ~1e-6; a masking or grouping error is O(0.1).
 TEST(CachedAttention, MatchesPyTorch) {
   const std::vector<Case> shapes = {
@@ -32,33 +67,31 @@ TEST(CachedAttention, MatchesPyTorch) {
       {1, 40, 2, 2, 8, 8, {.window = 7}},    // window in a decode step
       {64, 96, 8, 2, 64, 64, {}},            // bigger: parallel path
       // Up to 4 new tokens attend straight from the cache (f32 or f16, no widened copy).
-      {1, 70, 4, 1, 20, 12, {}, true},                   // f16 decode: lane tails of Dk and Dv
-      {2, 33, 4, 2, 72, 72, {}},                         // f32, two tokens, Dv = 4 vectors + tail
-      {3, 50, 8, 2, 64, 64, {.window = 20}, true},       // f16 window, three tokens
-      {1, 300, 16, 16, 128, 128, {}, true},              // OLMoE-like decode: parallel over heads
+      {1, 70, 4, 1, 20, 12, {}, true},              // f16 decode: lane tails of Dk and Dv
+      {2, 33, 4, 2, 72, 72, {}},                    // f32, two tokens, Dv = 4 vectors + tail
+      {3, 50, 8, 2, 64, 64, {.window = 20}, true},  // f16 window, three tokens
+      {1, 300, 16, 16, 128, 128, {}, true},         // OLMoE-like decode: parallel over positions
       {4, 200, 32, 8, 128, 128, {.scale = 0.1f}, true},  // Mixtral-like GQA, four tokens
       {64, 96, 8, 2, 64, 64, {}, true},                  // f16 prefill: widened once, blocked path
   };
-  Rng rng(5);
-  std::vector<test::ReferenceCase> cases;
-  for (const Case& s : shapes) {
-    Tensor k = test::random_normal({s.cached, s.kv_heads, s.key_dim}, rng);
-    Tensor v = test::random_normal({s.cached, s.kv_heads, s.value_dim}, rng);
-    if (s.f16) k = round_f16(k), v = round_f16(v);
-    cases.push_back(
-        {{{"q", test::random_normal({s.tokens, s.q_heads, s.key_dim}, rng)}, {"k", k}, {"v", v}},
-         {{"scale", s.opts.scale}, {"window", s.opts.window}}});
-  }
-  const auto refs = test::run_reference_cases("cached_attention", cases);
-  for (size_t i = 0; i < shapes.size(); ++i) {
-    const Case& s = shapes[i];
-    SCOPED_TRACE(::testing::Message() << "case " << i);
-    Tensor out = Tensor::zeros({s.tokens, s.q_heads, s.value_dim});
-    const DType kv = s.f16 ? DType::F16 : DType::F32;
-    cached_attention(out, cases[i].inputs.at("q"), cases[i].inputs.at("k").to(kv),
-                     cases[i].inputs.at("v").to(kv), s.opts);
-    EXPECT_ALL_CLOSE(out, refs[i].at("out"), 1e-5f, 1e-5f);
-  }
+  check_against_reference(shapes, 5, {0});
+}
+
+// Decode (up to 4 new tokens) splits each token's keys into one contiguous range per thread and
+// merges the threads' partial softmax states. Every case reads at least 256 KB of keys and
+// values, so it runs on the whole team: with 1, 2, 3 and 5 threads the ranges differ in length,
+// fall inside one 64-key block or span several, and some are empty.
+TEST(CachedAttention, DecodeSplitsKeysAcrossThreads) {
+  const std::vector<Case> shapes = {
+      {1, 301, 4, 4, 64, 64, {}},                        // odd count: ranges of unequal length
+      {1, 1, 16, 16, 2048, 2048, {}},                    // one position: other ranges empty
+      {4, 40, 16, 16, 256, 256, {.window = 3}},          // window below the thread count
+      {2, 500, 16, 4, 128, 64, {.window = 150}, true},   // window inside the cache, GQA, Dk != Dv
+      {3, 260, 8, 4, 72, 40, {.scale = 0.2f}},           // three tokens, lane tails, group 2
+      {4, 700, 16, 16, 128, 128, {}, true},              // OLMoE shape, four tokens, many blocks
+      {2, 400, 32, 8, 128, 128, {.window = 100}, true},  // Mixtral-like, window, two tokens
+  };
+  check_against_reference(shapes, 6, {1, 2, 3, 5});
 }
 
 TEST(CachedAttention, RejectsBadShapes) {
