@@ -84,14 +84,16 @@ HWY_INLINE float KvValue(uint16_t x) { return f16_to_f32(x); }
 template <class D, class T>
 HWY_INLINE float DotKv(D df, const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, size_t dk) {
   const size_t n = hn::Lanes(df);
-  auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+  auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
   size_t i = 0;
-  for (; i + 2 * n <= dk; i += 2 * n) {
+  for (; i + 4 * n <= dk; i += 4 * n) {
     a0 = hn::MulAdd(hn::LoadU(df, q + i), LoadKv(df, k + i), a0);
     a1 = hn::MulAdd(hn::LoadU(df, q + i + n), LoadKv(df, k + i + n), a1);
+    a2 = hn::MulAdd(hn::LoadU(df, q + i + 2 * n), LoadKv(df, k + i + 2 * n), a2);
+    a3 = hn::MulAdd(hn::LoadU(df, q + i + 3 * n), LoadKv(df, k + i + 3 * n), a3);
   }
   for (; i + n <= dk; i += n) a0 = hn::MulAdd(hn::LoadU(df, q + i), LoadKv(df, k + i), a0);
-  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
   for (; i < dk; ++i) s += q[i] * KvValue(k[i]);
   return s;
 }
@@ -177,22 +179,21 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
     // o for all heads (8 KB for 16 heads of 128) stays in L1.
     for (size_t j = 0; j < nb; ++j) {
       const T* vr = v + (j0 + j) * ldv;
-      for (size_t g = 0; g < kv_heads; ++g) {
-        const T* vg = vr + g * dv;
-        const size_t h0 = g * group;
+      for (size_t h = 0; h < heads; ++h) {
+        const T* vg = vr + (h / group) * dv;
+        const float w = scores[h * kKeyBlock + j];
+        const auto p = hn::Set(df, w);
+        float* HWY_RESTRICT oh = o + h * dv;
         size_t c = 0;
+        for (; c + 2 * n <= dv; c += 2 * n) {
+          const auto v0 = LoadKv(df, vg + c), v1 = LoadKv(df, vg + c + n);
+          hn::StoreU(hn::MulAdd(p, v0, hn::LoadU(df, oh + c)), df, oh + c);
+          hn::StoreU(hn::MulAdd(p, v1, hn::LoadU(df, oh + c + n)), df, oh + c + n);
+        }
         for (; c + n <= dv; c += n) {
-          const auto vv = LoadKv(df, vg + c);
-          for (size_t h = h0; h < h0 + group; ++h) {
-            float* oh = o + h * dv + c;
-            const auto p = hn::Set(df, scores[h * kKeyBlock + j]);
-            hn::StoreU(hn::MulAdd(p, vv, hn::LoadU(df, oh)), df, oh);
-          }
+          hn::StoreU(hn::MulAdd(p, LoadKv(df, vg + c), hn::LoadU(df, oh + c)), df, oh + c);
         }
-        for (; c < dv; ++c) {
-          const float x = KvValue(vg[c]);
-          for (size_t h = h0; h < h0 + group; ++h) o[h * dv + c] += scores[h * kKeyBlock + j] * x;
-        }
+        for (; c < dv; ++c) oh[c] += w * KvValue(vg[c]);
       }
     }
   }
