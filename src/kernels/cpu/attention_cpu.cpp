@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstddef>
 
+#include "kernels/cpu/vec_math-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
 namespace HWY_NAMESPACE {
@@ -24,19 +26,7 @@ float SoftmaxRow(float* HWY_RESTRICT s, size_t n) {
   for (; i + lanes <= n; i += lanes) vmax = hn::Max(vmax, hn::LoadU(d, s + i));
   float m = hn::GetLane(hn::MaxOfLanes(d, vmax));
   for (; i < n; ++i) m = std::max(m, s[i]);
-  const auto vm = hn::Set(d, m);
-  auto acc = hn::Zero(d);
-  i = 0;
-  for (; i + lanes <= n; i += lanes) {
-    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, s + i), vm));
-    hn::StoreU(e, d, s + i);
-    acc = hn::Add(acc, e);
-  }
-  float sum = hn::GetLane(hn::SumOfLanes(d, acc));
-  for (; i < n; ++i) {
-    s[i] = std::exp(s[i] - m);
-    sum += s[i];
-  }
+  const float sum = ExpShiftedSum(s, n, m);
   const auto vinv = hn::Set(d, 1.0f / sum);
   i = 0;
   for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, s + i), vinv), d, s + i);

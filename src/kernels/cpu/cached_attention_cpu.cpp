@@ -23,6 +23,8 @@ constexpr size_t kKeyBlock = 64;
 }  // namespace sy::kernels::cpu
 #endif
 
+#include "kernels/cpu/vec_math-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
 namespace HWY_NAMESPACE {
@@ -39,19 +41,7 @@ void MaskedSoftmaxRow(float* HWY_RESTRICT s, size_t n, size_t lo, size_t hi) {
   for (; i + lanes <= m; i += lanes) vmax = hn::Max(vmax, hn::LoadU(d, row + i));
   float mx = hn::GetLane(hn::MaxOfLanes(d, vmax));
   for (; i < m; ++i) mx = std::max(mx, row[i]);
-  const auto vm = hn::Set(d, mx);
-  auto acc = hn::Zero(d);
-  i = 0;
-  for (; i + lanes <= m; i += lanes) {
-    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, row + i), vm));
-    hn::StoreU(e, d, row + i);
-    acc = hn::Add(acc, e);
-  }
-  float sum = hn::GetLane(hn::SumOfLanes(d, acc));
-  for (; i < m; ++i) {
-    row[i] = std::exp(row[i] - mx);
-    sum += row[i];
-  }
+  const float sum = ExpShiftedSum(row, m, mx);
   const auto vinv = hn::Set(d, 1.0f / sum);
   i = 0;
   for (; i + lanes <= m; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, row + i), vinv), d, row + i);
@@ -124,22 +114,8 @@ HWY_INLINE void SoftmaxBlock(float* HWY_RESTRICT s, size_t nb, float& m, float& 
     l *= c;
     m = mx;
   }
-  // The same exp as MaskedSoftmaxRow (hn::Exp, std::exp for the tail), so both paths agree to
-  // f32 rounding.
-  const auto vm = hn::Set(df, m);
-  auto acc = hn::Zero(df);
-  i = 0;
-  for (; i + n <= nb; i += n) {
-    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, s + i), vm));
-    hn::StoreU(e, df, s + i);
-    acc = hn::Add(acc, e);
-  }
-  float sum = hn::GetLane(hn::SumOfLanes(df, acc));
-  for (; i < nb; ++i) {
-    s[i] = std::exp(s[i] - m);
-    sum += s[i];
-  }
-  l += sum;
+  // The same exp as MaskedSoftmaxRow, so both paths agree to f32 rounding.
+  l += ExpShiftedSum(s, nb, m);
 }
 
 // Attention of one query position, all Hq = kv_heads * group query heads, over the key

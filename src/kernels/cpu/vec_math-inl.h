@@ -8,7 +8,11 @@
 #define SY_KERNELS_CPU_VEC_MATH_INL_H_
 #endif
 
+#include <hwy/contrib/math/math-inl.h>
 #include <hwy/highway.h>
+
+#include <cmath>
+#include <cstddef>
 
 HWY_BEFORE_NAMESPACE();
 namespace sy::kernels::cpu {
@@ -39,6 +43,29 @@ HWY_INLINE V ExpNonPositive(D d, V x) {
   const V scaled =
       hn::BitCast(d, hn::Add(hn::BitCast(di, p), hn::ShiftLeft<23>(hn::BitCast(di, t))));
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -87.0f)), scaled);
+}
+
+// s[i] = exp(s[i] - m) in place for i < n, hn::Exp on whole vectors and std::exp on the tail (the
+// exp of the attention kernels' softmax rows, so their paths agree to f32 rounding); returns the
+// sum of the results.
+HWY_INLINE float ExpShiftedSum(float* HWY_RESTRICT s, size_t n, float m) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::ScalableTag<float> d;
+  const size_t lanes = hn::Lanes(d);
+  const auto vm = hn::Set(d, m);
+  auto acc = hn::Zero(d);
+  size_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, s + i), vm));
+    hn::StoreU(e, d, s + i);
+    acc = hn::Add(acc, e);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(d, acc));
+  for (; i < n; ++i) {
+    s[i] = std::exp(s[i] - m);
+    sum += s[i];
+  }
+  return sum;
 }
 
 }  // namespace HWY_NAMESPACE
