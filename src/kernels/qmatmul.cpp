@@ -36,8 +36,9 @@ constexpr double kParallelCost = 96.0 * 1024;
 constexpr size_t kStackActBytes = size_t{32} << 10;
 // Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
 constexpr int64_t kPlainChunkRows = 256;
-// From this many tokens on, q8_0, q4_0 and q4_K products on AVX-512 VNNI take the kI16 bodies (each
-// tile repacks its weight rows once, which pays when enough tokens reuse them).
+// From this many tokens on, products on AVX-512 VNNI take the kI16 bodies where the weight type has
+// one (cpu::qdot_tile_i16_vnni: q8_0, q4_0, q4_K): each tile repacks its weight rows once, which
+// pays when enough tokens reuse them.
 constexpr int64_t kI16MinTokens = 8;
 
 bool is_quant(GgmlType type) {
@@ -403,12 +404,12 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
       if (!j.accumulate) std::fill(y, y + t * w.rows, 0.0f);
       continue;
     }
-    const bool i16 =
-        resolved == QdotPath::kAvx512Vnni && t >= kI16MinTokens &&
-        (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0 || w.type == GgmlType::kQ4_K);
-    const PathKernels pk =
-        i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, cpu::qdot_tile_i16_vnni(w.type)}
-            : kernels_for(resolved, w.type);
+    const cpu::QdotTileFn i16_tile = resolved == QdotPath::kAvx512Vnni && t >= kI16MinTokens
+                                         ? cpu::qdot_tile_i16_vnni(w.type)
+                                         : nullptr;
+    const bool i16 = i16_tile != nullptr;
+    const PathKernels pk = i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, i16_tile}
+                               : kernels_for(resolved, w.type);
     SY_DCHECK(pk.tile != nullptr);
     const float* x = j.x->data<float>();
     size_t act = 0;

@@ -124,10 +124,11 @@ HWY_INLINE void SoftmaxBlock(float* HWY_RESTRICT s, size_t nb, float& m, float& 
 // exp-weighted sum of value rows, m [Hq] the max score, l [Hq] the sum of exp(score - m). No
 // keys gives o = 0, m = -inf, l = 0. scores: [Hq, kKeyBlock] scratch.
 //
-// Positions are walked in order and each row is read whole, keys of a block then its values,
-// so the cache streams sequentially and the hardware prefetchers follow it. (Walking one kv
-// head's piece of every row, 256 bytes a page apart for OLMoE's 16 heads of 128 f16, they did
-// not, and hand prefetching reached ~8 GB/s.)
+// Positions are walked in blocks, in order: each key row is read whole (and the same row of
+// values is fetched into L2), so the cache streams sequentially and the hardware prefetchers
+// follow it; the values are then summed head by head from L2. (Walking one kv head's piece of
+// every row from memory, 256 bytes a page apart for OLMoE's 16 heads of 128 f16, they did not,
+// and hand prefetching reached ~8 GB/s.)
 template <class T>
 void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
                  const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,

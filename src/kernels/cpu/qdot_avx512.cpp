@@ -182,14 +182,14 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
-// ---- q8_0 and q4_0 against kI16 activations (prefill) ------------------------------------------
+// ---- q8_0, q4_0 and q4_K against kI16 activations (prefill) ------------------------------------
 //
 // A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
-// unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32), 576 bytes
-// a group, and reuses them for all its tokens. Then every 32-bit lane of an int32 sum holds one
-// block for the whole group, so 8 vpdpbusd per row and token end in one f32 step (convert,
-// scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack each row's
-// codes again for every few tokens.
+// unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32, and for
+// q4_K the 16 mins), and reuses them for all its tokens. Then every 32-bit lane of an int32 sum
+// holds one block for the whole group, so 8 vpdpbusd per row and token end in one f32 step
+// (convert, scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack each
+// row's codes again for every few tokens.
 
 // Bytes of a repacked group: codes and scales, and for q4_K the mins too.
 template <GgmlType kType>
@@ -330,11 +330,10 @@ void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) 
   store_sums<R, T>(m, acc);
 }
 
-// Repacks the tile's rows into a per-thread buffer, then walks it in micro tiles of kR rows x kT
-// tokens; edges take R = 1 or T = 1, which compute every output with the same operations.
+// Repacks the tile's rows into a per-thread buffer, then walks it in micro tiles of 4 rows x 3
+// tokens (walk_micro_tiles).
 template <GgmlType kType>
 void run_tile_i16(const QdotTile& a) {
-  constexpr int kR = 4, kT = 3;
   const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
   const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes<kType>;
   thread_local std::vector<uint8_t> storage;
@@ -346,29 +345,9 @@ void run_tile_i16(const QdotTile& a) {
     repack_row<kType>(a.w + static_cast<size_t>(r) * a.w_stride, nb,
                       w + static_cast<size_t>(r) * rs);
   }
-  for (int64_t r = 0; r < a.rows; r += kR) {
-    const bool full = r + kR <= a.rows;
-    const int64_t r_end = std::min<int64_t>(a.rows, r + kR);
-    int64_t t = 0;
-    for (; t + kT <= a.tokens; t += kT) {
-      if (full) {
-        micro_i16<kType, kR, kT>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
-      } else {
-        for (int64_t rr = r; rr < r_end; ++rr) {
-          micro_i16<kType, 1, kT>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
-        }
-      }
-    }
-    for (; t < a.tokens; ++t) {
-      if (full) {
-        micro_i16<kType, kR, 1>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
-      } else {
-        for (int64_t rr = r; rr < r_end; ++rr) {
-          micro_i16<kType, 1, 1>(w + static_cast<size_t>(rr) * rs, rs, micro_at(a, rr, t), groups);
-        }
-      }
-    }
-  }
+  walk_micro_tiles<4, 3>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
+    micro_i16<kType, R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+  });
 }
 
 }  // namespace sy::kernels::cpu::avx512_vnni

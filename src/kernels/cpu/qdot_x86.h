@@ -59,10 +59,35 @@ inline MicroArgs micro_at(const QdotTile& a, int64_t r, int64_t t) {
           a.accumulate};
 }
 
+// Walks rows x tokens in groups of kR rows x kT tokens, calling micro.template operator()<R, T>(r,
+// t) for each: the rows' weights stay in L1 while the token groups pass. Edges use R = 1 and
+// T = 1, which compute every output with the same operations in the same order, so results do
+// not depend on where the edges fall.
+template <int kR, int kT, class Micro>
+SY_QDOT_INLINE void walk_micro_tiles(int64_t rows, int64_t tokens, const Micro& micro) {
+  for (int64_t r = 0; r < rows; r += kR) {
+    const bool full = r + kR <= rows;
+    const int64_t r_end = std::min<int64_t>(rows, r + kR);
+    int64_t t = 0;
+    for (; t + kT <= tokens; t += kT) {
+      if (full) {
+        micro.template operator()<kR, kT>(r, t);
+      } else {
+        for (int64_t rr = r; rr < r_end; ++rr) micro.template operator()<1, kT>(rr, t);
+      }
+    }
+    for (; t < tokens; ++t) {
+      if (full) {
+        micro.template operator()<kR, 1>(r, t);
+      } else {
+        for (int64_t rr = r; rr < r_end; ++rr) micro.template operator()<1, 1>(rr, t);
+      }
+    }
+  }
+}
+
 // Walks a tile with Kernel::micro<R, T>: one token at a time in groups of Kernel::kRd rows, or
-// (several tokens) groups of Kernel::kRp rows x Kernel::kTp tokens, the rows' weights staying in
-// L1 while the token groups pass. Edges use R = 1 and T = 1, which compute every output with the
-// same operations in the same order, so results do not depend on where the edges fall.
+// (several tokens) groups of Kernel::kRp rows x Kernel::kTp tokens (walk_micro_tiles).
 template <class Kernel>
 void run_tile(const QdotTile& a) {
   constexpr int kRd = Kernel::kRd, kRp = Kernel::kRp, kTp = Kernel::kTp;
@@ -72,25 +97,9 @@ void run_tile(const QdotTile& a) {
     for (; r < a.rows; ++r) Kernel::template micro<1, 1>(micro_at(a, r, 0));
     return;
   }
-  for (int64_t r = 0; r < a.rows; r += kRp) {
-    const bool full = r + kRp <= a.rows;
-    const int64_t r_end = std::min<int64_t>(a.rows, r + kRp);
-    int64_t t = 0;
-    for (; t + kTp <= a.tokens; t += kTp) {
-      if (full) {
-        Kernel::template micro<kRp, kTp>(micro_at(a, r, t));
-      } else {
-        for (int64_t rr = r; rr < r_end; ++rr) Kernel::template micro<1, kTp>(micro_at(a, rr, t));
-      }
-    }
-    for (; t < a.tokens; ++t) {
-      if (full) {
-        Kernel::template micro<kRp, 1>(micro_at(a, r, t));
-      } else {
-        for (int64_t rr = r; rr < r_end; ++rr) Kernel::template micro<1, 1>(micro_at(a, rr, t));
-      }
-    }
-  }
+  walk_micro_tiles<kRp, kTp>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
+    Kernel::template micro<R, T>(micro_at(a, r, t));
+  });
 }
 
 }  // namespace sy::kernels::cpu
