@@ -29,7 +29,7 @@ void run_suite(const std::string& name, Reporter& reporter, const SuiteOptions& 
   const MachineLimits limits = measure_limits(reporter, limit_options(opts));
   if (name == "kernels" || name == "all") run_kernel_suite(reporter, limits, opts);
   if (name == "moe" || name == "all") run_moe_suite(reporter, limits, opts);
-  if (name == "decode" || name == "prefill") run_generate_suite(name, reporter, limits, opts);
+  if (name == "decode" || name == "prefill") run_generate_suite(name, reporter, opts);
   if (name == "train") run_train_suite(reporter, limits, opts);
 }
 

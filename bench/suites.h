@@ -28,10 +28,9 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
 void run_moe_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 
 // Decode ("decode") or prefill ("prefill") of whole models (bench/e2e/). Each case measures its
-// bound again right before and right after its timed part (the host's bandwidth drifts over the
-// minutes a suite takes) and divides by their mean; `limits` is the suite's first measurement.
-void run_generate_suite(const std::string& suite, Reporter& reporter, const MachineLimits& limits,
-                        const SuiteOptions& opts);
+// bound right before and right after its timed part (the host's bandwidth drifts over the minutes
+// a suite takes) and divides by their mean.
+void run_generate_suite(const std::string& suite, Reporter& reporter, const SuiteOptions& opts);
 // Training steps of the study model against PyTorch's ("train"; bench/e2e/bench_train.cpp).
 void run_train_suite(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts);
 // Names accepted by `switchyard bench`.

@@ -96,8 +96,7 @@ std::vector<GenCase> build_cases(const SuiteOptions& opts) {
 
 }  // namespace
 
-void run_generate_suite(const std::string& suite, Reporter& reporter,
-                        const MachineLimits& /*limits*/, const SuiteOptions& opts) {
+void run_generate_suite(const std::string& suite, Reporter& reporter, const SuiteOptions& opts) {
   const LimitOptions limit_opts = limit_options(opts);
   const int64_t prompt = opts.quick ? 64 : 512;
   const int64_t steps = opts.quick ? 8 : 128;
