@@ -10,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 
@@ -33,13 +34,17 @@ constexpr bool kSanitized = false;
 constexpr bool kSanitized = false;
 #endif
 
-// Large heap blocks are recycled. Training allocates the same activation and workspace shapes
-// every step, and glibc hands blocks above its mmap threshold (at most 32 MiB) back to the
-// kernel on free, so without this each step pays a page fault and a kernel page clear per 4 KiB
-// of every large buffer again (about 10% of an MoE layer's forward + backward at T = 4096).
-// Freed blocks of at least kMinBytes wait in a free list keyed by exact size, up to a budget:
-// SY_ALLOC_CACHE_MB (default 1024; 0 turns recycling off). Off under AddressSanitizer, so a
-// use after free stays visible.
+// Heap blocks of 4 KiB and more are recycled:
+// - Training allocates the same activation and workspace shapes every step, and glibc hands
+//   blocks above its mmap threshold (at most 32 MiB) back to the kernel on free. Without this,
+//   each step pays a page fault and a kernel page clear per 4 KiB of every large buffer again
+//   (about 10% of an MoE layer's forward + backward at 4096 tokens).
+// - Decode allocates the same few-KiB activations every step, and aligned blocks of that size
+//   cost glibc a split and later a consolidation each (about 4% of a decode step on the main
+//   thread, while the other threads wait).
+// Freed blocks of at least kMinBytes wait in free lists keyed by exact size, up to a budget:
+// SY_ALLOC_CACHE_MB (default 1024; 0 turns recycling off). A list hands back its most recently
+// freed block first. Off under AddressSanitizer, so a use after free stays visible.
 class BlockCache {
  public:
   static BlockCache& instance() {
@@ -55,9 +60,9 @@ class BlockCache {
     if (bytes < kMinBytes || budget_ == 0) return nullptr;
     const std::lock_guard<std::mutex> lock(mu_);
     const auto it = free_.find(bytes);
-    if (it == free_.end()) return nullptr;
-    void* p = it->second;
-    free_.erase(it);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();  // the most recently freed: likely still in cache
+    it->second.pop_back();
     cached_ -= bytes;
     return p;
   }
@@ -67,13 +72,13 @@ class BlockCache {
     if (bytes < kMinBytes || budget_ == 0) return false;
     const std::lock_guard<std::mutex> lock(mu_);
     if (cached_ + bytes > budget_) return false;
-    free_.emplace(bytes, p);
+    free_[bytes].push_back(p);
     cached_ += bytes;
     return true;
   }
 
  private:
-  static constexpr size_t kMinBytes = size_t{1} << 20;
+  static constexpr size_t kMinBytes = size_t{4} << 10;
 
   BlockCache() : budget_(kSanitized ? 0 : budget_from_env()) {}
 
@@ -89,21 +94,21 @@ class BlockCache {
   }
 
   std::mutex mu_;
-  std::unordered_multimap<size_t, void*> free_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // by size, most recently freed last
   size_t cached_ = 0;
   const size_t budget_;
 };
 
 }  // namespace
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
   auto s = std::make_shared<Storage>();
   const size_t rounded = rounded_size(bytes);
   if (rounded > 0) {
     void* p = BlockCache::instance().take(rounded);
     if (p == nullptr) p = std::aligned_alloc(kAlignment, rounded);
     SY_CHECK(p != nullptr, "out of memory allocating {} bytes", bytes);
-    std::memset(p, 0, rounded);
+    if (zero || kSanitized) std::memset(p, zero ? 0 : 0xff, rounded);
     s->data_ = static_cast<std::byte*>(p);
   }
   s->size_ = bytes;

@@ -11,9 +11,12 @@ namespace sy {
 
 class Storage {
  public:
-  // Owned, zero-initialised, 64-byte aligned buffer of `bytes` bytes. Freed buffers of 1 MiB
-  // and more are recycled for later allocations of the same size (see storage.cpp).
-  static std::shared_ptr<Storage> allocate(size_t bytes);
+  // Owned, 64-byte aligned buffer of `bytes` bytes, zero-filled unless `zero` is false. Freed
+  // buffers of 4 KiB and more are recycled for later allocations of the same size (see
+  // storage.cpp). Without zeroing the bytes are whatever was there, except in sanitizer builds,
+  // which fill them with 0xff (NaN as f32/f16/bf16, -1 as integers) so a reader that relies on
+  // zeros fails their tests.
+  static std::shared_ptr<Storage> allocate(size_t bytes, bool zero = true);
   // Bytes of freed buffers kept for reuse at most (SY_ALLOC_CACHE_MB; 0 under ASan).
   static size_t recycle_budget();
   // Read-only map of [offset, offset + bytes) of `path`. Throws sy::Error naming the file when it

@@ -17,14 +17,18 @@ int64_t count(const Shape& shape, const char* what) {
 }
 }  // namespace
 
-Tensor Tensor::zeros(Shape shape, DType dtype) {
+Tensor Tensor::owned(Shape shape, DType dtype, bool zero) {
   Tensor t;
-  const int64_t n = count(shape, "Tensor::zeros");
-  t.storage_ = Storage::allocate(static_cast<size_t>(n) * dtype_size(dtype));
+  const int64_t n = count(shape, zero ? "Tensor::zeros" : "Tensor::empty");
+  t.storage_ = Storage::allocate(static_cast<size_t>(n) * dtype_size(dtype), zero);
   t.shape_ = std::move(shape);
   t.dtype_ = dtype;
   return t;
 }
+
+Tensor Tensor::zeros(Shape shape, DType dtype) { return owned(std::move(shape), dtype, true); }
+
+Tensor Tensor::empty(Shape shape, DType dtype) { return owned(std::move(shape), dtype, false); }
 
 Tensor Tensor::from_f32(Shape shape, const std::vector<float>& values) {
   Tensor t = zeros(std::move(shape), DType::F32);

@@ -25,9 +25,9 @@ class Tensor {
 
   // New owned storage, zero-filled.
   static Tensor zeros(Shape shape, DType dtype = DType::F32);
-  static Tensor empty(Shape shape, DType dtype = DType::F32) {
-    return zeros(std::move(shape), dtype);
-  }
+  // New owned storage, not initialised, for outputs that are written in full (see
+  // Storage::allocate: NaN-filled in sanitizer builds).
+  static Tensor empty(Shape shape, DType dtype = DType::F32);
   // Copies `values` into a new f32 tensor of `shape` (sizes must agree).
   static Tensor from_f32(Shape shape, const std::vector<float>& values);
   // A view of `storage` starting at `byte_offset`; throws when the storage is too small.
@@ -83,6 +83,7 @@ class Tensor {
   size_t byte_offset() const { return offset_; }
 
  private:
+  static Tensor owned(Shape shape, DType dtype, bool zero);
   template <typename T>
   static constexpr DType type_tag();
   void check_type(DType wanted) const;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -77,20 +78,56 @@ TEST(Tensor, ExpectShapeAndDtypeMessages) {
   EXPECT_EQ(error_of([&] { t.expect_dtype(DType::BF16, "w"); }), "w: dtype f32, expected bf16");
 }
 
-TEST(Storage, RecycledLargeBuffersComeBackZeroed) {
-  const Shape shape = {1 << 19};  // 2 MiB of f32, above the 1 MiB recycling threshold
-  const void* first = nullptr;
-  {
-    Tensor t = Tensor::zeros(shape);
-    t.fill(1.5f);
-    first = t.bytes();
+TEST(Storage, RecycledBuffersComeBackZeroed) {
+  // 2 MiB and 8 KiB (a decode step's [1, 2048] activation) of f32, both above the 4 KiB
+  // recycling threshold; 1 KiB is below it and must still come back zeroed.
+  for (const int64_t n : {int64_t{1} << 19, int64_t{2048}, int64_t{256}}) {
+    const Shape shape = {n};
+    const void* first = nullptr;
+    {
+      Tensor t = Tensor::zeros(shape);
+      t.fill(1.5f);
+      first = t.bytes();
+    }
+    const Tensor again = Tensor::zeros(shape);
+    if (Storage::recycle_budget() > 0 && n * 4 >= 4096) {
+      EXPECT_EQ(again.bytes(), first) << "buffer of " << n << " floats not recycled";
+    }
+    const float* p = again.data<float>();
+    for (int64_t i = 0; i < again.numel(); ++i) ASSERT_EQ(p[i], 0.0f) << "at " << i << " of " << n;
   }
-  const Tensor again = Tensor::zeros(shape);
-  if (Storage::recycle_budget() > 0) {
-    EXPECT_EQ(again.bytes(), first) << "buffer not recycled";
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// empty() skips the zero fill. Sanitizer builds fill it with 0xff instead, so code that reads an
+// empty() tensor before writing it sees NaN there and fails its tests.
+TEST(Tensor, EmptyHasTheShapeAndIsPoisonedUnderSanitizers) {
+  for (const DType dtype : {DType::F32, DType::F16, DType::I32}) {
+    const Tensor t = Tensor::empty({3, 1000}, dtype);
+    EXPECT_EQ(t.shape(), (Shape{3, 1000}));
+    EXPECT_EQ(t.dtype(), dtype);
+    ASSERT_NE(t.bytes(), nullptr);
+    if (kSanitized) {
+      const std::byte* b = t.bytes();
+      for (size_t i = 0; i < t.nbytes(); ++i) ASSERT_EQ(b[i], std::byte{0xff}) << "byte " << i;
+    }
   }
-  const float* p = again.data<float>();
-  for (int64_t i = 0; i < again.numel(); ++i) ASSERT_EQ(p[i], 0.0f) << "at " << i;
+  if (kSanitized) {
+    EXPECT_TRUE(std::isnan(Tensor::empty({4}).data<float>()[3]));
+  }
+  const Tensor none = Tensor::empty({0, 5});
+  EXPECT_EQ(none.numel(), 0);
 }
 
 TEST(Storage, MapsAFileRegionReadOnly) {
