@@ -270,6 +270,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <algorithm>
 
+#include "core/threads.h"
 #include "kernels/cpu/activations_cpu.h"
 
 namespace sy::kernels::cpu {
@@ -286,13 +287,14 @@ namespace {
 // enough that a few hundred thousand elements still spread over every thread.
 constexpr int64_t kChunk = 16384;
 
-// Runs body(row, first_col, count) over tiles of at most kChunk columns of each row, in parallel.
+// Runs body(row, first_col, count) over tiles of at most kChunk columns of each row, in parallel
+// when there are kParallelMinElements or more.
 template <typename Body>
 void for_tiles(int64_t rows, int64_t cols, Body&& body) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t per_row = (cols + kChunk - 1) / kChunk;
   const int64_t tiles = rows * per_row;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tiles > 1 && rows * cols >= kParallelMinElements)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t r = t / per_row;
     const int64_t c = (t % per_row) * kChunk;

@@ -131,6 +131,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <omp.h>
 
+#include "core/threads.h"
 #include "kernels/cpu/layer_norm_cpu.h"
 
 namespace sy::kernels::cpu {
@@ -141,7 +142,7 @@ HWY_EXPORT(LayerNormBackwardRow);
 void layer_norm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
                         const float* bias, int64_t rows, int64_t cols, float eps) {
   const auto n = static_cast<size_t>(cols);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     HWY_DYNAMIC_DISPATCH(LayerNormRow)
     (out + r * cols, mean + r, rstd + r, x + r * cols, weight, bias, n, eps,

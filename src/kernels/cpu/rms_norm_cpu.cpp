@@ -81,6 +81,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <omp.h>
 
+#include "core/threads.h"
 #include "kernels/cpu/rms_norm_cpu.h"
 
 namespace sy::kernels::cpu {
@@ -91,7 +92,7 @@ HWY_EXPORT(RmsNormBackwardRow);
 void rms_norm_forward(float* out, float* inv_rms, const float* x, const float* weight, int64_t rows,
                       int64_t cols, float eps) {
   const auto n = static_cast<size_t>(cols);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     inv_rms[r] = HWY_DYNAMIC_DISPATCH(RmsNormRow)(out + r * cols, x + r * cols, weight, n, eps);
   }

@@ -71,16 +71,12 @@ HWY_AFTER_NAMESPACE();
 #include <cmath>
 #include <vector>
 
+#include "core/threads.h"
 #include "kernels/cpu/rope_cpu.h"
 
 namespace sy::kernels::cpu {
 
 HWY_EXPORT(RotateHead);
-
-namespace {
-// Below this many elements a call is cheaper on one thread than waking the pool (decode steps).
-constexpr int64_t kParallelMinElements = 1 << 15;
-}  // namespace
 
 void rope_apply(float* out, const float* x, const int32_t* positions, int64_t position_offset,
                 const float* inv_freq, const RopeShape& shape, bool interleaved, float sign,

@@ -28,7 +28,12 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
                             moe::FfnSaved* /*saved*/) {
   SY_CHECK(static_cast<int64_t>(offsets.size()) == e_ + 1,
            "LinearExperts: {} offsets for {} experts", offsets.size(), e_);
-  // The active experts' rows, inputs, and gate/up/hidden/output buffers.
+  // Gate, up and hidden rows of all experts in one buffer each, in the order of `buffer`'s rows,
+  // so one activation call covers every expert (a decode step has 8 experts of one row each).
+  const int64_t first = offsets.front(), rows = offsets.back() - first;
+  Tensor gate = Tensor::empty({rows, f_}), up = Tensor::empty({rows, f_});
+  Tensor hidden = Tensor::empty({rows, f_});
+  // The active experts' rows, inputs, and gate/up/hidden/output slices.
   struct Active {
     int64_t expert;
     Tensor x, gate, up, hidden, y;
@@ -38,9 +43,9 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
     const int64_t begin = offsets[static_cast<size_t>(j)];
     const int64_t end = offsets[static_cast<size_t>(j) + 1];
     if (begin == end) continue;
-    active.push_back({j, buffer.slice_rows(begin, end), Tensor::empty({end - begin, f_}),
-                      Tensor::empty({end - begin, f_}), Tensor::empty({end - begin, f_}),
-                      out.slice_rows(begin, end)});
+    active.push_back({j, buffer.slice_rows(begin, end), gate.slice_rows(begin - first, end - first),
+                      up.slice_rows(begin - first, end - first),
+                      hidden.slice_rows(begin - first, end - first), out.slice_rows(begin, end)});
   }
   const bool quantized = gate_.front().quant() != nullptr && down_.front().quant() != nullptr;
   if (!quantized) {
@@ -48,9 +53,9 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
       const auto j = static_cast<size_t>(a.expert);
       gate_[j].apply(a.gate, a.x);
       up_[j].apply(a.up, a.x);
-      kernels::swiglu_forward(a.hidden, a.gate, a.up);
-      down_[j].apply(a.y, a.hidden);
     }
+    kernels::swiglu_forward(hidden, gate, up);
+    for (Active& a : active) down_[static_cast<size_t>(a.expert)].apply(a.y, a.hidden);
     return;
   }
   // Every active expert's gate and up projections in one parallel call (the input of each
@@ -63,9 +68,9 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
     jobs.push_back({&a.up, &a.x, up_[j].quant(), false});
   }
   kernels::quant_matmul_batch(jobs);
+  kernels::swiglu_forward(hidden, gate, up);
   jobs.clear();
   for (Active& a : active) {
-    kernels::swiglu_forward(a.hidden, a.gate, a.up);
     jobs.push_back({&a.y, &a.hidden, down_[static_cast<size_t>(a.expert)].quant(), false});
   }
   kernels::quant_matmul_batch(jobs);
