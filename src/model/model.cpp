@@ -234,9 +234,10 @@ Tensor Model::forward(std::span<const int32_t> tokens, KvCache& cache, bool all_
   }
   const int64_t past = cache.length;
   float* px = x.mutable_data<float>();
+  const int64_t numel = x.numel();
   const auto add = [&](const Tensor& y) {
     const float* py = y.data<float>();
-    for (int64_t i = 0; i < x.numel(); ++i) px[i] += py[i];
+    for (int64_t i = 0; i < numel; ++i) px[i] += py[i];
   };
   for (size_t l = 0; l < blocks_.size(); ++l) {
     Block& b = *blocks_[l];

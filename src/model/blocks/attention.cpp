@@ -81,7 +81,12 @@ Attention::Attention(const ModelConfig& c, const LayerWeights& w) : c_(c) {
   rope_.layout = c.rope_layout;
   rope_.rotary_dim = c.rope_dim;
   rope_.attention_factor = c.rope_attention_factor;
-  if (c.yarn) rope_.inv_freq = kernels::rope_yarn_inv_freq(c.rope_dim, c.rope_theta, *c.yarn);
+  // The frequencies once here, not on every call (a decode step rotates q and k in each layer).
+  if (c.yarn) {
+    rope_.inv_freq = kernels::rope_yarn_inv_freq(c.rope_dim, c.rope_theta, *c.yarn);
+  } else if (c.rope_dim > 0) {
+    rope_.inv_freq = kernels::rope_inv_freq(c.rope_dim, c.rope_theta);
+  }
   o_ = w.linear("self_attn.o_proj.weight", "attn_output.weight", {d, hq * c.value_dim()});
   if (c.mla) {
     const MlaConfig& m = c.mla_dims;
