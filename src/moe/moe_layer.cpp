@@ -38,9 +38,20 @@ MoeLayerOptions validated(MoeLayerOptions o) {
 
 }  // namespace
 
-MoeLayer::MoeLayer(const MoeLayerOptions& opts) : MoeLayer(opts, nullptr) {}
+MoeLayer::MoeLayer(const MoeLayerOptions& opts) : MoeLayer(opts, std::unique_ptr<Router>()) {}
 
 MoeLayer::MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router)
+    : MoeLayer(opts, std::move(router), nullptr) {}
+
+std::unique_ptr<MoeLayer> MoeLayer::with_bank(const MoeLayerOptions& opts,
+                                              std::unique_ptr<ExpertBank> bank) {
+  SY_CHECK(bank != nullptr, "moe_layer.with_bank: no bank");
+  // Not make_unique: the constructor is private.
+  return std::unique_ptr<MoeLayer>(new MoeLayer(opts, nullptr, std::move(bank)));
+}
+
+MoeLayer::MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router,
+                   std::unique_ptr<ExpertBank> bank)
     : opts_(validated(opts)), router_(std::move(router)) {
   if (!router_) router_ = make_router(opts_.router);
   SY_CHECK(router_->num_experts() == opts_.num_experts,
@@ -51,15 +62,26 @@ MoeLayer::MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router)
            "it would leak the future in a causal model; set allow_non_causal to use it anyway "
            "(research comparisons only; the run is marked non-causal)",
            router_->name());
-  auto in_memory =
-      std::make_unique<InMemoryExperts>(ExpertBankOptions{.num_experts = opts_.num_experts,
-                                                          .d_model = opts_.d_model,
-                                                          .d_ff = opts_.d_ff,
-                                                          .activation = opts_.activation,
-                                                          .prefix = opts_.prefix,
-                                                          .parallelism = opts_.parallelism});
-  in_memory_ = in_memory.get();
-  experts_ = std::move(in_memory);
+  if (bank) {
+    SY_CHECK(bank->num_experts() == opts_.num_experts && bank->d_model() == opts_.d_model &&
+                 bank->d_ff() == opts_.d_ff && bank->activation() == opts_.activation,
+             "moe_layer.with_bank: the bank has {} experts of [{} -> {}] ({}), the layer {} of "
+             "[{} -> {}] ({})",
+             bank->num_experts(), bank->d_model(), bank->d_ff(),
+             activation_name(bank->activation()), opts_.num_experts, opts_.d_model, opts_.d_ff,
+             activation_name(opts_.activation));
+    experts_ = std::move(bank);
+  } else {
+    auto in_memory =
+        std::make_unique<InMemoryExperts>(ExpertBankOptions{.num_experts = opts_.num_experts,
+                                                            .d_model = opts_.d_model,
+                                                            .d_ff = opts_.d_ff,
+                                                            .activation = opts_.activation,
+                                                            .prefix = opts_.prefix,
+                                                            .parallelism = opts_.parallelism});
+    in_memory_ = in_memory.get();
+    experts_ = std::move(in_memory);
+  }
   if (opts_.shared_experts > 0) {
     const int64_t width = opts_.shared_d_ff > 0 ? opts_.shared_d_ff : opts_.d_ff;
     shared_.emplace(SharedExpertsOptions{.d_model = opts_.d_model,
@@ -70,20 +92,8 @@ MoeLayer::MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router)
   }
 }
 
-void MoeLayer::set_bank(std::unique_ptr<ExpertBank> bank) {
-  SY_CHECK(bank != nullptr, "moe_layer.set_bank: no bank");
-  SY_CHECK(bank->num_experts() == opts_.num_experts && bank->d_model() == opts_.d_model &&
-               bank->d_ff() == opts_.d_ff && bank->activation() == opts_.activation,
-           "moe_layer.set_bank: the bank has {} experts of [{} -> {}] ({}), the layer {} of "
-           "[{} -> {}] ({})",
-           bank->num_experts(), bank->d_model(), bank->d_ff(), activation_name(bank->activation()),
-           opts_.num_experts, opts_.d_model, opts_.d_ff, activation_name(opts_.activation));
-  experts_ = std::move(bank);
-  in_memory_ = nullptr;
-}
-
 InMemoryExperts& MoeLayer::experts() {
-  SY_CHECK(in_memory_ != nullptr, "moe_layer: the experts are not an in-memory bank");
+  SY_CHECK(in_memory_ != nullptr, "moe_layer: the experts are not an in-memory bank (with_bank)");
   return *in_memory_;
 }
 

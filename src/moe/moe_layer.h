@@ -50,6 +50,10 @@ class MoeLayer {
   explicit MoeLayer(const MoeLayerOptions& opts);
   // Uses the given router (tests, or a router built elsewhere).
   MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router);
+  // Uses `bank` (a loaded quantized or offloading store, of opts' shape) as the experts; the
+  // in-memory bank, f32 weights and gradients of every expert, is never allocated.
+  static std::unique_ptr<MoeLayer> with_bank(const MoeLayerOptions& opts,
+                                             std::unique_ptr<ExpertBank> bank);
 
   // N(0, stddev^2) expert weights; the router initialises its own.
   void init(Rng& rng, float stddev = 0.02f);
@@ -70,18 +74,18 @@ class MoeLayer {
   std::vector<Param*> params();   // router, routed experts, shared experts
   std::vector<Param*> buffers();  // the router's state
   Router& router() { return *router_; }
-  // The default in-memory bank; throws after set_bank replaced it.
+  // The default in-memory bank; throws for a layer made with_bank.
   InMemoryExperts& experts();
   ExpertBank& bank() { return *experts_; }
-  // Replaces the experts by another bank of the same shape (a quantized or offloading store);
-  // its params() replace the in-memory bank's.
-  void set_bank(std::unique_ptr<ExpertBank> bank);
   SharedExperts* shared() { return shared_ ? &*shared_ : nullptr; }
   bool non_causal() const { return !router_->causal(); }
   // Router's end_step (bias, lambda, EMA updates), once per optimizer step.
   void end_step() { router_->end_step(); }
 
  private:
+  MoeLayer(const MoeLayerOptions& opts, std::unique_ptr<Router> router,
+           std::unique_ptr<ExpertBank> bank);
+
   MoeLayerOptions opts_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<ExpertBank> experts_;

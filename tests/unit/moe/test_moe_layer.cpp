@@ -352,6 +352,37 @@ TEST(MoeLayer, RejectsBadConfigurations) {
                    fmt::format("{}", fmt::join(router_names(), ", ")));
 }
 
+// A layer made with_bank runs the given bank: the same outputs as a default layer holding the
+// same weights. Its in-memory bank does not exist, and a bank of another shape is refused.
+TEST(MoeLayer, WithBankRunsTheGivenBank) {
+  Rng rng(4);
+  LayerCase c{"e8k2", 12, 16, 24, 8, 2, {}};
+  c.router = "topk_softmax";
+  const MoeLayerOptions o = layer_options(c);
+  MoeLayer reference(o);
+  reference.init(rng, 0.3f);
+  auto bank = std::make_unique<InMemoryExperts>(
+      ExpertBankOptions{.num_experts = c.e, .d_model = c.d, .d_ff = c.f, .activation = c.act});
+  bank->gate_proj().value = reference.experts().gate_proj().value.clone();
+  bank->up_proj().value = reference.experts().up_proj().value.clone();
+  bank->down_proj().value = reference.experts().down_proj().value.clone();
+  const std::unique_ptr<MoeLayer> layer = MoeLayer::with_bank(o, std::move(bank));
+  layer->router().params().front()->value = reference.router().params().front()->value.clone();
+  const Tensor x = test::random_normal({c.t, c.d}, rng);
+  EXPECT_ALL_CLOSE(layer->forward(x, Tensor(), false, nullptr),
+                   reference.forward(x, Tensor(), false, nullptr), 0.0f, 0.0f);
+  expect_error([&] { layer->experts(); },
+               "moe_layer: the experts are not an in-memory bank (with_bank)");
+  expect_error(
+      [&] {
+        MoeLayer::with_bank(o, std::make_unique<InMemoryExperts>(ExpertBankOptions{
+                                   .num_experts = c.e, .d_model = c.d, .d_ff = 32}));
+      },
+      "moe_layer.with_bank: the bank has 8 experts of [16 -> 32] (swiglu), the layer 8 of "
+      "[16 -> 24] (swiglu)");
+  expect_error([&] { MoeLayer::with_bank(o, nullptr); }, "moe_layer.with_bank: no bank");
+}
+
 TEST(MoeLayer, NamesEveryParameter) {
   MoeLayerOptions o{.d_model = 4,
                     .d_ff = 4,
