@@ -2,8 +2,11 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "core/storage.h"
 #include "core/tensor.h"
@@ -128,6 +131,21 @@ TEST(Tensor, EmptyHasTheShapeAndIsPoisonedUnderSanitizers) {
   }
   const Tensor none = Tensor::empty({0, 5});
   EXPECT_EQ(none.numel(), 0);
+}
+
+// Blocks of 8 MiB and more (weights) start on a 2 MiB boundary, where transparent huge pages can
+// back them; smaller ones keep the 64-byte alignment.
+TEST(Storage, LargeBlocksStartOnAHugePageBoundary) {
+  const auto address = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.bytes()); };
+  const Tensor big = Tensor::zeros({(int64_t{9} << 20) / 4 + 3});
+  const Tensor small = Tensor::zeros({1000});
+  EXPECT_EQ(address(small) % 64, 0u);
+  EXPECT_EQ(address(big) % 64, 0u);
+  const char* env = std::getenv("SY_HUGE_PAGES");  // NOLINT(concurrency-mt-unsafe)
+  if (!kSanitized && (env == nullptr || std::string(env) != "0")) {
+    EXPECT_EQ(address(big) % (size_t{2} << 20), 0u);
+  }
+  EXPECT_EQ(big.data<float>()[big.numel() - 1], 0.0f);
 }
 
 TEST(Storage, MapsAFileRegionReadOnly) {
