@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/sanitizer.h"
 
 namespace sy {
 
@@ -21,18 +22,6 @@ namespace {
 constexpr size_t kAlignment = 64;
 
 size_t rounded_size(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
 
 // Heap blocks of 4 KiB and more are recycled:
 // - Training allocates the same activation and workspace shapes every step, and glibc hands
@@ -80,7 +69,7 @@ class BlockCache {
  private:
   static constexpr size_t kMinBytes = size_t{4} << 10;
 
-  BlockCache() : budget_(kSanitized ? 0 : budget_from_env()) {}
+  BlockCache() : budget_(kSanitizerBuild ? 0 : budget_from_env()) {}
 
   static size_t budget_from_env() {
     const char* env = std::getenv("SY_ALLOC_CACHE_MB");  // NOLINT(concurrency-mt-unsafe)
@@ -115,7 +104,7 @@ bool huge_pages_wanted() {
 }
 
 void* new_block(size_t bytes) {
-  if (bytes < kHugeMinBytes || kSanitized || !huge_pages_wanted()) {
+  if (bytes < kHugeMinBytes || kSanitizerBuild || !huge_pages_wanted()) {
     return std::aligned_alloc(kAlignment, bytes);
   }
   void* p = nullptr;
@@ -135,7 +124,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zero) {
     void* p = BlockCache::instance().take(rounded);
     if (p == nullptr) p = new_block(rounded);
     SY_CHECK(p != nullptr, "out of memory allocating {} bytes", bytes);
-    if (zero || kSanitized) std::memset(p, zero ? 0 : 0xff, rounded);
+    if (zero || kSanitizerBuild) std::memset(p, zero ? 0 : 0xff, rounded);
     s->data_ = static_cast<std::byte*>(p);
   }
   s->size_ = bytes;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/sanitizer.h"
 #include "core/storage.h"
 #include "core/tensor.h"
 #include "io/atomic_file.h"
@@ -101,18 +102,6 @@ TEST(Storage, RecycledBuffersComeBackZeroed) {
   }
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
-
 // empty() skips the zero fill. Sanitizer builds fill it with 0xff instead, so code that reads an
 // empty() tensor before writing it sees NaN there and fails its tests.
 TEST(Tensor, EmptyHasTheShapeAndIsPoisonedUnderSanitizers) {
@@ -121,12 +110,12 @@ TEST(Tensor, EmptyHasTheShapeAndIsPoisonedUnderSanitizers) {
     EXPECT_EQ(t.shape(), (Shape{3, 1000}));
     EXPECT_EQ(t.dtype(), dtype);
     ASSERT_NE(t.bytes(), nullptr);
-    if (kSanitized) {
+    if (kSanitizerBuild) {
       const std::byte* b = t.bytes();
       for (size_t i = 0; i < t.nbytes(); ++i) ASSERT_EQ(b[i], std::byte{0xff}) << "byte " << i;
     }
   }
-  if (kSanitized) {
+  if (kSanitizerBuild) {
     EXPECT_TRUE(std::isnan(Tensor::empty({4}).data<float>()[3]));
   }
   const Tensor none = Tensor::empty({0, 5});
@@ -142,7 +131,7 @@ TEST(Storage, LargeBlocksStartOnAHugePageBoundary) {
   EXPECT_EQ(address(small) % 64, 0u);
   EXPECT_EQ(address(big) % 64, 0u);
   const char* env = std::getenv("SY_HUGE_PAGES");  // NOLINT(concurrency-mt-unsafe)
-  if (!kSanitized && (env == nullptr || std::string(env) != "0")) {
+  if (!kSanitizerBuild && (env == nullptr || std::string(env) != "0")) {
     EXPECT_EQ(address(big) % (size_t{2} << 20), 0u);
   }
   EXPECT_EQ(big.data<float>()[big.numel() - 1], 0.0f);
