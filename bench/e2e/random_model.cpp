@@ -1,5 +1,6 @@
 #include "bench/e2e/random_model.h"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -124,7 +125,9 @@ model::Linear RandomWeights::read_linear(const std::string& name, const Shape& s
   for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
   const GgmlTypeInfo& info = ggml_type_info(type_);
   const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type_, cols));
-  Tensor bytes = Tensor::zeros({static_cast<int64_t>(row_bytes) * rows}, DType::U8);
+  // Not zero-filled first: every byte is written below, the pages first touched by the threads
+  // that fill them.
+  Tensor bytes = Tensor::empty({static_cast<int64_t>(row_bytes) * rows}, DType::U8);
   uint8_t* p = bytes.mutable_data<uint8_t>();
   const uint64_t base = mix(seed_ ^ std::hash<std::string>{}(name));
   const int64_t words = static_cast<int64_t>(bytes.nbytes() / 8);
@@ -133,6 +136,7 @@ model::Linear RandomWeights::read_linear(const std::string& name, const Shape& s
     const uint64_t v = mix(base + static_cast<uint64_t>(i));
     std::memcpy(p + i * 8, &v, 8);
   }
+  std::fill(p + words * 8, p + bytes.nbytes(), uint8_t{0});
   // Scales: 1 / sqrt(cols) over codes of magnitude ~ half the range keeps each product's output
   // near unit size, like a trained model's.
   const uint16_t scale = f32_to_f16(0.5f / (static_cast<float>(cols) * 0.25f));
