@@ -72,6 +72,15 @@ namespace sy::bench {
 HWY_EXPORT(TriadRange);
 HWY_EXPORT(FmaChains);
 
+LimitAround measure_around(const std::function<double()>& measure,
+                           const std::function<void()>& body) {
+  LimitAround out;
+  out.before = measure();
+  body();
+  out.after = measure();
+  return out;
+}
+
 double measure_triad_gb_per_s(const LimitOptions& opts) {
   const int64_t n = opts.triad_floats;
   auto sa = Storage::allocate(static_cast<size_t>(n) * 4);

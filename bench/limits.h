@@ -1,6 +1,8 @@
 // The machine's own limits, measured in the same run as the figures they bound.
 #pragma once
 
+#include <functional>
+
 #include "bench/harness.h"
 
 namespace sy::bench {
@@ -20,6 +22,15 @@ struct LimitOptions {
 double measure_triad_gb_per_s(const LimitOptions& opts);
 double measure_gemm_gflop_per_s(const LimitOptions& opts);
 double measure_fma_gflop_per_s(const LimitOptions& opts);
+
+// A limit measured right before and right after `body`: this host's bandwidth and FMA rate drift
+// over the minutes a suite takes, so a case divides by the mean of the two, measured around it.
+struct LimitAround {
+  double before = 0.0, after = 0.0;
+  double mean() const { return 0.5 * (before + after); }
+};
+LimitAround measure_around(const std::function<double()>& measure,
+                           const std::function<void()>& body);
 
 // Measures all three and reports each as a figure of bench "limits".
 MachineLimits measure_limits(Reporter& reporter, const LimitOptions& opts);

@@ -111,15 +111,17 @@ void run_generate_suite(const std::string& suite, Reporter& reporter, const Suit
     if (decode) {
       model::KvCache cache = m.new_cache(prompt + steps);
       int32_t next = argmax(m.forward(tokens, cache, false));
-      const double triad_before = measure_triad_gb_per_s(limit_opts);
       std::vector<double> step_s;
-      for (int64_t i = 0; i < steps; ++i) {
-        Tensor logits;
-        step_s.push_back(seconds([&] { logits = m.forward({&next, 1}, cache, false); }));
-        next = argmax(logits);
-      }
-      const double triad_after = measure_triad_gb_per_s(limit_opts);
-      const double triad = 0.5 * (triad_before + triad_after);
+      const LimitAround triad_around = measure_around(
+          [&] { return measure_triad_gb_per_s(limit_opts); },
+          [&] {
+            for (int64_t i = 0; i < steps; ++i) {
+              Tensor logits;
+              step_s.push_back(seconds([&] { logits = m.forward({&next, 1}, cache, false); }));
+              next = argmax(logits);
+            }
+          });
+      const double triad = triad_around.mean();
       const double tps = 1.0 / median(step_s);
       const double bytes = static_cast<double>(
           m.decode_weight_bytes() + kv_bytes(cfg, prompt + steps / 2, cache.k.front().dtype()));
@@ -133,17 +135,20 @@ void run_generate_suite(const std::string& suite, Reporter& reporter, const Suit
       std::fprintf(stderr,
                    "  %s: %.1f MB per token, %.1f GB/s of %.1f triad (%.1f before the steps, %.1f "
                    "after)\n",
-                   name.c_str(), bytes / 1e6, tps * bytes / 1e9, triad, triad_before, triad_after);
+                   name.c_str(), bytes / 1e6, tps * bytes / 1e9, triad, triad_around.before,
+                   triad_around.after);
     } else {
       std::vector<double> runs;
       const int repeats = opts.quick ? 1 : std::max(1, std::min(opts.timing.repeats, 3));
-      const double fma_before = measure_fma_gflop_per_s(limit_opts);
-      for (int r = 0; r < repeats; ++r) {
-        model::KvCache cache = m.new_cache(prompt);
-        runs.push_back(seconds([&] { m.forward(tokens, cache, false); }));
-      }
-      const double fma_after = measure_fma_gflop_per_s(limit_opts);
-      const double peak = 0.5 * (fma_before + fma_after);
+      const LimitAround fma_around =
+          measure_around([&] { return measure_fma_gflop_per_s(limit_opts); },
+                         [&] {
+                           for (int r = 0; r < repeats; ++r) {
+                             model::KvCache cache = m.new_cache(prompt);
+                             runs.push_back(seconds([&] { m.forward(tokens, cache, false); }));
+                           }
+                         });
+      const double peak = fma_around.mean();
       const double s = median(runs);
       const double flops =
           static_cast<double>(m.matmul_flops_per_token()) * static_cast<double>(prompt) +
@@ -159,7 +164,7 @@ void run_generate_suite(const std::string& suite, Reporter& reporter, const Suit
                      .metric = "tokens_per_s",
                      .value = static_cast<double>(prompt) / s});
       std::fprintf(stderr, "  %s: FMA peak %.1f GFLOP/s (%.1f before the prompts, %.1f after)\n",
-                   name.c_str(), peak, fma_before, fma_after);
+                   name.c_str(), peak, fma_around.before, fma_around.after);
     }
   }
 }

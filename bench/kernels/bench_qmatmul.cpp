@@ -69,18 +69,17 @@ Tensor random_activations(int64_t t, int64_t k, uint64_t seed) {
   return x;
 }
 
-// The median seconds of fn, and the triad bandwidth measured right before and right after it
-// (their mean): this host's bandwidth moves within minutes, so the suite's start-up figure can
-// be stale by the time a decode case runs.
+// The median seconds of fn, and the triad bandwidth around it (measure_around): the suite's
+// start-up figure can be minutes old by the time a decode case runs.
 struct Bracketed {
   double seconds, triad_gb_per_s;
 };
 Bracketed timed_with_triad(const std::function<void()>& fn, const SuiteOptions& opts) {
   const LimitOptions limit_opts = limit_options(opts);
-  const double before = measure_triad_gb_per_s(limit_opts);
-  const double s = median(time_samples(fn, opts.timing));
-  const double after = measure_triad_gb_per_s(limit_opts);
-  return {s, 0.5 * (before + after)};
+  double s = 0.0;
+  const LimitAround triad = measure_around([&] { return measure_triad_gb_per_s(limit_opts); },
+                                           [&] { s = median(time_samples(fn, opts.timing)); });
+  return {s, triad.mean()};
 }
 
 }  // namespace
