@@ -49,8 +49,13 @@ std::shared_ptr<std::vector<uint8_t>> random_blocks(GgmlType type, int64_t rows,
   return bytes;
 }
 
+// In the layout a loaded model would hold them in (model::Linear::packed): P16 where it pays.
 kernels::QuantMatrix matrix_of(GgmlType type, int64_t rows, int64_t cols, uint64_t seed) {
   auto bytes = random_blocks(type, rows, cols, seed);
+  if (kernels::p16_pays() && kernels::can_pack_p16(type, cols)) {
+    const Tensor packed = kernels::pack_p16(type, rows, cols, bytes->data());
+    return kernels::quant_matrix_view(packed, type, rows, cols, kernels::QuantLayout::kP16);
+  }
   kernels::QuantMatrix m;
   m.type = type;
   m.rows = rows;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -157,6 +158,10 @@ void check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w, const Whe
            "{}: w: row_bytes is {}, a row of {} {} values takes {}", where, w.row_bytes, w.cols,
            info.name, need);
   SY_CHECK(w.data != nullptr || w.rows == 0 || w.cols == 0, "{}: w: data is null", where);
+  SY_CHECK(w.layout == QuantLayout::kGgml || cpu::p16_fits(w.type, w.cols),
+           "{}: w: a P16 matrix must be q8_0, q4_0 or q4_K with K a multiple of {}; it is {} "
+           "with K = {}",
+           where, cpu::kP16GroupValues, info.name, w.cols);
   SY_CHECK(x.dtype() == DType::F32, "{}: x: dtype {}, expected f32", where, dtype_name(x.dtype()));
   SY_CHECK(y.dtype() == DType::F32, "{}: y: dtype {}, expected f32", where, dtype_name(y.dtype()));
   SY_CHECK(x.rank() >= 1, "{}: x must have rank >= 1, got shape {}", where, shape_str(x.shape()));
@@ -218,6 +223,8 @@ struct QJob {
   bool accumulate;
   cpu::QdotTileFn tile;
   size_t act_index;
+  GgmlType type;
+  bool unpack;  // P16 rows for a tile body that reads ggml blocks: unpack each unit's rows first
 };
 struct ActBuf {
   const float* x;
@@ -300,6 +307,15 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     cpu::QdotTile tile;
     tile.w = q.w + static_cast<size_t>(u.r0) * q.w_stride;
     tile.w_stride = q.w_stride;
+    if (q.unpack) {
+      thread_local std::vector<uint8_t> rows;
+      rows.resize(static_cast<size_t>(u.r1 - u.r0) * q.w_stride);
+      for (int64_t r = 0; r < u.r1 - u.r0; ++r) {
+        cpu::unpack_row_p16(q.type, tile.w + static_cast<size_t>(r) * q.w_stride, q.k,
+                            rows.data() + static_cast<size_t>(r) * q.w_stride);
+      }
+      tile.w = rows.data();
+    }
     tile.rows = u.r1 - u.r0;
     tile.act = base + a.offset + static_cast<size_t>(u.t0) * a.stride;
     tile.act_stride = a.stride;
@@ -404,9 +420,12 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
       if (!j.accumulate) std::fill(y, y + t * w.rows, 0.0f);
       continue;
     }
-    const cpu::QdotTileFn i16_tile = resolved == QdotPath::kAvx512Vnni && t >= kI16MinTokens
-                                         ? cpu::qdot_tile_i16_vnni(w.type)
-                                         : nullptr;
+    const bool p16 = w.layout == QuantLayout::kP16;
+    const bool vnni = resolved == QdotPath::kAvx512Vnni;
+    const cpu::QdotTileFn i16_tile = !vnni                ? nullptr
+                                     : p16                ? cpu::qdot_tile_p16_vnni(w.type)
+                                     : t >= kI16MinTokens ? cpu::qdot_tile_i16_vnni(w.type)
+                                                          : nullptr;
     const bool i16 = i16_tile != nullptr;
     const PathKernels pk = i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, i16_tile}
                                : kernels_for(resolved, w.type);
@@ -423,14 +442,16 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
           i16 ? cpu::act_row_bytes_i16(w.cols) : cpu::act_row_bytes(w.type, w.cols);
       acts.push_back({x, t, w.cols, w.type, i16, pk.quantize, (bytes + 63) / 64 * 64, 0});
     }
-    qjobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act});
+    qjobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act, w.type,
+                     p16 && !i16});
   }
   if (!qjobs.empty()) run_quantized(qjobs, acts);
 }
 
 }  // namespace
 
-QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols) {
+QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols,
+                              QuantLayout layout) {
   const auto info = ggml_type_info(static_cast<uint32_t>(type));
   SY_CHECK(info.has_value(), "quant_matrix_view: unknown ggml type id {}",
            static_cast<uint32_t>(type));
@@ -447,6 +468,10 @@ QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, 
   SY_CHECK(static_cast<uint64_t>(total) == bytes.nbytes(),
            "quant_matrix_view: {} matrix [{}, {}] takes {} bytes, the tensor has {}", info->name,
            rows, cols, total, bytes.nbytes());
+  SY_CHECK(layout == QuantLayout::kGgml || can_pack_p16(type, cols),
+           "quant_matrix_view: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a "
+           "multiple of {} columns)",
+           info->name, rows, cols, cpu::kP16GroupValues);
   QuantMatrix m;
   m.type = type;
   m.rows = rows;
@@ -454,7 +479,41 @@ QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, 
   m.data = total > 0 ? reinterpret_cast<const uint8_t*>(bytes.bytes()) : nullptr;
   m.row_bytes = static_cast<size_t>(row_bytes);
   m.keep = bytes.storage();
+  m.layout = layout;
   return m;
+}
+
+bool can_pack_p16(GgmlType type, int64_t cols) { return cpu::p16_fits(type, cols); }
+
+bool p16_pays() {
+  static const bool pays = [] {
+    const char* env = std::getenv("SY_REPACK");
+    return qdot_path_best() == QdotPath::kAvx512Vnni && (env == nullptr || std::string(env) != "0");
+  }();
+  return pays;
+}
+
+Tensor pack_p16(GgmlType type, int64_t rows, int64_t cols, const uint8_t* ggml) {
+  SY_CHECK(can_pack_p16(type, cols),
+           "pack_p16: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a multiple of "
+           "{} columns)",
+           type_name(type), rows, cols, cpu::kP16GroupValues);
+  SY_CHECK(rows >= 0, "pack_p16: {} rows", rows);
+  const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type, cols));
+  Tensor out = Tensor::empty({static_cast<int64_t>(row_bytes) * rows}, DType::U8);
+  uint8_t* o = out.mutable_data<uint8_t>();
+#pragma omp parallel for schedule(static) if (rows * cols >= (int64_t{1} << 20))
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu::pack_row_p16(type, ggml + static_cast<size_t>(r) * row_bytes, cols,
+                      o + static_cast<size_t>(r) * row_bytes);
+  }
+  return out;
+}
+
+void unpack_row_p16(GgmlType type, int64_t cols, const uint8_t* p16, uint8_t* out) {
+  SY_CHECK(can_pack_p16(type, cols), "unpack_row_p16: a {} row of {} values has no P16 form",
+           type_name(type), cols);
+  cpu::unpack_row_p16(type, p16, cols, out);
 }
 
 QuantMatrix quantize_matrix(const Tensor& w, GgmlType type) {

@@ -19,14 +19,16 @@
 // Prefill (8 tokens or more) of q8_0, q4_0 and q4_K weights on AVX-512 VNNI: each tile of weight
 // rows is repacked once into an order where every 32-bit lane of a sum holds one block for 16
 // blocks at a time (cpu/qdot.h, kI16), and the activations are quantized to the same codes in the
-// matching order, so one f32 step serves 16 blocks.
+// matching order, so one f32 step serves 16 blocks. P16 matrices (QuantLayout below) are already
+// in that order: on AVX-512 VNNI they take the kI16 bodies at every token count, decode included.
 //
 // Threads: OpenMP with the count from core/threads.h. The rows of W are split across threads; with
 // several tokens each thread walks its rows in small tiles that are reused from cache across
 // tokens. Results do not depend on the thread count, nor on how many tokens share a call (each
 // output is computed by the same sequence of operations either way), except where the kI16 path
 // above applies to the call and not to a smaller one: the same integer products are then summed
-// in another f32 order, and the results agree within f32 rounding of those sums.
+// in another f32 order, and the results agree within f32 rounding of those sums. (P16 matrices
+// take the same bodies at every token count, so for them the exception does not arise.)
 #pragma once
 
 #include <cstddef>
@@ -41,22 +43,46 @@
 
 namespace sy::kernels {
 
+// How a matrix's rows hold their blocks. kGgml: as the GGUF file does. kP16: the same bytes per
+// row, reordered at load time (pack_p16) so that the AVX-512 VNNI bodies read whole 64-byte
+// vectors of codes and take one f32 step per 16 blocks (layout: cpu/qdot.h). Only q8_0, q4_0 and
+// q4_K rows of a multiple of 512 values have a P16 form. Every path takes both layouts; paths
+// without a P16 body unpack each tile's rows to the ggml layout first, which costs time, so
+// matrices are packed only where p16_pays().
+enum class QuantLayout { kGgml, kP16 };
+
 // W [N rows, K cols] of ggml type `type`: row r is the ggml_row_bytes(type, cols) bytes at
-// data + r * row_bytes (any alignment). `keep` owns the bytes when the matrix owns them (a mapped
-// storage, a vector); it may be null when the caller keeps them alive.
+// data + r * row_bytes (any alignment), in `layout`. `keep` owns the bytes when the matrix owns
+// them (a mapped storage, a vector); it may be null when the caller keeps them alive.
 struct QuantMatrix {
   GgmlType type = GgmlType::kF32;
   int64_t rows = 0, cols = 0;
   const uint8_t* data = nullptr;
   size_t row_bytes = 0;
   std::shared_ptr<const void> keep;
+  QuantLayout layout = QuantLayout::kGgml;
 };
 
 // The matrix whose rows x cols values of `type` are the bytes of `bytes` (any dtype: a u8 tensor
 // read from a GGUF file, or a view of one), rows stored back to back. Throws sy::Error when cols is
 // not a whole number of blocks, a dimension is negative or the byte count differs from rows *
 // ggml_row_bytes(type, cols). The matrix shares (keeps alive) the tensor's storage.
-QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols);
+// With layout kP16 the bytes are P16 rows (can_pack_p16 must hold; throws otherwise).
+QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols,
+                              QuantLayout layout = QuantLayout::kGgml);
+
+// Whether rows of `cols` values of `type` have a P16 form: q8_0, q4_0, q4_K with cols a multiple
+// of 512.
+bool can_pack_p16(GgmlType type, int64_t cols);
+// Whether P16 matrices run faster here: the best path is AVX-512 VNNI, and the environment
+// variable SY_REPACK is not "0" (read once).
+bool p16_pays();
+// rows x cols values of `type` in ggml blocks at `ggml` (rows * ggml_row_bytes bytes) as P16 rows
+// in a new u8 tensor of the same size. Throws sy::Error when !can_pack_p16(type, cols).
+Tensor pack_p16(GgmlType type, int64_t rows, int64_t cols, const uint8_t* ggml);
+// One P16 row back in ggml blocks (ggml_row_bytes(type, cols) bytes at out): exactly the bytes
+// pack_p16 was given.
+void unpack_row_p16(GgmlType type, int64_t cols, const uint8_t* p16, uint8_t* out);
 
 // w (f32 [N, K]) quantized to `type` with the reference quantizers of kernels/quant, in new
 // storage the matrix owns. Throws what kernels::quantize throws.

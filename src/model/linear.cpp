@@ -37,7 +37,7 @@ Linear Linear::dense(Tensor w) {
   return l;
 }
 
-Linear Linear::packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes) {
+Linear Linear::packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes, bool repack) {
   SY_CHECK(kernels::can_dequantize(type), "Linear::packed: type {} cannot be read",
            ggml_type_info(type).name);
   const auto expected = static_cast<size_t>(rows * ggml_row_bytes(type, cols));
@@ -50,9 +50,14 @@ Linear Linear::packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes) {
   l.packed_ = true;
   l.rows_ = rows;
   l.cols_ = cols;
-  l.data_ = std::move(bytes);
+  if (repack && kernels::can_pack_p16(type, cols)) {
+    l.data_ = kernels::pack_p16(type, rows, cols, bytes.data<uint8_t>());
+    l.layout_ = kernels::QuantLayout::kP16;
+  } else {
+    l.data_ = std::move(bytes);
+  }
   if (kernels::can_quant_matmul(type)) {
-    l.quant_ = kernels::quant_matrix_view(l.data_, type, rows, cols);
+    l.quant_ = kernels::quant_matrix_view(l.data_, type, rows, cols, l.layout_);
     l.has_quant_ = true;
   }
   return l;
@@ -111,8 +116,14 @@ void Linear::row(int64_t r, float* out) const {
     return;
   }
   const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type_, cols_));
-  kernels::dequantize_row(type_, data_.data<uint8_t>() + static_cast<size_t>(r) * row_bytes, out,
-                          cols_);
+  const uint8_t* src = data_.data<uint8_t>() + static_cast<size_t>(r) * row_bytes;
+  if (layout_ == kernels::QuantLayout::kP16) {
+    std::vector<uint8_t> blocks(row_bytes);
+    kernels::unpack_row_p16(type_, cols_, src, blocks.data());
+    kernels::dequantize_row(type_, blocks.data(), out, cols_);
+    return;
+  }
+  kernels::dequantize_row(type_, src, out, cols_);
 }
 
 Linear Linear::slice_rows(int64_t begin, int64_t end) const {
@@ -123,7 +134,9 @@ Linear Linear::slice_rows(int64_t begin, int64_t end) const {
   if (packed_) {
     const int64_t rb = ggml_row_bytes(type_, cols_);
     l.data_ = data_.reshape({rows_, rb}).slice_rows(begin, end).reshape({(end - begin) * rb});
-    if (has_quant_) l.quant_ = kernels::quant_matrix_view(l.data_, type_, end - begin, cols_);
+    if (has_quant_) {
+      l.quant_ = kernels::quant_matrix_view(l.data_, type_, end - begin, cols_, layout_);
+    }
   } else {
     l.data_ = data_.slice_rows(begin, end);
   }

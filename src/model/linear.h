@@ -1,6 +1,8 @@
 // A weight matrix W [N rows, K cols] applied as y = x W^T, stored either as f32 (owned, or a
 // memory-mapped f32 tensor of the file) or packed in a ggml block type exactly as the GGUF file
-// holds it (no copy: the bytes are a view of the mapped file). Packed products go through the
+// holds it (no copy: the bytes are a view of the mapped file), or, where the quantized kernels
+// run faster on it (kernels::p16_pays), reordered at load time into a copy of the same size
+// (kernels::QuantLayout::kP16). Packed products go through the
 // quantized kernels (kernels/quant/qmatmul.h) where the type has one, and through row-block
 // dequantization into an f32 GEMM otherwise.
 //
@@ -29,8 +31,11 @@ class Linear {
   Linear() = default;
   // w: f32 [N, K].
   static Linear dense(Tensor w);
-  // bytes: u8 tensor of N * ggml_row_bytes(type, K) bytes (rows of blocks).
-  static Linear packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes);
+  // bytes: u8 tensor of N * ggml_row_bytes(type, K) bytes (rows of blocks). With repack (by
+  // default where kernels::p16_pays()), rows that have a P16 form are reordered into a new
+  // tensor, and `bytes` is not kept.
+  static Linear packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes,
+                       bool repack = kernels::p16_pays());
 
   bool defined() const { return rows_ > 0; }
   bool is_packed() const { return packed_; }
@@ -38,7 +43,8 @@ class Linear {
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   uint64_t nbytes() const;                      // bytes of weights one product reads
-  const Tensor& data() const { return data_; }  // f32 [N, K] or u8 blocks
+  const Tensor& data() const { return data_; }  // f32 [N, K] or u8 blocks in layout()
+  kernels::QuantLayout layout() const { return layout_; }
 
   // y: f32 [T, N] written (or added to with accumulate); x: f32 [T, K].
   void apply(Tensor& y, const Tensor& x, bool accumulate = false) const;
@@ -58,6 +64,7 @@ class Linear {
   Tensor data_;
   kernels::QuantMatrix quant_;
   bool has_quant_ = false;
+  kernels::QuantLayout layout_ = kernels::QuantLayout::kGgml;
 };
 
 }  // namespace sy::model

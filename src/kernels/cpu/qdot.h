@@ -83,6 +83,31 @@ void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k
 // The values a kI16 row stands for, in natural order (tests).
 void dequantize_act_row_i16(const uint8_t* act, int64_t k, float* out);
 
+// P16 weight rows (q8_0, q4_0 and q4_K with K a multiple of 512; kernels/qmatmul.h packs them at
+// load time): the same bytes per row as the ggml row, in an order where the kI16 bodies read
+// whole 64-byte vectors of codes with no unpacking beyond the nibble split. A row is its codes
+// region, then its scales region:
+//   codes   groups of 16 blocks of 32 values (512 values): 32-bit lane b of vector i holds codes
+//           4 i .. 4 i + 3 of block b (lanes in block order), as in kI16 activations.
+//           q8_0: 8 vectors (512 bytes) per group, codes + 128 (unsigned).
+//           q4_0, q4_K: 4 vectors (256 bytes) per group; byte j of a lane holds code 4 i + j in
+//           its low nibble and code 16 + 4 i + j in its high nibble, so the low nibbles of vector i
+//           are kI16 vector i and the high nibbles kI16 vector i + 4. For q4_0 the byte is the
+//           ggml byte itself (qs[4 i + j] of the block); for q4_K the blocks are the 32-value
+//           sub-blocks, 16 per group (two super-blocks).
+//   scales  q8_0, q4_0: the 16 f16 block scales of each group, 32 bytes per group in block order.
+//           q4_K: 32 bytes per group, the 6-bit scales sc_b and mins mn_b of its 16 sub-blocks
+//           (the ggml super-block packs the same 96 bits another way) and the two super-blocks'
+//           d and dmin: bytes 0..15 byte b = (sc_b & 15) | (mn_b & 15) << 4; bytes 16..23 byte
+//           j = sc_j >> 4 | (sc_{j+8} >> 4) << 2 | (mn_j >> 4) << 4 | (mn_{j+8} >> 4) << 6;
+//           bytes 24..31 f16 d, dmin of the first super-block, then of the second.
+inline constexpr int64_t kP16GroupValues = 512;
+// Whether a row of k values of weight_type has a P16 form.
+bool p16_fits(GgmlType weight_type, int64_t k);
+// One row (k values, p16_fits) from ggml blocks to P16 and back; both are ggml_row_bytes long.
+void pack_row_p16(GgmlType weight_type, const uint8_t* ggml, int64_t k, uint8_t* out);
+void unpack_row_p16(GgmlType weight_type, const uint8_t* p16, int64_t k, uint8_t* out);
+
 // One tile of the product: y[t * y_stride + r] (=|+=) sum_i W[r, i] * a[t, i] for r < rows,
 // t < tokens. W row r at w + r * w_stride (ggml blocks), activation row t at act + t * act_stride
 // (one of the layouts above, 64-byte aligned).
@@ -109,5 +134,9 @@ QdotTileFn qdot_tile_avx512(GgmlType weight_type, bool vnni);
 // types or outside x86-64 builds): it repacks its rows of W into the kI16 order in a per-thread
 // buffer, then runs register tiles of several rows x several tokens. For tiles of many tokens.
 QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type);
+// The AVX-512 VNNI tile for P16 weights of q8_0, q4_0, q4_K against kI16 activations, any number
+// of tokens (nullptr for other types or outside x86-64 builds). Every output is computed with the
+// operations of qdot_tile_i16_vnni's bodies in the same order, whatever the token count.
+QdotTileFn qdot_tile_p16_vnni(GgmlType weight_type);
 
 }  // namespace sy::kernels::cpu

@@ -350,6 +350,199 @@ void run_tile_i16(const QdotTile& a) {
   });
 }
 
+// ---- P16 weights (q8_0, q4_0, q4_K packed at load time) against kI16 activations ----------------
+//
+// The rows are already in the kI16 order (cpu/qdot.h), so a token's product reads each 64-byte
+// vector of codes once: 4 (4-bit) or 8 (q8_0) loads and 8 vpdpbusd per 512 values and row, then
+// one f32 step for 16 blocks. Each output takes the operations of micro_i16 in the same order.
+
+// A P16 row's q4_K group scales at h (cpu/qdot.h): f32 lane b of dw = d * scale of sub-block b,
+// of dm = dmin * its min (lanes 0..7: the first super-block's d and dmin, 8..15 the second's).
+SY_QDOT_INLINE void k4_group_scales(const uint8_t* h, __m512& dw, __m512& dm) {
+  const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));
+  const __m128i top8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 16));
+  // Byte j of the top bits serves lanes j and j + 8: the high half shifted right by 2.
+  const __m128i top = _mm_unpacklo_epi64(top8, _mm_srli_epi16(top8, 2));
+  const __m128i nib = _mm_set1_epi8(15), two = _mm_set1_epi8(3);
+  const __m128i sc =
+      _mm_or_si128(_mm_and_si128(low, nib), _mm_slli_epi16(_mm_and_si128(top, two), 4));
+  const __m128i mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(low, 4), nib),
+                                  _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(top, 4), two), 4));
+  const __m512 f = _mm512_castps128_ps512(
+      _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 24))));
+  const __m512 d =
+      _mm512_permutexvar_ps(_mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0), f);
+  const __m512 dmin =
+      _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1), f);
+  dw = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sc)));
+  dm = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn)));
+}
+
+// Bytes of the codes region of a P16 row of k values.
+template <GgmlType kType>
+constexpr size_t p16_codes_bytes(int64_t k) {
+  return static_cast<size_t>(kType == GgmlType::kQ8_0 ? k : k / 2);
+}
+
+// The f32 scales of group g of a P16 row at w (k values): dw, and for q4_K dm.
+template <GgmlType kType>
+SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& dw, __m512& dm) {
+  const uint8_t* s = w + p16_codes_bytes<kType>(k) + 32 * g;
+  if constexpr (kType == GgmlType::kQ4_K) {
+    k4_group_scales(s, dw, dm);
+  } else {
+    dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+    dm = _mm512_setzero_ps();
+  }
+}
+
+// Rows [0, R) x tokens [0, T) straight from the P16 rows.
+template <GgmlType kType, int R, int T>
+void micro_p16(const MicroArgs& m) {
+  constexpr bool kMins = kType == GgmlType::kQ4_K;
+  constexpr bool kNibbles = kType != GgmlType::kQ8_0;
+  constexpr size_t kGroupCodes = kNibbles ? 256 : 512;
+  const int64_t groups = m.k / kP16GroupValues;
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  __m512 acc[R][T];
+  SY_QDOT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    SY_QDOT_UNROLL
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* ag = m.act + g * kI16GroupBytes;
+    __m512i sum[R][T];
+    SY_QDOT_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m512i start = kMins ? _mm512_setzero_si512() : _mm512_load_si512(ag + t * m.as + 512);
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) sum[r][t] = start;
+    }
+    if constexpr (T == 1) {  // decode: ask for the next micro tile's rows (see prefetch_next_tile)
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* wr = m.w + r * m.ws;
+        prefetch_next_tile<kGroupCodes>(wr + g * kGroupCodes, R * m.ws);
+        _mm_prefetch(
+            reinterpret_cast<const char*>(wr + p16_codes_bytes<kType>(m.k) + 32 * g + R * m.ws),
+            _MM_HINT_T0);
+      }
+    }
+    if constexpr (kNibbles) {
+      SY_QDOT_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        __m512i lo[R], hi[R];
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          const __m512i raw = _mm512_loadu_si512(m.w + r * m.ws + g * kGroupCodes + 64 * i);
+          lo[r] = _mm512_and_si512(raw, nib);
+          hi[r] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
+        }
+        SY_QDOT_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m512i alo = _mm512_load_si512(ag + t * m.as + 64 * i);
+          const __m512i ahi = _mm512_load_si512(ag + t * m.as + 64 * (i + 4));
+          SY_QDOT_UNROLL
+          for (int r = 0; r < R; ++r) {
+            sum[r][t] = _mm512_dpbusd_epi32(sum[r][t], lo[r], alo);
+            sum[r][t] = _mm512_dpbusd_epi32(sum[r][t], hi[r], ahi);
+          }
+        }
+      }
+    } else {
+      SY_QDOT_UNROLL
+      for (int i = 0; i < 8; ++i) {
+        __m512i wv[R];
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          wv[r] = _mm512_loadu_si512(m.w + r * m.ws + g * kGroupCodes + 64 * i);
+        }
+        SY_QDOT_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m512i av = _mm512_load_si512(ag + t * m.as + 64 * i);
+          SY_QDOT_UNROLL
+          for (int r = 0; r < R; ++r) sum[r][t] = _mm512_dpbusd_epi32(sum[r][t], wv[r], av);
+        }
+      }
+    }
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      __m512 dw, dm;
+      p16_scales<kType>(m.w + r * m.ws, m.k, g, dw, dm);
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 576));
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), _mm512_mul_ps(dw, da), acc[r][t]);
+        if constexpr (kMins) {
+          const __m512 sums = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 512));
+          acc[r][t] = _mm512_fnmadd_ps(dm, sums, acc[r][t]);
+        }
+      }
+    }
+  }
+  store_sums<R, T>(m, acc);
+}
+
+// One P16 row (k values at p) in micro_i16's repacked order at out: the codes widened to bytes,
+// the scales (and q4_K mins) as f32.
+template <GgmlType kType>
+void repack_row_from_p16(const uint8_t* p, int64_t k, uint8_t* out) {
+  constexpr size_t kGroupCodes = kType == GgmlType::kQ8_0 ? 512 : 256;
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  for (int64_t g = 0; g < k / kP16GroupValues; ++g) {
+    uint8_t* o = out + g * kRepGroupBytes<kType>;
+    const uint8_t* c = p + g * kGroupCodes;
+    if constexpr (kType == GgmlType::kQ8_0) {
+      std::memcpy(o, c, 512);
+    } else {
+      for (int i = 0; i < 4; ++i) {
+        const __m512i raw = _mm512_loadu_si512(c + 64 * i);
+        _mm512_store_si512(o + 64 * i, _mm512_and_si512(raw, nib));
+        _mm512_store_si512(o + 64 * (i + 4), _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib));
+      }
+    }
+    __m512 dw, dm;
+    p16_scales<kType>(p, k, g, dw, dm);
+    _mm512_store_ps(reinterpret_cast<float*>(o + 512), dw);
+    if constexpr (kType == GgmlType::kQ4_K) _mm512_store_ps(reinterpret_cast<float*>(o + 576), dm);
+  }
+}
+
+// Decode and small batches: straight from the rows (2 rows at a time for one token: with 4, the
+// row streams and their prefetches measured slower); from kI16MinTokens on, the
+// rows are widened once into a per-thread buffer and shared by the tokens as run_tile_i16 does.
+template <GgmlType kType>
+void run_tile_p16(const QdotTile& a) {
+  if (a.tokens < 8) {
+    if (a.tokens == 1) {
+      int64_t r = 0;
+      for (; r + 2 <= a.rows; r += 2) micro_p16<kType, 2, 1>(micro_at(a, r, 0));
+      for (; r < a.rows; ++r) micro_p16<kType, 1, 1>(micro_at(a, r, 0));
+      return;
+    }
+    walk_micro_tiles<4, 2>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
+      micro_p16<kType, R, T>(micro_at(a, r, t));
+    });
+    return;
+  }
+  const int64_t groups = a.k / kP16GroupValues;
+  const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes<kType>;
+  thread_local std::vector<uint8_t> storage;
+  if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
+    storage.resize(rs * static_cast<size_t>(a.rows) + 64);
+  }
+  uint8_t* w = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    repack_row_from_p16<kType>(a.w + static_cast<size_t>(r) * a.w_stride, a.k,
+                               w + static_cast<size_t>(r) * rs);
+  }
+  walk_micro_tiles<4, 3>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
+    micro_i16<kType, R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+  });
+}
+
 }  // namespace sy::kernels::cpu::avx512_vnni
 
 #if defined(__clang__)
@@ -362,6 +555,19 @@ namespace sy::kernels::cpu {
 
 QdotTileFn qdot_tile_avx512(GgmlType weight_type, bool vnni) {
   return vnni ? avx512_vnni::tile_for(weight_type) : avx512_bw::tile_for(weight_type);
+}
+
+QdotTileFn qdot_tile_p16_vnni(GgmlType weight_type) {
+  switch (weight_type) {
+    case GgmlType::kQ8_0:
+      return avx512_vnni::run_tile_p16<GgmlType::kQ8_0>;
+    case GgmlType::kQ4_0:
+      return avx512_vnni::run_tile_p16<GgmlType::kQ4_0>;
+    case GgmlType::kQ4_K:
+      return avx512_vnni::run_tile_p16<GgmlType::kQ4_K>;
+    default:
+      return nullptr;
+  }
 }
 
 QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
@@ -398,6 +604,7 @@ namespace sy::kernels::cpu {
 
 QdotTileFn qdot_tile_avx512(GgmlType /*weight_type*/, bool /*vnni*/) { return nullptr; }
 QdotTileFn qdot_tile_i16_vnni(GgmlType /*weight_type*/) { return nullptr; }
+QdotTileFn qdot_tile_p16_vnni(GgmlType /*weight_type*/) { return nullptr; }
 
 void quantize_act_row_i16_avx512(GgmlType /*weight_type*/, const float* /*x*/, int64_t /*k*/,
                                  uint8_t* /*out*/) {

@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/qmatmul.h"
+#include "kernels/quant/formats.h"
 #include "kernels/quant/quant.h"
 #include "support/tensor_testing.h"
 
@@ -734,6 +735,165 @@ TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
                          0),
               0u);
   }
+}
+
+// The P16 form of a ggml matrix (same bytes, rows reordered), owning its bytes.
+struct Packed {
+  Tensor bytes;
+  QuantMatrix m;
+};
+Packed packed_of(const QuantMatrix& g) {
+  Packed p{pack_p16(g.type, g.rows, g.cols, g.data), {}};
+  p.m = quant_matrix_view(p.bytes, g.type, g.rows, g.cols, QuantLayout::kP16);
+  return p;
+}
+
+const GgmlType kP16Types[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K};
+
+// Packing reorders each row's bytes and unpacking gives them back exactly: random bytes
+// everywhere (every code, every 6-bit scale and min of q4_K), several groups per row. One
+// position of each format is checked by hand against the layout of cpu/qdot.h.
+TEST(QuantMatmul, P16PackingIsExactlyUndone) {
+  Rng rng(31);
+  for (GgmlType type : kP16Types) {
+    for (int64_t k : {512, 1536}) {
+      SCOPED_TRACE(name_of(type) + " K=" + std::to_string(k));
+      const Weights w = random_weights(type, 5, k, rng);
+      const Packed p = packed_of(w.m);
+      ASSERT_EQ(p.bytes.nbytes(), w.bytes.size());
+      EXPECT_NE(std::memcmp(p.bytes.data<uint8_t>(), w.bytes.data(), w.bytes.size()), 0);
+      for (int64_t r = 0; r < 5; ++r) {
+        Bytes back(w.m.row_bytes);
+        unpack_row_p16(type, k, p.m.data + r * p.m.row_bytes, back.data());
+        EXPECT_TRUE(std::equal(back.begin(), back.end(), w.bytes.begin() + r * w.m.row_bytes))
+            << "row " << r;
+      }
+      if (k < 1024) continue;
+      // Row 1, group 1, vector 2, block 5, byte 3 (value 4 * 2 + 3 = 11 of block 21 of the row).
+      const uint8_t* row = w.bytes.data() + w.m.row_bytes;
+      const uint8_t* prow = p.bytes.data<uint8_t>() + w.m.row_bytes;
+      if (type == GgmlType::kQ8_0) {
+        EXPECT_EQ(prow[512 + 64 * 2 + 4 * 5 + 3], (row[21 * 34 + 2 + 11] ^ 0x80));
+        EXPECT_EQ(prow[k + 32 + 2 * 5], row[21 * 34]);  // low byte of block 21's f16 scale
+      } else if (type == GgmlType::kQ4_0) {
+        EXPECT_EQ(prow[256 + 64 * 2 + 4 * 5 + 3], row[21 * 18 + 2 + 11]);
+        EXPECT_EQ(prow[k / 2 + 32 + 2 * 5 + 1], row[21 * 18 + 1]);
+      } else {
+        // Sub-block 21 = sub-block 5 of super-block 2: high nibbles of qs bytes 64..95.
+        const uint8_t* sb = row + 2 * 144;
+        const int lo = sb[16 + 64 + 11] >> 4, hi = sb[16 + 64 + 16 + 11] >> 4;
+        EXPECT_EQ(prow[256 + 64 * 2 + 4 * 5 + 3], lo | hi << 4);
+        int sc = 0, mn = 0;
+        quant::k_scale_min(5, sb + 4, sc, mn);
+        EXPECT_EQ(prow[k / 2 + 32 + 5], (sc & 15) | (mn & 15) << 4);
+        EXPECT_EQ((prow[k / 2 + 32 + 16 + 5] >> 4) & 3, mn >> 4);
+        EXPECT_EQ(prow[k / 2 + 32 + 24], sb[0]);  // d of super-block 2
+      }
+    }
+  }
+}
+
+// P16 matrices on every path against the references of the ggml matrix they were packed from,
+// for decode and batch token counts, accumulating and not. Paths without a P16 body unpack the
+// rows first and give the ggml matrix's results bit for bit; the VNNI body gives every token the
+// same result whether it comes alone or with others.
+TEST(QuantMatmul, P16MatchesReferencesOnEveryPath) {
+  Rng rng(47);
+  const std::vector<QdotPath> paths = qdot_paths_available();
+  int variant = 0;
+  for (GgmlType type : kP16Types) {
+    for (int64_t k : {512, 2048}) {
+      for (int64_t n : {1, 7, 64, 300}) {
+        const Weights w = random_weights(type, n, k, rng);
+        const Packed p = packed_of(w.m);
+        for (int64_t t : {1, 3, 8, 17}) {
+          ++variant;
+          const Tensor x = test::random_normal({t, k}, rng);
+          const Expected e = expected_for(x, w.m);
+          const bool acc = variant % 2 == 1;
+          const Tensor y0 = test::random_uniform({t, n}, rng);
+          for (QdotPath path : paths) {
+            SCOPED_TRACE(::testing::Message()
+                         << name_of(type) << " T=" << t << " K=" << k << " N=" << n << " path "
+                         << qdot_path_name(path) << " accumulate " << acc);
+            Tensor y = acc ? y0.clone() : Tensor::zeros({t, n});
+            quant_matmul(y, x, p.m, {.accumulate = acc, .path = path});
+            EXPECT_TRUE(within(y, e.exact, e.exact_tol, acc ? &y0 : nullptr, "exact"));
+            EXPECT_TRUE(within(y, e.f32, e.f32_tol, acc ? &y0 : nullptr, "f32"));
+            if (path != QdotPath::kAvx512Vnni) {
+              Tensor yg = acc ? y0.clone() : Tensor::zeros({t, n});
+              quant_matmul(yg, x, w.m, {.accumulate = acc, .path = path});
+              EXPECT_TRUE(same_bits(y.data<float>(), yg.data<float>(), y.numel()));
+              continue;
+            }
+            for (int64_t i = 0; i < t; i += 4) {
+              Tensor single = acc ? y0.slice_rows(i, i + 1).clone() : Tensor::zeros({1, n});
+              quant_matmul(single, x.slice_rows(i, i + 1), p.m, {.accumulate = acc, .path = path});
+              EXPECT_TRUE(same_bits(single.data<float>(), y.data<float>() + i * n, n))
+                  << "token " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// A P16 matrix in a batch with ggml ones gives what it gives alone.
+TEST(QuantMatmul, P16InABatchMatchesSeparateCalls) {
+  Rng rng(53);
+  const int64_t k = 1024;
+  const Tensor x = test::random_normal({1, k}, rng);
+  const Weights a = random_weights(GgmlType::kQ4_K, 70, k, rng);
+  const Weights b = random_weights(GgmlType::kQ4_0, 33, k, rng);
+  const Weights c = random_weights(GgmlType::kQ8_0, 12, k, rng);
+  const Packed pa = packed_of(a.m), pb = packed_of(b.m);
+  for (QdotPath path : qdot_paths_available()) {
+    SCOPED_TRACE(std::string(qdot_path_name(path)));
+    const QuantMatrix* ms[] = {&pa.m, &b.m, &pb.m, &c.m, &a.m};
+    std::vector<Tensor> ys, want;
+    std::vector<QuantMatmulJob> jobs;
+    for (const QuantMatrix* m : ms) {
+      Tensor alone = Tensor::zeros({1, m->rows});
+      quant_matmul(alone, x, *m, {.path = path});
+      want.push_back(alone);
+      ys.push_back(Tensor::zeros({1, m->rows}));
+    }
+    for (size_t i = 0; i < ys.size(); ++i) jobs.push_back({&ys[i], &x, ms[i], false});
+    quant_matmul_batch(jobs, path);
+    for (size_t i = 0; i < ys.size(); ++i) {
+      EXPECT_TRUE(same_bits(ys[i].data<float>(), want[i].data<float>(), ys[i].numel()))
+          << "job " << i;
+    }
+  }
+}
+
+TEST(QuantMatmul, P16RefusesTypesAndWidthsWithoutAForm) {
+  Rng rng(3);
+  EXPECT_TRUE(can_pack_p16(GgmlType::kQ4_K, 1024));
+  EXPECT_FALSE(can_pack_p16(GgmlType::kQ4_K, 768));
+  EXPECT_FALSE(can_pack_p16(GgmlType::kQ6_K, 512));
+  EXPECT_FALSE(can_pack_p16(GgmlType::kF32, 512));
+  const Weights w6 = random_weights(GgmlType::kQ6_K, 3, 512, rng);
+  EXPECT_EQ(error_of([&] { pack_p16(GgmlType::kQ6_K, 3, 512, w6.bytes.data()); }),
+            "pack_p16: q6_K matrix [3, 512] has no P16 form (q8_0, q4_0 or q4_K with a multiple "
+            "of 512 columns)");
+  const Tensor raw = Tensor::zeros({3 * 144}, DType::U8);
+  EXPECT_EQ(error_of([&] { quant_matrix_view(raw, GgmlType::kQ4_0, 3, 256, QuantLayout::kP16); }),
+            "quant_matrix_view: q4_0 matrix [3, 256] has no P16 form (q8_0, q4_0 or q4_K with a "
+            "multiple of 512 columns)");
+  QuantMatrix bad = w6.m;
+  bad.layout = QuantLayout::kP16;
+  const Tensor x = test::random_normal({1, 512}, rng);
+  Tensor y = Tensor::zeros({1, 3});
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: w: a P16 matrix must be q8_0, q4_0 or q4_K with K a multiple of 512; "
+            "it is q6_K with K = 512");
+  EXPECT_EQ(error_of([&] {
+              Bytes out(144);
+              unpack_row_p16(GgmlType::kQ4_0, 256, raw.data<uint8_t>(), out.data());
+            }),
+            "unpack_row_p16: a q4_0 row of 256 values has no P16 form");
 }
 
 TEST(QuantMatmul, EmptyShapes) {
