@@ -510,6 +510,24 @@ Tensor pack_p16(GgmlType type, int64_t rows, int64_t cols, const uint8_t* ggml) 
   return out;
 }
 
+void pack_p16_in_place(GgmlType type, int64_t rows, int64_t cols, uint8_t* bytes) {
+  SY_CHECK(can_pack_p16(type, cols),
+           "pack_p16_in_place: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a "
+           "multiple of {} columns)",
+           type_name(type), rows, cols, cpu::kP16GroupValues);
+  const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type, cols));
+#pragma omp parallel if (rows * cols >= (int64_t{1} << 20))
+  {
+    std::vector<uint8_t> row(row_bytes);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* at = bytes + static_cast<size_t>(r) * row_bytes;
+      std::memcpy(row.data(), at, row_bytes);
+      cpu::pack_row_p16(type, row.data(), cols, at);
+    }
+  }
+}
+
 void unpack_row_p16(GgmlType type, int64_t cols, const uint8_t* p16, uint8_t* out) {
   SY_CHECK(can_pack_p16(type, cols), "unpack_row_p16: a {} row of {} values has no P16 form",
            type_name(type), cols);

@@ -80,6 +80,9 @@ bool p16_pays();
 // rows x cols values of `type` in ggml blocks at `ggml` (rows * ggml_row_bytes bytes) as P16 rows
 // in a new u8 tensor of the same size. Throws sy::Error when !can_pack_p16(type, cols).
 Tensor pack_p16(GgmlType type, int64_t rows, int64_t cols, const uint8_t* ggml);
+// The same, over the bytes themselves (one row at a time through a row-sized buffer): for weights
+// the caller owns alone, where a copy would only cost memory and page faults.
+void pack_p16_in_place(GgmlType type, int64_t rows, int64_t cols, uint8_t* bytes);
 // One P16 row back in ggml blocks (ggml_row_bytes(type, cols) bytes at out): exactly the bytes
 // pack_p16 was given.
 void unpack_row_p16(GgmlType type, int64_t cols, const uint8_t* p16, uint8_t* out);

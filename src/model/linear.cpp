@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/storage.h"
 #include "kernels/gemm.h"
 #include "kernels/quant/quant.h"
 
@@ -51,7 +52,14 @@ Linear Linear::packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes, b
   l.rows_ = rows;
   l.cols_ = cols;
   if (repack && kernels::can_pack_p16(type, cols)) {
-    l.data_ = kernels::pack_p16(type, rows, cols, bytes.data<uint8_t>());
+    // Heap bytes no one else holds are reordered where they are; a mapped file, or bytes shared
+    // with another tensor, are copied.
+    if (!bytes.storage()->is_mapped() && bytes.storage().use_count() == 1) {
+      kernels::pack_p16_in_place(type, rows, cols, bytes.mutable_data<uint8_t>());
+      l.data_ = std::move(bytes);
+    } else {
+      l.data_ = kernels::pack_p16(type, rows, cols, bytes.data<uint8_t>());
+    }
     l.layout_ = kernels::QuantLayout::kP16;
   } else {
     l.data_ = std::move(bytes);

@@ -33,7 +33,7 @@ class Linear {
   static Linear dense(Tensor w);
   // bytes: u8 tensor of N * ggml_row_bytes(type, K) bytes (rows of blocks). With repack (by
   // default where kernels::p16_pays()), rows that have a P16 form are reordered into a new
-  // tensor, and `bytes` is not kept.
+  // tensor (in place when no other tensor or file holds them).
   static Linear packed(GgmlType type, int64_t rows, int64_t cols, Tensor bytes,
                        bool repack = kernels::p16_pays());
 

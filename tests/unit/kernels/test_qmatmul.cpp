@@ -762,6 +762,9 @@ TEST(QuantMatmul, P16PackingIsExactlyUndone) {
       const Packed p = packed_of(w.m);
       ASSERT_EQ(p.bytes.nbytes(), w.bytes.size());
       EXPECT_NE(std::memcmp(p.bytes.data<uint8_t>(), w.bytes.data(), w.bytes.size()), 0);
+      Bytes in_place = w.bytes;
+      pack_p16_in_place(type, 5, k, in_place.data());
+      EXPECT_EQ(std::memcmp(p.bytes.data<uint8_t>(), in_place.data(), in_place.size()), 0);
       for (int64_t r = 0; r < 5; ++r) {
         Bytes back(w.m.row_bytes);
         unpack_row_p16(type, k, p.m.data + r * p.m.row_bytes, back.data());

@@ -41,7 +41,13 @@ TEST(Linear, RepackedWeightsGiveTheSameRowsProductsAndSlices) {
     const int64_t n = 300, k = 1024;
     const Tensor bytes = quantized_bytes(type, n, k, rng);
     const Linear plain = Linear::packed(type, n, k, bytes.clone(), false);
-    const Linear re = Linear::packed(type, n, k, bytes.clone(), true);
+    const Linear re = Linear::packed(type, n, k, bytes.clone(), true);  // reordered in place
+    // Bytes another tensor holds too are copied, not reordered under it.
+    const Tensor shared = bytes.clone();
+    const Linear copied = Linear::packed(type, n, k, shared, true);
+    EXPECT_EQ(std::memcmp(shared.data<uint8_t>(), bytes.data<uint8_t>(), bytes.nbytes()), 0);
+    EXPECT_EQ(std::memcmp(copied.data().data<uint8_t>(), re.data().data<uint8_t>(), bytes.nbytes()),
+              0);
     EXPECT_EQ(plain.layout(), kernels::QuantLayout::kGgml);
     ASSERT_EQ(re.layout(), kernels::QuantLayout::kP16);
     ASSERT_NE(re.quant(), nullptr);
