@@ -1,11 +1,14 @@
 #include "model/weights.h"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "kernels/qmatmul.h"
 #include "kernels/quant/quant.h"
 
 namespace sy::model {
@@ -39,9 +42,22 @@ class SafetensorsWeights final : public WeightReader {
   io::SafetensorsCheckpoint ckpt_;
 };
 
+// Whether to reorder a mapped checkpoint's quantized matrices into the P16 layout, which copies
+// them into the process's own memory: only when the copies fit in less than 3/4 of the memory
+// available now. A model larger than that keeps running from the page cache instead of failing.
+bool repack_fits(const io::GgufSet& set) {
+  if (!kernels::p16_pays()) return false;
+  uint64_t total = 0;
+  for (const auto& [part, info] : set.tensors()) total += info->nbytes;
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return false;
+  return static_cast<double>(total) < 0.75 * static_cast<double>(pages) * static_cast<double>(page);
+}
+
 class GgufWeights final : public WeightReader {
  public:
-  explicit GgufWeights(const std::string& path) : set_(io::GgufSet::open(path)), path_(path) {}
+  explicit GgufWeights(const std::string& path)
+      : set_(io::GgufSet::open(path)), path_(path), repack_(repack_fits(set_)) {}
   const std::string& path() const override { return path_; }
   bool has(const std::string& name) const override { return set_.find_tensor(name) != nullptr; }
   Tensor read(const std::string& name, const Shape& shape) const override {
@@ -80,12 +96,13 @@ class GgufWeights final : public WeightReader {
              "read",
              path_, name, ggml_type_info(info->type).name);
     const int64_t cols = shape.back();
-    return Linear::packed(info->type, info->numel() / cols, cols, set_.raw(name));
+    return Linear::packed(info->type, info->numel() / cols, cols, set_.raw(name), repack_);
   }
 
  private:
   io::GgufSet set_;
   std::string path_;
+  bool repack_;
 };
 
 }  // namespace
