@@ -6,9 +6,9 @@
 
 namespace sy {
 
-// Row-wise and elementwise kernels (norms, activations, rope) run on one thread below this many
-// elements: waking the pool and joining it costs more than the work (a decode step calls each of
-// them on one [1, D] row, several times per layer).
+// Row-wise and elementwise kernels (norms, activations, rope, softmax, top-k, embedding rows) run
+// on one thread below this many elements: waking the pool and joining it costs more than the work
+// (a decode step calls each of them on one [1, D] row, or the router's [1, E], per layer).
 constexpr int64_t kParallelMinElements = int64_t{1} << 15;
 
 // Sets the OpenMP thread count used by our kernels (and by OpenBLAS's OpenMP build, which

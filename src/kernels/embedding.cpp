@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/threads.h"
+
 namespace sy::kernels {
 
 namespace {
@@ -38,7 +40,7 @@ void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids) {
   const int32_t* id = ids.data<int32_t>();
   float* dst = out.mutable_data<float>();
   const auto row_bytes = static_cast<size_t>(width) * sizeof(float);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tokens * width >= kParallelMinElements)
   for (int64_t t = 0; t < tokens; ++t) {
     std::memcpy(dst + t * width, src + static_cast<int64_t>(id[t]) * width, row_bytes);
   }

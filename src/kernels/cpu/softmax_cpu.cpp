@@ -244,6 +244,7 @@ HWY_AFTER_NAMESPACE();
 
 #include <algorithm>
 
+#include "core/threads.h"
 #include "kernels/cpu/softmax_cpu.h"
 
 namespace sy::kernels::cpu {
@@ -263,7 +264,7 @@ template <typename Body>
 void for_row_blocks(int64_t rows, int64_t cols, Body&& body) {
   const int64_t block = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
   const int64_t blocks = (rows + block - 1) / block;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * block;
     body(begin, static_cast<size_t>(std::min(block, rows - begin)));
@@ -273,7 +274,7 @@ void for_row_blocks(int64_t rows, int64_t cols, Body&& body) {
 
 void softmax_forward(float* y, const float* x, int64_t rows, int64_t cols) {
   const auto n = static_cast<size_t>(cols);
-#pragma omp parallel
+#pragma omp parallel if (rows * cols >= kParallelMinElements)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t begin = rows * t / nt, end = rows * (t + 1) / nt;

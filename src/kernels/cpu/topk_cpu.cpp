@@ -84,6 +84,7 @@ HWY_AFTER_NAMESPACE();
 #include <cmath>
 #include <vector>
 
+#include "core/threads.h"
 #include "kernels/cpu/topk_cpu.h"
 
 namespace sy::kernels::cpu {
@@ -126,7 +127,7 @@ bool select_by_sort(const float* x, int64_t cols, int64_t k, float* val, int32_t
 int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t rows, int64_t cols,
                      int64_t k) {
   int64_t first_nan_row = rows;
-#pragma omp parallel reduction(min : first_nan_row)
+#pragma omp parallel reduction(min : first_nan_row) if (rows * cols >= kParallelMinElements)
   {
     std::vector<Entry> entries;
     // Row copy padded to whole vectors.
@@ -152,7 +153,7 @@ int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t ro
 
 void topk_backward(float* d_x, const float* d_values, const int32_t* indices, int64_t rows,
                    int64_t cols, int64_t k) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < k; ++j) d_x[r * cols + indices[r * k + j]] += d_values[r * k + j];
   }
