@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -118,6 +119,147 @@ HWY_INLINE void SoftmaxBlock(float* HWY_RESTRICT s, size_t nb, float& m, float& 
   l += ExpShiftedSum(s, nb, m);
 }
 
+// o += weights x value rows for the block of nb positions at v (whole cache rows, ldv apart):
+// head h's weight of position j is w[h * hs + j * js]. Head by head and 4 vectors of columns at a
+// time, the sums in registers across the block's positions (same order of additions as row by
+// row). The block's value rows were fetched into L2 while its keys were read, so reading one
+// head's piece of each row (a page apart) hits the cache.
+template <class T>
+HWY_INLINE void AddWeightedValues(float* HWY_RESTRICT o, const T* HWY_RESTRICT v, size_t nb,
+                                  size_t heads, size_t group, size_t dv, size_t ldv,
+                                  const float* HWY_RESTRICT w, size_t hs, size_t js) {
+  const hn::ScalableTag<float> df;
+  const size_t n = hn::Lanes(df);
+  for (size_t h = 0; h < heads; ++h) {
+    const T* vh = v + (h / group) * dv;
+    const float* wh = w + h * hs;
+    float* HWY_RESTRICT oh = o + h * dv;
+    size_t c = 0;
+    for (; c + 4 * n <= dv; c += 4 * n) {
+      auto o0 = hn::LoadU(df, oh + c), o1 = hn::LoadU(df, oh + c + n);
+      auto o2 = hn::LoadU(df, oh + c + 2 * n), o3 = hn::LoadU(df, oh + c + 3 * n);
+      for (size_t j = 0; j < nb; ++j) {
+        const T* vr = vh + j * ldv + c;
+        const auto p = hn::Set(df, wh[j * js]);
+        o0 = hn::MulAdd(p, LoadKv(df, vr), o0);
+        o1 = hn::MulAdd(p, LoadKv(df, vr + n), o1);
+        o2 = hn::MulAdd(p, LoadKv(df, vr + 2 * n), o2);
+        o3 = hn::MulAdd(p, LoadKv(df, vr + 3 * n), o3);
+      }
+      hn::StoreU(o0, df, oh + c);
+      hn::StoreU(o1, df, oh + c + n);
+      hn::StoreU(o2, df, oh + c + 2 * n);
+      hn::StoreU(o3, df, oh + c + 3 * n);
+    }
+    for (; c + n <= dv; c += n) {
+      auto o0 = hn::LoadU(df, oh + c);
+      for (size_t j = 0; j < nb; ++j) {
+        o0 = hn::MulAdd(hn::Set(df, wh[j * js]), LoadKv(df, vh + j * ldv + c), o0);
+      }
+      hn::StoreU(o0, df, oh + c);
+    }
+    for (; c < dv; ++c) {
+      for (size_t j = 0; j < nb; ++j) oh[c] += wh[j * js] * KvValue(vh[j * ldv + c]);
+    }
+  }
+}
+
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// Lane i of the result: the sum of the lanes of a[i]. Three rounds of in-block unpacks and adds,
+// then two of block shuffles: 30 operations for 16 sums, where a reduction per vector takes ~8.
+HWY_INLINE __m512 SumLanes16(const __m512 (&a)[16]) {
+  __m512 u[8], w[4];
+  for (int i = 0; i < 8; ++i) {
+    u[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                         _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  }
+  for (int i = 0; i < 4; ++i) {  // block b of w[i]: heads 4 i .. 4 i + 3, summed within block b
+    const __m512d x = _mm512_castps_pd(u[2 * i]), y = _mm512_castps_pd(u[2 * i + 1]);
+    w[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const __m512 s01 = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 s23 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(w[2], w[3], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// AttendRange for 16 heads at a time (heads, dk and dv multiples of 16): each key row's 16 scores
+// come out of one vector reduction, and the online softmax runs across the heads' lanes. scores
+// holds [kKeyBlock, heads] here (position-major).
+template <class T>
+void AttendRange16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                   const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,
+                   size_t kv_heads, size_t group, size_t dk, size_t dv, size_t keys, float scale,
+                   float* HWY_RESTRICT scores) {
+  const hn::ScalableTag<float> df;
+  const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
+  std::fill(o, o + heads * dv, 0.0f);
+  std::fill(m, m + heads, -INFINITY);
+  std::fill(l, l + heads, 0.0f);
+  const auto vscale = hn::Set(df, scale), ninf = hn::Set(df, -INFINITY), one = hn::Set(df, 1.0f);
+  // Where each query head's kv head starts in a key row (an integer division per head and key
+  // cost more than the head's dot product).
+  std::vector<size_t> k_at(heads);
+  for (size_t h = 0; h < heads; ++h) k_at[h] = (h / group) * dk;
+  for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
+    const size_t nb = std::min(kKeyBlock, keys - j0);
+    for (size_t j = 0; j < nb; ++j) {
+      const T* kr = k + (j0 + j) * ldk;
+      const auto* vrow = reinterpret_cast<const char*>(v + (j0 + j) * ldv);
+      for (size_t b = 0; b < ldv * sizeof(T); b += 64) __builtin_prefetch(vrow + b, 0, 2);
+      for (size_t h0 = 0; h0 < heads; h0 += 16) {
+        __m512 acc[16];
+        for (size_t i = 0; i < 16; ++i) {
+          const float* qh = q + (h0 + i) * dk;
+          const T* kh = kr + k_at[h0 + i];
+          auto a = hn::Zero(df), b = hn::Zero(df);
+          size_t c = 0;
+          for (; c + 32 <= dk; c += 32) {
+            a = hn::MulAdd(hn::LoadU(df, qh + c), LoadKv(df, kh + c), a);
+            b = hn::MulAdd(hn::LoadU(df, qh + c + 16), LoadKv(df, kh + c + 16), b);
+          }
+          if (c < dk) a = hn::MulAdd(hn::LoadU(df, qh + c), LoadKv(df, kh + c), a);
+          acc[i] = hn::Add(a, b).raw;
+        }
+        const hn::Vec<decltype(df)> sums{SumLanes16(acc)};
+        hn::StoreU(hn::Mul(sums, vscale), df, scores + j * heads + h0);
+      }
+    }
+    // Online softmax, 16 heads per vector (as SoftmaxBlock does per head).
+    for (size_t h0 = 0; h0 < heads; h0 += 16) {
+      const auto m_old = hn::LoadU(df, m + h0);
+      auto mx = m_old;
+      for (size_t j = 0; j < nb; ++j) mx = hn::Max(mx, hn::LoadU(df, scores + j * heads + h0));
+      const auto live = hn::Ne(mx, ninf);  // heads with a finite score so far
+      const auto grow = hn::Gt(mx, m_old);
+      const auto c = hn::IfThenElse(grow, hn::Exp(df, hn::Sub(m_old, mx)), one);
+      auto sum = hn::Zero(df);
+      for (size_t j = 0; j < nb; ++j) {
+        float* sj = scores + j * heads + h0;
+        const auto e = hn::IfThenElseZero(live, hn::Exp(df, hn::Sub(hn::LoadU(df, sj), mx)));
+        hn::StoreU(e, df, sj);
+        sum = hn::Add(sum, e);
+      }
+      hn::StoreU(hn::MulAdd(hn::LoadU(df, l + h0), c, sum), df, l + h0);
+      hn::StoreU(hn::IfThenElse(live, mx, m_old), df, m + h0);
+      HWY_ALIGN float cs[16];
+      hn::Store(c, df, cs);
+      for (size_t i = 0; i < 16; ++i) {
+        if (cs[i] == 1.0f) continue;
+        float* oh = o + (h0 + i) * dv;
+        const auto vc = hn::Set(df, cs[i]);
+        for (size_t x = 0; x < dv; x += 16)
+          hn::StoreU(hn::Mul(hn::LoadU(df, oh + x), vc), df, oh + x);
+      }
+    }
+    AddWeightedValues(o, v + j0 * ldv, nb, heads, group, dv, ldv, scores, 1, heads);
+  }
+}
+#endif
+
 // Attention of one query position, all Hq = kv_heads * group query heads, over the key
 // positions [0, keys) at k and v (whole cache rows: kv_heads * dk and kv_heads * dv contiguous
 // values per position), left unnormalised so that ranges can be merged: o [Hq, dv] the
@@ -134,12 +276,21 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
                  const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,
                  size_t kv_heads, size_t group, size_t dk, size_t dv, size_t keys, float scale,
                  float* HWY_RESTRICT scores) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  if ((kv_heads * group) % 16 == 0 && dk % 16 == 0 && dv % 16 == 0) {
+    AttendRange16(o, m, l, q, k, v, kv_heads, group, dk, dv, keys, scale, scores);
+    return;
+  }
+#endif
   const hn::ScalableTag<float> df;
-  const size_t n = hn::Lanes(df);
   const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
   std::fill(o, o + heads * dv, 0.0f);
   std::fill(m, m + heads, -INFINITY);
   std::fill(l, l + heads, 0.0f);
+  // Where each query head's kv head starts in a key row (an integer division per head and key
+  // cost more than a short head's dot product).
+  std::vector<size_t> k_at(heads);
+  for (size_t h = 0; h < heads; ++h) k_at[h] = (h / group) * dk;
   for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const size_t nb = std::min(kKeyBlock, keys - j0);
     // Scores of the block, [Hq, nb]: each kv head's piece of a key row serves its group.
@@ -148,51 +299,15 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
       const auto* vrow = reinterpret_cast<const char*>(v + (j0 + j) * ldv);
       for (size_t b = 0; b < ldv * sizeof(T); b += 64) __builtin_prefetch(vrow + b, 0, 2);
       for (size_t h = 0; h < heads; ++h) {
-        scores[h * kKeyBlock + j] = DotKv(df, q + h * dk, kr + (h / group) * dk, dk) * scale;
+        scores[h * kKeyBlock + j] = DotKv(df, q + h * dk, kr + k_at[h], dk) * scale;
       }
     }
     for (size_t h = 0; h < heads; ++h) {
       SoftmaxBlock(scores + h * kKeyBlock, nb, m[h], l[h], o + h * dv, dv);
     }
-    // o += weights x value rows, head by head and 4 vectors of columns at a time, the sums in
-    // registers across the block's positions (same order of additions as row by row). The
-    // block's value rows were fetched into L2 while its keys were read, so reading one head's
-    // piece of each row (a page apart) hits the cache.
-    for (size_t h = 0; h < heads; ++h) {
-      const T* vh = v + j0 * ldv + (h / group) * dv;
-      const float* w = scores + h * kKeyBlock;
-      float* HWY_RESTRICT oh = o + h * dv;
-      size_t c = 0;
-      for (; c + 4 * n <= dv; c += 4 * n) {
-        auto o0 = hn::LoadU(df, oh + c), o1 = hn::LoadU(df, oh + c + n);
-        auto o2 = hn::LoadU(df, oh + c + 2 * n), o3 = hn::LoadU(df, oh + c + 3 * n);
-        for (size_t j = 0; j < nb; ++j) {
-          const T* vr = vh + j * ldv + c;
-          const auto p = hn::Set(df, w[j]);
-          o0 = hn::MulAdd(p, LoadKv(df, vr), o0);
-          o1 = hn::MulAdd(p, LoadKv(df, vr + n), o1);
-          o2 = hn::MulAdd(p, LoadKv(df, vr + 2 * n), o2);
-          o3 = hn::MulAdd(p, LoadKv(df, vr + 3 * n), o3);
-        }
-        hn::StoreU(o0, df, oh + c);
-        hn::StoreU(o1, df, oh + c + n);
-        hn::StoreU(o2, df, oh + c + 2 * n);
-        hn::StoreU(o3, df, oh + c + 3 * n);
-      }
-      for (; c + n <= dv; c += n) {
-        auto o0 = hn::LoadU(df, oh + c);
-        for (size_t j = 0; j < nb; ++j) {
-          o0 = hn::MulAdd(hn::Set(df, w[j]), LoadKv(df, vh + j * ldv + c), o0);
-        }
-        hn::StoreU(o0, df, oh + c);
-      }
-      for (; c < dv; ++c) {
-        for (size_t j = 0; j < nb; ++j) oh[c] += w[j] * KvValue(vh[j * ldv + c]);
-      }
-    }
+    AddWeightedValues(o, v + j0 * ldv, nb, heads, group, dv, ldv, scores, kKeyBlock, 1);
   }
 }
-
 void AttendRangeF32(float* o, float* m, float* l, const float* q, const void* k, const void* v,
                     size_t kv_heads, size_t group, size_t dk, size_t dv, size_t keys, float scale,
                     float* scores) {

@@ -73,6 +73,11 @@ TEST(CachedAttention, MatchesPyTorch) {
       {1, 300, 16, 16, 128, 128, {}, true},         // OLMoE-like decode: parallel over positions
       {4, 200, 32, 8, 128, 128, {.scale = 0.1f}, true},  // Mixtral-like GQA, four tokens
       {64, 96, 8, 2, 64, 64, {}, true},                  // f16 prefill: widened once, blocked path
+      // Decode 16 heads per vector (AVX-512): a Dk of 32 + 16 lanes, several 64-key blocks, and
+      // the Mixtral-8-layer bench shape (32 heads of 32, 8 kv heads), f32 and f16.
+      {1, 150, 16, 4, 48, 48, {}, true},
+      {2, 300, 32, 8, 32, 32, {}},
+      {1, 576, 32, 8, 32, 32, {.scale = 0.5f}, true},
   };
   check_against_reference(shapes, 5, {0});
 }
