@@ -24,10 +24,12 @@ double measure_gemm_gflop_per_s(const LimitOptions& opts);
 double measure_fma_gflop_per_s(const LimitOptions& opts);
 
 // A limit measured right before and right after `body`: this host's bandwidth and FMA rate drift
-// over the minutes a suite takes, so a case divides by the mean of the two, measured around it.
+// over the minutes a suite takes, so a case divides by a limit measured around it. It takes the
+// higher of the two readings: a neighbour that briefly holds the memory bus or the cores during
+// one reading would otherwise lower the limit and lift the ratio (above 1 at times).
 struct LimitAround {
   double before = 0.0, after = 0.0;
-  double mean() const { return 0.5 * (before + after); }
+  double higher() const { return before > after ? before : after; }
 };
 LimitAround measure_around(const std::function<double()>& measure,
                            const std::function<void()>& body);

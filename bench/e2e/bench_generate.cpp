@@ -121,7 +121,7 @@ void run_generate_suite(const std::string& suite, Reporter& reporter, const Suit
               next = argmax(logits);
             }
           });
-      const double triad = triad_around.mean();
+      const double triad = triad_around.higher();
       const double tps = 1.0 / median(step_s);
       const double bytes = static_cast<double>(
           m.decode_weight_bytes() + kv_bytes(cfg, prompt + steps / 2, cache.k.front().dtype()));
@@ -148,7 +148,7 @@ void run_generate_suite(const std::string& suite, Reporter& reporter, const Suit
                              runs.push_back(seconds([&] { m.forward(tokens, cache, false); }));
                            }
                          });
-      const double peak = fma_around.mean();
+      const double peak = fma_around.higher();
       const double s = median(runs);
       const double flops =
           static_cast<double>(m.matmul_flops_per_token()) * static_cast<double>(prompt) +
