@@ -423,9 +423,10 @@ void micro_p16(const MicroArgs& m) {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* wr = m.w + r * m.ws;
-        prefetch_next_tile<kGroupCodes>(wr + g * kGroupCodes, R * m.ws);
+        // Two tiles ahead: 2-5% faster than one in a test streaming one MoE layer's experts.
+        prefetch_next_tile<kGroupCodes>(wr + g * kGroupCodes, 2 * R * m.ws);
         _mm_prefetch(
-            reinterpret_cast<const char*>(wr + p16_codes_bytes<kType>(m.k) + 32 * g + R * m.ws),
+            reinterpret_cast<const char*>(wr + p16_codes_bytes<kType>(m.k) + 32 * g + 2 * R * m.ws),
             _MM_HINT_T0);
       }
     }
