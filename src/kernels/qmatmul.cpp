@@ -448,6 +448,14 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
   if (!qjobs.empty()) run_quantized(qjobs, acts);
 }
 
+// Throws naming `op` when a [rows, cols] matrix of `type` has no P16 form.
+void check_p16_form(const char* op, GgmlType type, int64_t rows, int64_t cols) {
+  SY_CHECK(cpu::p16_fits(type, cols),
+           "{}: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a multiple of {} "
+           "columns)",
+           op, type_name(type), rows, cols, cpu::kP16GroupValues);
+}
+
 }  // namespace
 
 QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols,
@@ -468,10 +476,7 @@ QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, 
   SY_CHECK(static_cast<uint64_t>(total) == bytes.nbytes(),
            "quant_matrix_view: {} matrix [{}, {}] takes {} bytes, the tensor has {}", info->name,
            rows, cols, total, bytes.nbytes());
-  SY_CHECK(layout == QuantLayout::kGgml || can_pack_p16(type, cols),
-           "quant_matrix_view: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a "
-           "multiple of {} columns)",
-           info->name, rows, cols, cpu::kP16GroupValues);
+  if (layout == QuantLayout::kP16) check_p16_form("quant_matrix_view", type, rows, cols);
   QuantMatrix m;
   m.type = type;
   m.rows = rows;
@@ -494,10 +499,7 @@ bool p16_pays() {
 }
 
 Tensor pack_p16(GgmlType type, int64_t rows, int64_t cols, const uint8_t* ggml) {
-  SY_CHECK(can_pack_p16(type, cols),
-           "pack_p16: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a multiple of "
-           "{} columns)",
-           type_name(type), rows, cols, cpu::kP16GroupValues);
+  check_p16_form("pack_p16", type, rows, cols);
   SY_CHECK(rows >= 0, "pack_p16: {} rows", rows);
   const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type, cols));
   Tensor out = Tensor::empty({static_cast<int64_t>(row_bytes) * rows}, DType::U8);
@@ -511,10 +513,7 @@ Tensor pack_p16(GgmlType type, int64_t rows, int64_t cols, const uint8_t* ggml) 
 }
 
 void pack_p16_in_place(GgmlType type, int64_t rows, int64_t cols, uint8_t* bytes) {
-  SY_CHECK(can_pack_p16(type, cols),
-           "pack_p16_in_place: {} matrix [{}, {}] has no P16 form (q8_0, q4_0 or q4_K with a "
-           "multiple of {} columns)",
-           type_name(type), rows, cols, cpu::kP16GroupValues);
+  check_p16_form("pack_p16_in_place", type, rows, cols);
   const auto row_bytes = static_cast<size_t>(ggml_row_bytes(type, cols));
 #pragma omp parallel if (rows * cols >= (int64_t{1} << 20))
   {

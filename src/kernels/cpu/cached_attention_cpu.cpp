@@ -119,6 +119,20 @@ HWY_INLINE void SoftmaxBlock(float* HWY_RESTRICT s, size_t nb, float& m, float& 
   l += ExpShiftedSum(s, nb, m);
 }
 
+// Starts a range's state (no keys yet: o = 0, m = -inf, l = 0) and returns where each query
+// head's kv head starts in a key row: an integer division per head and key cost more than a
+// short head's dot product.
+HWY_INLINE std::vector<size_t> StartRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m,
+                                          float* HWY_RESTRICT l, size_t heads, size_t group,
+                                          size_t dk, size_t dv) {
+  std::fill(o, o + heads * dv, 0.0f);
+  std::fill(m, m + heads, -INFINITY);
+  std::fill(l, l + heads, 0.0f);
+  std::vector<size_t> k_at(heads);
+  for (size_t h = 0; h < heads; ++h) k_at[h] = (h / group) * dk;
+  return k_at;
+}
+
 // o += weights x value rows for the block of nb positions at v (whole cache rows, ldv apart):
 // head h's weight of position j is w[h * hs + j * js]. Head by head and 4 vectors of columns at a
 // time, the sums in registers across the block's positions (same order of additions as row by
@@ -196,14 +210,8 @@ void AttendRange16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_REST
                    float* HWY_RESTRICT scores) {
   const hn::ScalableTag<float> df;
   const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
-  std::fill(o, o + heads * dv, 0.0f);
-  std::fill(m, m + heads, -INFINITY);
-  std::fill(l, l + heads, 0.0f);
+  const std::vector<size_t> k_at = StartRange(o, m, l, heads, group, dk, dv);
   const auto vscale = hn::Set(df, scale), ninf = hn::Set(df, -INFINITY), one = hn::Set(df, 1.0f);
-  // Where each query head's kv head starts in a key row (an integer division per head and key
-  // cost more than the head's dot product).
-  std::vector<size_t> k_at(heads);
-  for (size_t h = 0; h < heads; ++h) k_at[h] = (h / group) * dk;
   for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const size_t nb = std::min(kKeyBlock, keys - j0);
     for (size_t j = 0; j < nb; ++j) {
@@ -284,13 +292,7 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
 #endif
   const hn::ScalableTag<float> df;
   const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
-  std::fill(o, o + heads * dv, 0.0f);
-  std::fill(m, m + heads, -INFINITY);
-  std::fill(l, l + heads, 0.0f);
-  // Where each query head's kv head starts in a key row (an integer division per head and key
-  // cost more than a short head's dot product).
-  std::vector<size_t> k_at(heads);
-  for (size_t h = 0; h < heads; ++h) k_at[h] = (h / group) * dk;
+  const std::vector<size_t> k_at = StartRange(o, m, l, heads, group, dk, dv);
   for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const size_t nb = std::min(kKeyBlock, keys - j0);
     // Scores of the block, [Hq, nb]: each kv head's piece of a key row serves its group.

@@ -279,6 +279,37 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
   }
 }
 
+// The integer sums of one group of kI16 activations (ag, token rows as bytes apart) start at
+// the activations' start values (q8_0, q4_0: -c * code sums) or at 0 (q4_K, whose mins are
+// taken out in f32).
+template <bool kMins, int R, int T>
+SY_QDOT_INLINE void i16_start_sums(__m512i (&sum)[R][T], const uint8_t* ag, size_t as) {
+  SY_QDOT_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const __m512i start = kMins ? _mm512_setzero_si512() : _mm512_load_si512(ag + t * as + 512);
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) sum[r][t] = start;
+  }
+}
+
+// The f32 step of one group for one weight row: acc[t] += sum[t] * (dw * d of the activations),
+// and for q4_K - dm (dmin * min of each sub-block) x the activations' scaled sums. micro_i16 and
+// micro_p16 both end their groups here, so each output takes the same operations in the same
+// order in either body.
+template <bool kMins, int T>
+SY_QDOT_INLINE void i16_finish_row(__m512 (&acc)[T], const __m512i (&sum)[T], __m512 dw, __m512 dm,
+                                   const uint8_t* ag, size_t as) {
+  SY_QDOT_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * as + 576));
+    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[t]), _mm512_mul_ps(dw, da), acc[t]);
+    if constexpr (kMins) {
+      const __m512 sums = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * as + 512));
+      acc[t] = _mm512_fnmadd_ps(dm, sums, acc[t]);
+    }
+  }
+}
+
 // Rows [0, R) of the repacked W (rows rs bytes apart) x tokens [0, T) of kI16 activations.
 template <GgmlType kType, int R, int T>
 void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
@@ -293,12 +324,7 @@ void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) 
     const uint8_t* wg = w + g * kRepGroupBytes<kType>;
     const uint8_t* ag = m.act + g * kI16GroupBytes;
     __m512i sum[R][T];
-    SY_QDOT_UNROLL
-    for (int t = 0; t < T; ++t) {
-      const __m512i start = kMins ? _mm512_setzero_si512() : _mm512_load_si512(ag + t * m.as + 512);
-      SY_QDOT_UNROLL
-      for (int r = 0; r < R; ++r) sum[r][t] = start;
-    }
+    i16_start_sums<kMins>(sum, ag, m.as);
     SY_QDOT_UNROLL
     for (int i = 0; i < 8; ++i) {
       __m512i wv[R];
@@ -314,17 +340,9 @@ void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) 
     SY_QDOT_UNROLL
     for (int r = 0; r < R; ++r) {
       const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 512));
-      SY_QDOT_UNROLL
-      for (int t = 0; t < T; ++t) {
-        const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 576));
-        acc[r][t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), _mm512_mul_ps(dw, da), acc[r][t]);
-        if constexpr (kMins) {  // - dmin * min of each sub-block x d * its activation sum
-          const __m512 mins = _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 576));
-          const __m512 sums = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 512));
-          acc[r][t] = _mm512_fnmadd_ps(mins, sums, acc[r][t]);
-        }
-      }
+      const __m512 dm = kMins ? _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 576))
+                              : _mm512_setzero_ps();
+      i16_finish_row<kMins>(acc[r], sum[r], dw, dm, ag, m.as);
     }
   }
   store_sums<R, T>(m, acc);
@@ -413,12 +431,7 @@ void micro_p16(const MicroArgs& m) {
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* ag = m.act + g * kI16GroupBytes;
     __m512i sum[R][T];
-    SY_QDOT_UNROLL
-    for (int t = 0; t < T; ++t) {
-      const __m512i start = kMins ? _mm512_setzero_si512() : _mm512_load_si512(ag + t * m.as + 512);
-      SY_QDOT_UNROLL
-      for (int r = 0; r < R; ++r) sum[r][t] = start;
-    }
+    i16_start_sums<kMins>(sum, ag, m.as);
     if constexpr (T == 1) {  // decode: ask for the next micro tile's rows (see prefetch_next_tile)
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
@@ -471,16 +484,7 @@ void micro_p16(const MicroArgs& m) {
     for (int r = 0; r < R; ++r) {
       __m512 dw, dm;
       p16_scales<kType>(m.w + r * m.ws, m.k, g, dw, dm);
-      SY_QDOT_UNROLL
-      for (int t = 0; t < T; ++t) {
-        const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 576));
-        acc[r][t] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), _mm512_mul_ps(dw, da), acc[r][t]);
-        if constexpr (kMins) {
-          const __m512 sums = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 512));
-          acc[r][t] = _mm512_fnmadd_ps(dm, sums, acc[r][t]);
-        }
-      }
+      i16_finish_row<kMins>(acc[r], sum[r], dw, dm, ag, m.as);
     }
   }
   store_sums<R, T>(m, acc);
