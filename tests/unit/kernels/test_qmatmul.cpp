@@ -326,6 +326,16 @@ TEST(QuantMatmul, HandBuiltBlocksGiveExactProducts) {
   }
 }
 
+// y = x m^T (or y0 + x m^T with acc) on `path`, checked against both bounds of e; returns y.
+Tensor checked_product(const Tensor& x, const QuantMatrix& m, const Expected& e, bool acc,
+                       const Tensor& y0, QdotPath path) {
+  Tensor y = acc ? y0.clone() : Tensor::zeros({x.rows(), m.rows});
+  quant_matmul(y, x, m, {.accumulate = acc, .path = path});
+  EXPECT_TRUE(within(y, e.exact, e.exact_tol, acc ? &y0 : nullptr, "exact"));
+  EXPECT_TRUE(within(y, e.f32, e.f32_tol, acc ? &y0 : nullptr, "f32"));
+  return y;
+}
+
 // Every type x every path x T in {1, 3, 17, 64}, K in {256, 512, 2048} (plus K = 32, 96, 288 for
 // the 32-value formats, whose groups of 4 blocks then end part-filled), N in {1, 7, 64, 300};
 // odd cases accumulate onto a random start.
@@ -350,10 +360,7 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
             SCOPED_TRACE(::testing::Message()
                          << name_of(type) << " T=" << t << " K=" << k << " N=" << n << " path "
                          << qdot_path_name(path) << " accumulate " << acc);
-            Tensor y = acc ? y0.clone() : Tensor::zeros({t, n});
-            quant_matmul(y, x, w.m, {.accumulate = acc, .path = path});
-            EXPECT_TRUE(within(y, e.exact, e.exact_tol, acc ? &y0 : nullptr, "exact"));
-            EXPECT_TRUE(within(y, e.f32, e.f32_tol, acc ? &y0 : nullptr, "f32"));
+            checked_product(x, w.m, e, acc, y0, path);
           }
         }
       }
@@ -819,10 +826,7 @@ TEST(QuantMatmul, P16MatchesReferencesOnEveryPath) {
             SCOPED_TRACE(::testing::Message()
                          << name_of(type) << " T=" << t << " K=" << k << " N=" << n << " path "
                          << qdot_path_name(path) << " accumulate " << acc);
-            Tensor y = acc ? y0.clone() : Tensor::zeros({t, n});
-            quant_matmul(y, x, p.m, {.accumulate = acc, .path = path});
-            EXPECT_TRUE(within(y, e.exact, e.exact_tol, acc ? &y0 : nullptr, "exact"));
-            EXPECT_TRUE(within(y, e.f32, e.f32_tol, acc ? &y0 : nullptr, "f32"));
+            const Tensor y = checked_product(x, p.m, e, acc, y0, path);
             if (path != QdotPath::kAvx512Vnni) {
               Tensor yg = acc ? y0.clone() : Tensor::zeros({t, n});
               quant_matmul(yg, x, w.m, {.accumulate = acc, .path = path});
