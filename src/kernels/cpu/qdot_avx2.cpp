@@ -54,16 +54,6 @@ SY_QDOT_INLINE __m256i madd_ones(__m256i pairs) {
   return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-// Decode: while a micro tile reads `bytes` at p, fetch the same bytes of the next tile's rows
-// (`ahead` = R rows on) into L1, as the AVX-512 bodies do (see there).
-template <size_t kBytes>
-SY_QDOT_INLINE void prefetch_next_tile(const uint8_t* p, size_t ahead) {
-  SY_QDOT_UNROLL
-  for (size_t off = 0; off < kBytes; off += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + ahead + off), _MM_HINT_T0);
-  }
-}
-
 template <int R, int T>
 SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m256 (&acc)[R][T]) {
   SY_QDOT_UNROLL
@@ -87,7 +77,7 @@ struct A32Pair {
 template <GgmlType kType>
 struct A32Kernel {
   static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
-  static constexpr int kRd = 2, kRp = 2, kTp = 3;
+  static constexpr int kRp = 2, kTp = 3;
 
   // Pair q (0, 1) of the group at p.
   static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q) {
@@ -158,7 +148,7 @@ struct A32Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         rows[r] = m.w + r * m.ws + g * kGroupBytes;
-        if constexpr (T == 1) prefetch_next_tile<kGroupBytes>(rows[r], R * m.ws);
+        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(rows[r], m.ahead);
       }
       group<R, T>(acc, rows, m, g * kA32GroupBytes);
     }
@@ -187,7 +177,7 @@ template <bool kFive>
 struct K45Kernel {
   static constexpr int kBytes = kFive ? 176 : 144;
   static constexpr int kQs = kFive ? 48 : 16;
-  static constexpr int kRd = 2, kRp = 1, kTp = 4;
+  static constexpr int kRp = 1, kTp = 4;
 
   // The codes of sub-block j (32 values).
   static SY_QDOT_INLINE __m256i codes(const uint8_t* blk, int j) {
@@ -219,7 +209,7 @@ struct K45Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * kBytes;
-        if constexpr (T == 1) prefetch_next_tile<kBytes>(blk[r], R * m.ws);
+        if constexpr (T == 1) prefetch_ahead<kBytes>(blk[r], m.ahead);
         uint32_t u0 = 0, u1 = 0, u2 = 0;
         std::memcpy(&u0, blk[r] + 4, 4);
         std::memcpy(&u1, blk[r] + 8, 4);
@@ -275,7 +265,7 @@ struct K45Kernel {
 };
 
 struct Q6KKernel {
-  static constexpr int kRd = 2, kRp = 1, kTp = 4;
+  static constexpr int kRp = 1, kTp = 4;
 
   // Values 32 g .. 32 g + 31 of half h as 6-bit codes.
   static SY_QDOT_INLINE __m256i codes(const uint8_t* blk, int h, int g) {
@@ -305,7 +295,7 @@ struct Q6KKernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * 210;
-        if constexpr (T == 1) prefetch_next_tile<210>(blk[r], R * m.ws);
+        if constexpr (T == 1) prefetch_ahead<210>(blk[r], m.ahead);
         sc[r] =
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192)));
         SY_QDOT_UNROLL

@@ -35,18 +35,6 @@ SY_QDOT_INLINE float f16_at(const uint8_t* p) {
 }
 SY_QDOT_INLINE __m512i words(const uint16_t* p) { return _mm512_loadu_si512(p); }
 
-// Decode (one token) reads every weight byte once, as R interleaved row streams; the hardware
-// prefetchers lose such streams at page boundaries. So while a micro tile reads `bytes` at p, it
-// asks for the same bytes of the next tile's rows (`ahead` = R rows further on) into L1: one
-// tile ahead is far enough to hide the memory latency and near enough to stay cached.
-template <size_t kBytes>
-SY_QDOT_INLINE void prefetch_next_tile(const uint8_t* p, size_t ahead) {
-  SY_QDOT_UNROLL
-  for (size_t off = 0; off < kBytes; off += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + ahead + off), _MM_HINT_T0);
-  }
-}
-
 // y[t * ys + r] (=|+=) the sum of accumulator (r, t)'s lanes.
 template <int R, int T>
 SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m512 (&acc)[R][T]) {
@@ -100,7 +88,7 @@ struct A32W {
 template <GgmlType kType>
 struct A32Kernel {
   static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
-  static constexpr int kRd = 2, kRp = 4, kTp = 4;
+  static constexpr int kRp = 4, kTp = 4;
 
   // p: 4 whole blocks (136 or 72 bytes readable).
   static SY_QDOT_INLINE A32W load(const uint8_t* p) {
@@ -184,7 +172,7 @@ struct A32Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = m.w + r * m.ws + g * kGroupBytes;
-        if constexpr (T == 1) prefetch_next_tile<kGroupBytes>(p, R * m.ws);
+        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(p, m.ahead);
         w[r] = load(p);
       }
       SY_QDOT_UNROLL
@@ -257,7 +245,7 @@ template <bool kFive>
 struct K45Kernel {
   static constexpr int kBytes = kFive ? 176 : 144;
   static constexpr int kQs = kFive ? 48 : 16;
-  static constexpr int kRd = 2, kRp = 2, kTp = 4;
+  static constexpr int kRp = 2, kTp = 4;
 
   // Slice s (0..3) of a super-block: 64 codes, sub-blocks (0, 2), (1, 3), (4, 6), (5, 7) as the
   // low / high nibbles of bytes 0..63 / 64..127 of qs; bit 4 (q5_K) from qh.
@@ -293,7 +281,7 @@ struct K45Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * kBytes;
-        if constexpr (T == 1) prefetch_next_tile<kBytes>(blk[r], R * m.ws);
+        if constexpr (T == 1) prefetch_ahead<kBytes>(blk[r], m.ahead);
         sm[r] = k_scales_mins(blk[r] + 4);
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) isum[r][t] = _mm512_setzero_si512();
@@ -356,7 +344,7 @@ alignas(64) inline constexpr int8_t kQ6Slice[2][64] = {{SY_W(0), SY_W(1), SY_W(2
 #undef SY_W
 
 struct Q6KKernel {
-  static constexpr int kRd = 2, kRp = 2, kTp = 4;
+  static constexpr int kRp = 2, kTp = 4;
 
   // Bytes lo in the low 32 bytes, hi in the high 32.
   static SY_QDOT_INLINE __m512i halves(int lo, int hi) {
@@ -399,7 +387,7 @@ struct Q6KKernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         blk[r] = m.w + r * m.ws + sb * 210;
-        if constexpr (T == 1) prefetch_next_tile<210>(blk[r], R * m.ws);
+        if constexpr (T == 1) prefetch_ahead<210>(blk[r], m.ahead);
         sc[r] = _mm512_castsi256_si512(
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192))));
         sc_lo[r] = _mm512_broadcast_i32x4(_mm512_castsi512_si128(sc[r]));

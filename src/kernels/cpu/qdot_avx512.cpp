@@ -432,15 +432,12 @@ void micro_p16(const MicroArgs& m) {
     const uint8_t* ag = m.act + g * kI16GroupBytes;
     __m512i sum[R][T];
     i16_start_sums<kMins>(sum, ag, m.as);
-    if constexpr (T == 1) {  // decode: ask for the next micro tile's rows (see prefetch_next_tile)
+    if constexpr (T == 1) {  // decode (see decode_ahead)
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* wr = m.w + r * m.ws;
-        // Two tiles ahead: 2-5% faster than one in a test streaming one MoE layer's experts.
-        prefetch_next_tile<kGroupCodes>(wr + g * kGroupCodes, 2 * R * m.ws);
-        _mm_prefetch(
-            reinterpret_cast<const char*>(wr + p16_codes_bytes<kType>(m.k) + 32 * g + 2 * R * m.ws),
-            _MM_HINT_T0);
+        prefetch_ahead<kGroupCodes>(wr + g * kGroupCodes, m.ahead);
+        prefetch_ahead<32>(wr + p16_codes_bytes<kType>(m.k) + 32 * g, m.ahead);
       }
     }
     if constexpr (kNibbles) {
@@ -515,16 +512,13 @@ void repack_row_from_p16(const uint8_t* p, int64_t k, uint8_t* out) {
   }
 }
 
-// Decode and small batches: straight from the rows (2 rows at a time for one token: with 4, the
-// row streams and their prefetches measured slower); from kI16MinTokens on, the
+// Decode and small batches: straight from the rows; from kI16MinTokens on, the
 // rows are widened once into a per-thread buffer and shared by the tokens as run_tile_i16 does.
 template <GgmlType kType>
 void run_tile_p16(const QdotTile& a) {
   if (a.tokens < 8) {
     if (a.tokens == 1) {
-      int64_t r = 0;
-      for (; r + 2 <= a.rows; r += 2) micro_p16<kType, 2, 1>(micro_at(a, r, 0));
-      for (; r < a.rows; ++r) micro_p16<kType, 1, 1>(micro_at(a, r, 0));
+      walk_decode_rows(a, [](const MicroArgs& m) { micro_p16<kType, 1, 1>(m); });
       return;
     }
     walk_micro_tiles<4, 2>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
