@@ -414,9 +414,10 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
   }
 }
 
-// Rows [0, R) x tokens [0, T) straight from the P16 rows.
+// Rows [0, R) x tokens [0, T) straight from the P16 rows. Inlined into the row loops: for one
+// token a call per row cost about 5% of OLMoE decode (short rows of 576-1152 bytes).
 template <GgmlType kType, int R, int T>
-void micro_p16(const MicroArgs& m) {
+SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
   constexpr bool kMins = kType == GgmlType::kQ4_K;
   constexpr bool kNibbles = kType != GgmlType::kQ8_0;
   constexpr size_t kGroupCodes = kNibbles ? 256 : 512;
