@@ -1,14 +1,14 @@
 // End-to-end inference benchmarks (issue #6): `switchyard bench decode` and `bench prefill`.
 //
 // decode:  batch-1 generation of N tokens after a P-token prompt; tokens/s is the median over the
-//          decode steps, and the bound is the machine's triad bandwidth (the mean of a
+//          decode steps, and the bound is the machine's triad bandwidth (the higher of a
 //          measurement right before and one right after the steps) over the weight bytes one step
 //          reads (Model::decode_weight_bytes: attention and dense matrices, the K active experts
 //          and shared experts of every layer, one embedding row and the LM head), plus the KV cache
 //          bytes read at the middle step.
 // prefill: one P-token prompt in a single forward; GFLOP/s counts the model's matrix products
 //          (Model::matmul_flops_per_token, attention scores included below) against the FP32
-//          FMA peak (the mean of a measurement right before and one right after the prompts).
+//          FMA peak (the higher of a measurement right before and one right after the prompts).
 // Models: random weights of OLMoE-1B-7B's shape and Mixtral's shape scaled to 8 layers, in
 // q8_0, q4_0 and q4_K (bench/e2e/random_model.h), or any checkpoint given with --model.
 #include <fmt/format.h>
