@@ -384,8 +384,9 @@ SY_QDOT_INLINE void k4_group_scales(const uint8_t* h, __m512& dw, __m512& dm) {
   const __m128i nib = _mm_set1_epi8(15), two = _mm_set1_epi8(3);
   const __m128i sc =
       _mm_or_si128(_mm_and_si128(low, nib), _mm_slli_epi16(_mm_and_si128(top, two), 4));
+  // The mins' top bits are already bits 4-5 of each byte.
   const __m128i mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(low, 4), nib),
-                                  _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(top, 4), two), 4));
+                                  _mm_and_si128(top, _mm_set1_epi8(0x30)));
   const __m512 f = _mm512_castps128_ps512(
       _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + 24))));
   const __m512 d =
