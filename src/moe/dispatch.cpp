@@ -239,7 +239,7 @@ void gather_rows_backward(Tensor& d_x, Tensor& d_dispatch, const Tensor& d_buffe
   float* out = d_x.mutable_data<float>();
   const int32_t* token_rows = plan.token_rows.data<int32_t>();
   const int64_t* off = plan.token_offsets.data();
-#pragma omp parallel for schedule(static) if (plan.rows() * d >= kParallelFloats)
+#pragma omp parallel for schedule(static) if (t_count > 1 && plan.rows() * d >= kParallelFloats)
   for (int64_t t = 0; t < t_count; ++t) {
     float* o = out + t * d;
     for (int64_t j = off[t]; j < off[t + 1]; ++j) {
@@ -268,7 +268,9 @@ void scatter_combine(Tensor& out, const Tensor& buffer_out, const Routing& routi
   const int32_t* token_rows = plan.token_rows.data<int32_t>();
   const int64_t* off = plan.token_offsets.data();
   float* dst = out.mutable_data<float>();
-#pragma omp parallel for schedule(static) if (plan.rows() * d >= kParallelFloats)
+  // Split by token: one token (decode) has nothing to split.
+  const bool split = plan.num_tokens > 1 && plan.rows() * d >= kParallelFloats;
+#pragma omp parallel for schedule(static) if (split)
   for (int64_t t = 0; t < plan.num_tokens; ++t) {
     float* o = dst + t * d;
     for (int64_t j = off[t]; j < off[t + 1]; ++j) {
