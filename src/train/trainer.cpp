@@ -102,15 +102,20 @@ void check_resumable(const json& saved, const json& now, const std::string& wher
   }
 }
 
-// Keeps the log lines of steps up to `step` (a resumed run rewrites what came after).
-void truncate_log(const std::string& path, int64_t step) {
+// Keeps the log lines written before the checkpoint of `step` (a resumed run rewrites what came
+// after): those of earlier steps, and the step's own line and mid-run evaluation, which come
+// before its checkpoint. The final evaluation (step == total) comes after the last checkpoint, so
+// running a finished run again writes it once more in its place instead of adding a second one.
+void truncate_log(const std::string& path, int64_t step, int64_t total) {
   if (!fs::exists(path)) return;
   std::istringstream in(io::read_file(path));
   std::string kept, line;
   while (std::getline(in, line)) {
     const json j = json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;
-    if (j["step"].get<int64_t>() <= step) kept += line + "\n";
+    const int64_t at = j["step"].get<int64_t>();
+    const bool final_eval = at == total && j.value("event", "") == "eval";
+    if (at < step || (at == step && !final_eval)) kept += line + "\n";
   }
   io::write_file_atomic(path, kept);
 }
@@ -354,7 +359,7 @@ TrainResult run_training(const TrainConfig& config, const TrainHooks& hooks) {
     batches.restore(BatchIteratorState::from_json(t.at("iterator"), state_where), state_where);
     step = t.at("step").get<int64_t>();
     tokens_seen = t.at("tokens").get<int64_t>();
-    truncate_log(log_path, step);
+    truncate_log(log_path, step, config.total_steps());
     log_info("resuming {} at step {} ({} tokens)", run_dir.string(), step, tokens_seen);
   } else {
     model = std::make_unique<MoeLm>(config.model);

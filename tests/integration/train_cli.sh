@@ -94,6 +94,16 @@ cmp -s <(strip "$tmp/a/train.jsonl") <(strip "$tmp/b/train.jsonl") ||
 cmp -s "$tmp/a/model/model.safetensors" "$tmp/b/model/model.safetensors" ||
   fail "the resumed model differs from the uninterrupted one"
 
+# The same command again over a finished run resumes at its last step: the log (one final
+# evaluation, not two) and the model stay as they were.
+strip "$tmp/a/train.jsonl" >"$tmp/a_log.jsonl"
+cp "$tmp/a/model/model.safetensors" "$tmp/a_model.safetensors"
+"$sy" train "$tmp/run.toml" train.steps=$steps -o "$tmp/a" >"$tmp/a2.out" 2>&1 || fail "train a again: $(tail -3 "$tmp/a2.out")"
+cmp -s "$tmp/a_log.jsonl" <(strip "$tmp/a/train.jsonl") ||
+  fail "running a finished run again changed its log"
+cmp -s "$tmp/a_model.safetensors" "$tmp/a/model/model.safetensors" ||
+  fail "running a finished run again changed its model"
+
 # eval on the held-out documents gives the trainer's final validation loss.
 "$sy" eval -m "$tmp/a/model" --data "$tmp/corpus.txt" --seq-len 32 --split validation \
   --validation-fraction 0.125 >"$tmp/eval.json" 2>"$tmp/eval.err" || fail "eval: $(cat "$tmp/eval.err")"
