@@ -187,16 +187,27 @@ HWY_INLINE void AddWeightedValues(float* HWY_RESTRICT o, const T* HWY_RESTRICT v
   }
 }
 
-// Into L2: the value row of the key row being scored (its block sums the values afterwards) and,
-// when not null, a key row further on (key_rows_ahead).
+// Fetches into L2, while key row j of a range of `keys` rows is scored: value row j (its block
+// sums the values afterwards) and the key row key_rows_ahead rows on, when the range has it.
 template <class T>
-HWY_INLINE void FetchAhead(const T* vrow, size_t ldv, const T* knext, size_t ldk) {
-  const auto* vb = reinterpret_cast<const char*>(vrow);
-  for (size_t b = 0; b < ldv * sizeof(T); b += 64) __builtin_prefetch(vb + b, 0, 2);
-  if (knext == nullptr) return;
-  const auto* kb = reinterpret_cast<const char*>(knext);
-  for (size_t b = 0; b < ldk * sizeof(T); b += 64) __builtin_prefetch(kb + b, 0, 2);
-}
+class RowFetcher {
+ public:
+  RowFetcher(const T* k, const T* v, size_t ldk, size_t ldv, size_t keys)
+      : k_(k), v_(v), ldk_(ldk), ldv_(ldv), keys_(keys), ahead_(key_rows_ahead(ldk * sizeof(T))) {}
+  HWY_INLINE void operator()(size_t j) const {
+    Fetch(v_ + j * ldv_, ldv_);
+    if (j + ahead_ < keys_) Fetch(k_ + (j + ahead_) * ldk_, ldk_);
+  }
+
+ private:
+  static HWY_INLINE void Fetch(const T* row, size_t n) {
+    const auto* b = reinterpret_cast<const char*>(row);
+    for (size_t i = 0; i < n * sizeof(T); i += 64) __builtin_prefetch(b + i, 0, 2);
+  }
+  const T* k_;
+  const T* v_;
+  size_t ldk_, ldv_, keys_, ahead_;
+};
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // Lane i of the result: the sum of the lanes of a[i]. Three rounds of in-block unpacks and adds,
@@ -231,14 +242,13 @@ void AttendRange16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_REST
   const hn::ScalableTag<float> df;
   const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
   const std::vector<size_t> k_at = StartRange(o, m, l, heads, group, dk, dv);
-  const size_t k_ahead = key_rows_ahead(ldk * sizeof(T));
+  const RowFetcher<T> fetch(k, v, ldk, ldv, keys);
   const auto vscale = hn::Set(df, scale), ninf = hn::Set(df, -INFINITY), one = hn::Set(df, 1.0f);
   for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const size_t nb = std::min(kKeyBlock, keys - j0);
     for (size_t j = 0; j < nb; ++j) {
       const T* kr = k + (j0 + j) * ldk;
-      FetchAhead(v + (j0 + j) * ldv, ldv, j0 + j + k_ahead < keys ? kr + k_ahead * ldk : nullptr,
-                 ldk);
+      fetch(j0 + j);
       for (size_t h0 = 0; h0 < heads; h0 += 16) {
         __m512 acc[16];
         for (size_t i = 0; i < 16; ++i) {
@@ -314,14 +324,13 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
   const hn::ScalableTag<float> df;
   const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
   const std::vector<size_t> k_at = StartRange(o, m, l, heads, group, dk, dv);
-  const size_t k_ahead = key_rows_ahead(ldk * sizeof(T));
+  const RowFetcher<T> fetch(k, v, ldk, ldv, keys);
   for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const size_t nb = std::min(kKeyBlock, keys - j0);
     // Scores of the block, [Hq, nb]: each kv head's piece of a key row serves its group.
     for (size_t j = 0; j < nb; ++j) {
       const T* kr = k + (j0 + j) * ldk;
-      FetchAhead(v + (j0 + j) * ldv, ldv, j0 + j + k_ahead < keys ? kr + k_ahead * ldk : nullptr,
-                 ldk);
+      fetch(j0 + j);
       for (size_t h = 0; h < heads; ++h) {
         scores[h * kKeyBlock + j] = DotKv(df, q + h * dk, kr + k_at[h], dk) * scale;
       }
