@@ -14,6 +14,11 @@ namespace {
 
 // A row range loop worth spreading over threads only when it moves enough bytes.
 constexpr int64_t kParallelFloats = 1 << 14;
+// Whether a loop over tokens, each summing its rows of d floats, runs on the thread team: one
+// token (a decode step) has nothing to split.
+bool split_by_token(int64_t tokens, int64_t rows, int64_t d) {
+  return tokens > 1 && rows * d >= kParallelFloats;
+}
 
 void check_sparse(const Routing& r, int64_t num_tokens, int64_t num_experts) {
   r.token.expect_dtype(DType::I32, "plan_dispatch: routing.token");
@@ -239,7 +244,7 @@ void gather_rows_backward(Tensor& d_x, Tensor& d_dispatch, const Tensor& d_buffe
   float* out = d_x.mutable_data<float>();
   const int32_t* token_rows = plan.token_rows.data<int32_t>();
   const int64_t* off = plan.token_offsets.data();
-#pragma omp parallel for schedule(static) if (t_count > 1 && plan.rows() * d >= kParallelFloats)
+#pragma omp parallel for schedule(static) if (split_by_token(t_count, plan.rows(), d))
   for (int64_t t = 0; t < t_count; ++t) {
     float* o = out + t * d;
     for (int64_t j = off[t]; j < off[t + 1]; ++j) {
@@ -268,9 +273,7 @@ void scatter_combine(Tensor& out, const Tensor& buffer_out, const Routing& routi
   const int32_t* token_rows = plan.token_rows.data<int32_t>();
   const int64_t* off = plan.token_offsets.data();
   float* dst = out.mutable_data<float>();
-  // Split by token: one token (decode) has nothing to split.
-  const bool split = plan.num_tokens > 1 && plan.rows() * d >= kParallelFloats;
-#pragma omp parallel for schedule(static) if (split)
+#pragma omp parallel for schedule(static) if (split_by_token(plan.num_tokens, plan.rows(), d))
   for (int64_t t = 0; t < plan.num_tokens; ++t) {
     float* o = dst + t * d;
     for (int64_t j = off[t]; j < off[t + 1]; ++j) {
