@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -235,10 +236,12 @@ struct ActBuf {
   size_t stride;  // bytes per quantized row, a multiple of 64
   size_t offset;  // into the shared buffer
 };
-struct Unit {
-  size_t job;
-  int64_t r0, r1, t0, t1;
-  double cost;
+// A job's units: token chunks x row chunks, numbered token chunk by token chunk, so a run of
+// units walks each matrix's rows forward. Unit u of the job covers token chunk u / row_chunks
+// and row chunk u % row_chunks.
+struct JobUnits {
+  int64_t rows_per_unit, tokens_per_unit, row_chunks, count;
+  double cost;  // of all its units: bytes of weights read + multiply-adds / 2
 };
 
 void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
@@ -258,11 +261,15 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     base = reinterpret_cast<uint8_t*>(heap->mutable_data());
   }
 
-  std::vector<Unit> units;
-  units.reserve(64);
+  // Units are described per job (a decode step's 16 expert matrices make ~400 units of a few
+  // microseconds each; listing them one by one took longer than some of them).
+  std::vector<JobUnits> grid;
+  std::vector<int64_t> job_first;  // global index of each job's first unit
+  grid.reserve(jobs.size());
+  job_first.reserve(jobs.size());
+  int64_t n_units = 0;
   double cost = 0.0;
-  for (size_t j = 0; j < jobs.size(); ++j) {
-    const QJob& q = jobs[j];
+  for (const QJob& q : jobs) {
     const ActBuf& a = acts[q.act_index];
     const size_t row_bytes = std::max<size_t>(q.w_stride, 1);
     const int64_t rows_per_unit =
@@ -271,23 +278,21 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
         std::max<int64_t>(1, static_cast<int64_t>(kActChunkBytes / std::max<size_t>(a.stride, 1)));
     // Whole token tiles of every body (3 or 4 tokens) where the chunk allows.
     if (tokens_per_unit >= 12) tokens_per_unit = tokens_per_unit / 12 * 12;
-    for (int64_t t0 = 0; t0 < q.t; t0 += tokens_per_unit) {
-      const int64_t t1 = std::min(q.t, t0 + tokens_per_unit);
-      for (int64_t r0 = 0; r0 < q.n; r0 += rows_per_unit) {
-        const int64_t r1 = std::min(q.n, r0 + rows_per_unit);
-        const double c = static_cast<double>(r1 - r0) *
-                         (static_cast<double>(q.w_stride) +
-                          0.5 * static_cast<double>(t1 - t0) * static_cast<double>(q.k));
-        units.push_back({j, r0, r1, t0, t1, c});
-        cost += c;
-      }
-    }
+    const int64_t row_chunks = (q.n + rows_per_unit - 1) / rows_per_unit;
+    const int64_t token_chunks = (q.t + tokens_per_unit - 1) / tokens_per_unit;
+    // Each token chunk reads all the rows once; each row meets every token once.
+    const double c = static_cast<double>(q.n) *
+                     (static_cast<double>(token_chunks) * static_cast<double>(q.w_stride) +
+                      0.5 * static_cast<double>(q.t) * static_cast<double>(q.k));
+    grid.push_back({rows_per_unit, tokens_per_unit, row_chunks, row_chunks * token_chunks, c});
+    job_first.push_back(n_units);
+    n_units += row_chunks * token_chunks;
+    cost += c;
   }
-  const int threads =
-      cost < kParallelCost
-          ? 1
-          : static_cast<int>(std::min<int64_t>(
-                num_threads(), std::max<int64_t>(static_cast<int64_t>(units.size()), act_rows)));
+  const int threads = cost < kParallelCost
+                          ? 1
+                          : static_cast<int>(std::min<int64_t>(
+                                num_threads(), std::max<int64_t>(n_units, act_rows)));
 
   // Activation rows [begin, end) of all buffers together.
   const auto quantize_rows = [&](int64_t begin, int64_t end) {
@@ -301,34 +306,41 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
                  base + a.offset + static_cast<size_t>(row) * a.stride);
     }
   };
-  const auto run_unit = [&](const Unit& u) {
-    const QJob& q = jobs[u.job];
+  // Unit u of job j.
+  const auto run_unit = [&](size_t j, int64_t u) {
+    const QJob& q = jobs[j];
     const ActBuf& a = acts[q.act_index];
+    const JobUnits& g = grid[j];
+    const int64_t r0 = u % g.row_chunks * g.rows_per_unit, r1 = std::min(q.n, r0 + g.rows_per_unit);
+    const int64_t t0 = u / g.row_chunks * g.tokens_per_unit;
+    const int64_t t1 = std::min(q.t, t0 + g.tokens_per_unit);
     cpu::QdotTile tile;
-    tile.w = q.w + static_cast<size_t>(u.r0) * q.w_stride;
+    tile.w = q.w + static_cast<size_t>(r0) * q.w_stride;
     tile.w_stride = q.w_stride;
     if (q.unpack) {
       thread_local std::vector<uint8_t> rows;
-      rows.resize(static_cast<size_t>(u.r1 - u.r0) * q.w_stride);
-      for (int64_t r = 0; r < u.r1 - u.r0; ++r) {
+      rows.resize(static_cast<size_t>(r1 - r0) * q.w_stride);
+      for (int64_t r = 0; r < r1 - r0; ++r) {
         cpu::unpack_row_p16(q.type, tile.w + static_cast<size_t>(r) * q.w_stride, q.k,
                             rows.data() + static_cast<size_t>(r) * q.w_stride);
       }
       tile.w = rows.data();
     }
-    tile.rows = u.r1 - u.r0;
-    tile.act = base + a.offset + static_cast<size_t>(u.t0) * a.stride;
+    tile.rows = r1 - r0;
+    tile.act = base + a.offset + static_cast<size_t>(t0) * a.stride;
     tile.act_stride = a.stride;
-    tile.tokens = u.t1 - u.t0;
+    tile.tokens = t1 - t0;
     tile.k = q.k;
-    tile.y = q.y + u.t0 * q.n + u.r0;
+    tile.y = q.y + t0 * q.n + r0;
     tile.y_stride = q.n;
     tile.accumulate = q.accumulate;
     q.tile(tile);
   };
   if (threads == 1) {  // no OpenMP region at all: its start-up costs more than small work
     quantize_rows(0, act_rows);
-    for (const Unit& u : units) run_unit(u);
+    for (size_t j = 0; j < grid.size(); ++j) {
+      for (int64_t u = 0; u < grid[j].count; ++u) run_unit(j, u);
+    }
     return;
   }
   // Thread tid's share: the units whose middle falls in its share of the cost, contiguous runs of
@@ -336,17 +348,20 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
   // from each share's counter, so a thread that finishes early (the host is shared: a core may
   // lose its time slice or its bandwidth) takes the rest of the others' shares instead of
   // waiting at the barrier. Which thread runs a unit does not change its outputs.
-  const auto n_units = static_cast<int64_t>(units.size());
+  // Share s ends at the first unit whose middle lies past (s + 1) / threads of the cost, the
+  // units of a job taken as equal (they differ only at its edges).
   std::vector<int64_t> share_end(static_cast<size_t>(threads), n_units);
   {
-    double at = 0.0;
-    int share = 0;
-    for (int64_t i = 0; i < n_units; ++i) {
-      const double mid = at + 0.5 * units[static_cast<size_t>(i)].cost;
-      at += units[static_cast<size_t>(i)].cost;
-      while (share + 1 < threads && mid >= cost * (share + 1) / threads) {
-        share_end[static_cast<size_t>(share++)] = i;
-      }
+    double at = 0.0;  // cost of the jobs before job j
+    size_t j = 0;
+    for (int share = 0; share + 1 < threads; ++share) {
+      const double x = cost * (share + 1) / threads;
+      while (j < grid.size() && at + grid[j].cost <= x) at += grid[j++].cost;
+      if (j == grid.size()) break;
+      const double unit_cost = grid[j].cost / static_cast<double>(grid[j].count);
+      const auto u = static_cast<int64_t>(std::ceil((x - at) / unit_cost - 0.5));
+      share_end[static_cast<size_t>(share)] =
+          job_first[j] + std::clamp<int64_t>(u, 0, grid[j].count);
     }
   }
   struct alignas(64) Counter {
@@ -369,7 +384,9 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
       for (;;) {
         const int64_t i = next[v].next.fetch_add(1, std::memory_order_relaxed);
         if (i >= share_end[v]) break;
-        run_unit(units[static_cast<size_t>(i)]);
+        const auto j =
+            static_cast<size_t>(std::ranges::upper_bound(job_first, i) - job_first.begin() - 1);
+        run_unit(j, i - job_first[j]);
       }
     }
   }
