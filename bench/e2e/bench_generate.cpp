@@ -3,9 +3,9 @@
 // decode:  batch-1 generation of N tokens after a P-token prompt; tokens/s is the median over the
 //          decode steps, and the bound is the machine's triad bandwidth (the higher of a
 //          measurement right before and one right after the steps) over the weight bytes one step
-//          reads (Model::decode_weight_bytes: attention and dense matrices, the K active experts
-//          and shared experts of every layer, one embedding row and the LM head), plus the KV cache
-//          bytes read at the middle step.
+//          reads (Model::decode_weight_bytes: attention and dense matrices, the router, the K
+//          active experts and shared experts of every layer, one embedding row and the LM head),
+//          plus the KV cache bytes read at the middle step.
 // prefill: one P-token prompt in a single forward; GFLOP/s counts the model's matrix products
 //          (Model::matmul_flops_per_token, attention scores included below) against the FP32
 //          FMA peak (the higher of a measurement right before and one right after the prompts).

@@ -131,7 +131,11 @@ uint64_t Model::decode_weight_bytes() const {
   for (const auto& b : blocks_) {
     total += b->attention->weight_bytes();
     if (b->gate.defined()) total += b->gate.nbytes() + b->up.nbytes() + b->down.nbytes();
-    if (b->moe) total += static_cast<uint64_t>(config_.top_k) * b->expert_bytes;
+    if (b->moe) {
+      total += static_cast<uint64_t>(config_.top_k) * b->expert_bytes;
+      // The router's gate (f32 [E, D]: OLMoE's is 512 KiB a layer) and whatever else it keeps.
+      for (const Param* p : b->moe->router().params()) total += p->value.nbytes();
+    }
   }
   return total;
 }

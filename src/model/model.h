@@ -60,9 +60,9 @@ class Model {
   const std::vector<LayerRouting>& routing() const { return routing_; }
   void reset_routing();
 
-  // Bytes of weights one decode step reads: every attention and dense matrix, K routed experts
-  // and the shared experts of every routed layer, one embedding row and the LM head (the
-  // numerator of the decode bandwidth bound).
+  // Bytes of weights one decode step reads: every attention and dense matrix, the router, K
+  // routed experts and the shared experts of every routed layer, one embedding row and the LM
+  // head (the numerator of the decode bandwidth bound).
   uint64_t decode_weight_bytes() const;
   // Multiply-adds per token of every matrix product a forward runs (attention scores excluded).
   int64_t matmul_flops_per_token() const;

@@ -130,5 +130,49 @@ TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
   }
 }
 
+// The decode bound's numerator, recounted from the file's tensor table for the packed q4_K
+// model: attention matrices, each layer's router (kept f32), K of the E experts' matrices, one
+// embedding row and the LM head. Norm vectors are left out of both counts.
+TEST(ModelQuant, DecodeWeightBytesCountWhatAStepReads) {
+  test::TempDir dir("sy_quant_bytes");
+  test::ReferenceCase c;
+  c.params = {{"case", "mixtral"},
+              {"dir", dir.str()},
+              {"seed", 3},
+              {"tokens", nlohmann::json(kTokens)},
+              {"overrides", {{"hidden_size", 256}, {"intermediate_size", 256}}}};
+  test::run_reference_cases("model_arch", {c});
+  const std::string packed = (dir.path / "packed.gguf").string();
+  rewrite(io::GgufFile::open((dir.path / "model.gguf").string()), GgmlType::kQ4_K, false, packed);
+  const std::unique_ptr<Model> m = Model::load(packed);
+  const ModelConfig& cfg = m->config();
+  const io::GgufFile file = io::GgufFile::open(packed);
+  const auto ends_with = [](const std::string& s, std::string_view tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  uint64_t whole = 0, experts = 0, embed = 0, head = 0;
+  for (const io::GgufTensorInfo& info : file.tensors()) {
+    const std::string& n = info.name;
+    if (n == "token_embd.weight") {
+      embed = info.nbytes;
+    } else if (n == "output.weight") {
+      head = info.nbytes;
+    } else if (ends_with(n, "_exps.weight")) {
+      experts += info.nbytes;
+    } else if (ends_with(n, "attn_q.weight") || ends_with(n, "attn_k.weight") ||
+               ends_with(n, "attn_v.weight") || ends_with(n, "attn_output.weight") ||
+               ends_with(n, "ffn_gate_inp.weight")) {
+      whole += info.nbytes;
+    }
+  }
+  ASSERT_GT(embed, 0u);
+  ASSERT_GT(experts, 0u);
+  if (head == 0) head = embed;  // tied embeddings
+  const uint64_t want =
+      whole + experts / static_cast<uint64_t>(cfg.num_experts) * static_cast<uint64_t>(cfg.top_k) +
+      embed / static_cast<uint64_t>(cfg.vocab_size) + head;
+  EXPECT_EQ(m->decode_weight_bytes(), want);
+}
+
 }  // namespace
 }  // namespace sy::model
