@@ -69,6 +69,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/threads.h"
@@ -77,6 +78,44 @@ HWY_AFTER_NAMESPACE();
 namespace sy::kernels::cpu {
 
 HWY_EXPORT(RotateHead);
+
+namespace {
+
+// cos/sin of one position's angles (pos x inv_freq[i], times scale, sin also times sign). The
+// last ones computed on this thread are kept: a decode step rotates the queries and keys of every
+// layer at one position, and 64 double-precision sin/cos pairs took longer than the rotations.
+class Angles {
+ public:
+  void compute(double pos, const float* inv_freq, int64_t half, double scale, float sign) {
+    const auto n = static_cast<size_t>(half);
+    if (valid_ && pos == pos_ && scale == scale_ && sign == sign_ && freq_.size() == n &&
+        std::memcmp(freq_.data(), inv_freq, n * sizeof(float)) == 0) {
+      return;
+    }
+    freq_.assign(inv_freq, inv_freq + n);
+    cos_.resize(n);
+    sin_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const double angle = pos * static_cast<double>(inv_freq[i]);
+      cos_[i] = static_cast<float>(scale * std::cos(angle));
+      sin_[i] = static_cast<float>(scale * sign * std::sin(angle));
+    }
+    pos_ = pos;
+    scale_ = scale;
+    sign_ = sign;
+    valid_ = true;
+  }
+  const float* cos() const { return cos_.data(); }
+  const float* sin() const { return sin_.data(); }
+
+ private:
+  bool valid_ = false;
+  double pos_ = 0.0, scale_ = 0.0;
+  float sign_ = 0.0f;
+  std::vector<float> freq_, cos_, sin_;
+};
+
+}  // namespace
 
 void rope_apply(float* out, const float* x, const int32_t* positions, int64_t position_offset,
                 const float* inv_freq, const RopeShape& shape, bool interleaved, float sign,
@@ -88,21 +127,16 @@ void rope_apply(float* out, const float* x, const int32_t* positions, int64_t po
 #pragma omp parallel if (parallel)
   {
     // cos/sin of this token's angles, shared by all its heads.
-    std::vector<float> cos(static_cast<size_t>(half));
-    std::vector<float> sin(static_cast<size_t>(half));
+    thread_local Angles angles;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < shape.tokens; ++t) {
       const auto pos = static_cast<double>(positions ? positions[t] : position_offset + t);
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = pos * static_cast<double>(inv_freq[i]);
-        cos[static_cast<size_t>(i)] = static_cast<float>(scale * std::cos(angle));
-        sin[static_cast<size_t>(i)] = static_cast<float>(scale * sign * std::sin(angle));
-      }
+      angles.compute(pos, inv_freq, half, scale, sign);
       for (int64_t h = 0; h < shape.heads; ++h) {
         float* o = out + t * row + h * head_dim;
         const float* xi = x + t * row + h * head_dim;
         HWY_DYNAMIC_DISPATCH(RotateHead)
-        (o, xi, cos.data(), sin.data(), static_cast<size_t>(half), interleaved, accumulate);
+        (o, xi, angles.cos(), angles.sin(), static_cast<size_t>(half), interleaved, accumulate);
         for (int64_t j = shape.rotary_dim; j < head_dim; ++j) {
           o[j] = accumulate ? o[j] + xi[j] : xi[j];
         }

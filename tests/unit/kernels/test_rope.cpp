@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "kernels/rope.h"
@@ -117,6 +118,41 @@ TEST(Rope, PositionsOffsetAndPackedBatchAgree) {
   rope_forward(second, x.slice_rows(3, 5), Tensor(), {});
   EXPECT_ALL_CLOSE(packed.slice_rows(0, 3), first, 0.0f, 0.0f);
   EXPECT_ALL_CLOSE(packed.slice_rows(3, 5), second, 0.0f, 0.0f);
+}
+
+// One token at a time (a decode step), calls that share the position but not the frequencies,
+// the scale or the direction each give their own rotation: the kernel keeps the last position's
+// cos/sin, and must not hand them to a call they do not belong to.
+TEST(Rope, OneTokenCallsAtOnePositionKeepTheirOwnAngles) {
+  Rng rng(7);
+  const int64_t dh = 8, half = dh / 2, pos = 7;
+  const Tensor x = test::random_normal({1, 2, dh}, rng);
+  // Neox rotation by hand, in double: pairs (i, i + half), angle pos * theta^(-2i / dh).
+  const auto by_hand = [&](float theta, double scale) {
+    Tensor out = Tensor::zeros(x.shape());
+    for (int64_t h = 0; h < 2; ++h) {
+      const float* xi = x.data<float>() + h * dh;
+      float* o = out.mutable_data<float>() + h * dh;
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = pos * std::pow(static_cast<double>(theta), -2.0 * i / dh);
+        const double c = scale * std::cos(angle), s = scale * std::sin(angle);
+        o[i] = static_cast<float>(xi[i] * c - xi[i + half] * s);
+        o[i + half] = static_cast<float>(xi[i + half] * c + xi[i] * s);
+      }
+    }
+    return out;
+  };
+  Tensor y = Tensor::zeros(x.shape());
+  rope_forward(y, x, Tensor(), {.position_offset = pos});
+  EXPECT_ALL_CLOSE(y, by_hand(10000.0f, 1.0), kAtol, kRtol);
+  Tensor back = Tensor::zeros(x.shape());  // the inverse rotation: x again
+  rope_backward(back, y, Tensor(), {.position_offset = pos});
+  EXPECT_ALL_CLOSE(back, x, kAtol, kRtol);
+  rope_forward(y, x, Tensor(), {.position_offset = pos});
+  rope_forward(y, x, Tensor(), {.theta = 500.0f, .position_offset = pos});
+  EXPECT_ALL_CLOSE(y, by_hand(500.0f, 1.0), kAtol, kRtol);
+  rope_forward(y, x, Tensor(), {.theta = 500.0f, .position_offset = pos, .attention_factor = 2.0f});
+  EXPECT_ALL_CLOSE(y, by_hand(500.0f, 2.0), 2 * kAtol, kRtol);
 }
 
 TEST(Rope, BackwardAccumulatesAndMatchesFiniteDifferences) {
