@@ -76,6 +76,18 @@ std::pair<double, int> kl_and_top1(const Tensor& ref, const Tensor& got) {
   return {kl / static_cast<double>(t), differ};
 }
 
+// The tiny f32 Mixtral (width 256) written by the reference script into dir; returns its path.
+std::string write_f32_model(const test::TempDir& dir) {
+  test::ReferenceCase c;
+  c.params = {{"case", "mixtral"},
+              {"dir", dir.str()},
+              {"seed", 3},
+              {"tokens", nlohmann::json(kTokens)},
+              {"overrides", {{"hidden_size", 256}, {"intermediate_size", 256}}}};
+  test::run_reference_cases("model_arch", {c});
+  return (dir.path / "model.gguf").string();
+}
+
 struct QuantCase {
   GgmlType type;
   // Mean KL per position of the quantized model against the original f32 weights. A random
@@ -87,14 +99,7 @@ struct QuantCase {
 
 TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
   test::TempDir dir("sy_quant");
-  test::ReferenceCase c;
-  c.params = {{"case", "mixtral"},
-              {"dir", dir.str()},
-              {"seed", 3},
-              {"tokens", nlohmann::json(kTokens)},
-              {"overrides", {{"hidden_size", 256}, {"intermediate_size", 256}}}};
-  test::run_reference_cases("model_arch", {c});
-  const std::string f32_path = (dir.path / "model.gguf").string();
+  const std::string f32_path = write_f32_model(dir);
   const Tensor f32 = logits_of(f32_path);
   const io::GgufFile src = io::GgufFile::open(f32_path);
   const std::vector<QuantCase> cases = {{GgmlType::kQ8_0, 1e-3},
@@ -135,15 +140,8 @@ TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
 // embedding row and the LM head. Norm vectors are left out of both counts.
 TEST(ModelQuant, DecodeWeightBytesCountWhatAStepReads) {
   test::TempDir dir("sy_quant_bytes");
-  test::ReferenceCase c;
-  c.params = {{"case", "mixtral"},
-              {"dir", dir.str()},
-              {"seed", 3},
-              {"tokens", nlohmann::json(kTokens)},
-              {"overrides", {{"hidden_size", 256}, {"intermediate_size", 256}}}};
-  test::run_reference_cases("model_arch", {c});
   const std::string packed = (dir.path / "packed.gguf").string();
-  rewrite(io::GgufFile::open((dir.path / "model.gguf").string()), GgmlType::kQ4_K, false, packed);
+  rewrite(io::GgufFile::open(write_f32_model(dir)), GgmlType::kQ4_K, false, packed);
   const std::unique_ptr<Model> m = Model::load(packed);
   const ModelConfig& cfg = m->config();
   const io::GgufFile file = io::GgufFile::open(packed);
