@@ -143,20 +143,28 @@ HWY_INLINE std::vector<size_t> StartRange(float* HWY_RESTRICT o, float* HWY_REST
   return k_at;
 }
 
+// 64-byte lines in `bytes` bytes, rounded up.
+inline size_t LinesOf(size_t bytes) { return (bytes + 63) / 64; }
+// Fetches lines [begin, end) of the bytes at p into L2.
+HWY_INLINE void FetchLines(const void* p, size_t begin, size_t end) {
+  const auto* b = static_cast<const char*>(p);
+  for (size_t i = begin; i < end; ++i) __builtin_prefetch(b + i * 64, 0, 2);
+}
+
 // Fetches the lines of a byte range into L2 a few at a time, so the fetches spread over the
 // work they hide behind.
 class LineStream {
  public:
-  LineStream(const void* p, size_t bytes)
-      : p_(static_cast<const char*>(p)), lines_((bytes + 63) / 64) {}
+  LineStream(const void* p, size_t bytes) : p_(p), lines_(LinesOf(bytes)) {}
   size_t lines() const { return lines_ - at_; }
   HWY_INLINE void step(size_t count) {
     const size_t end = std::min(lines_, at_ + count);
-    for (; at_ < end; ++at_) __builtin_prefetch(p_ + at_ * 64, 0, 2);
+    FetchLines(p_, at_, end);
+    at_ = end;
   }
 
  private:
-  const char* p_;
+  const void* p_;
   size_t lines_, at_ = 0;
 };
 
@@ -232,23 +240,24 @@ class RowFetcher {
         ldv_(ldv),
         keys_(keys),
         ahead_(key_rows_ahead(ldk * sizeof(T))),
-        k_lines_(lines(ldk)),
-        v_lines_(lines(ldv)),
+        k_lines_(LinesOf(ldk * sizeof(T))),
+        v_lines_(LinesOf(ldv * sizeof(T))),
         k_step_((k_lines_ + parts - 1) / parts),
         v_step_((v_lines_ + parts - 1) / parts) {}
   HWY_INLINE void operator()(size_t j, size_t part) const {
-    Fetch(v_ + j * ldv_, part * v_step_, std::min(v_lines_, (part + 1) * v_step_));
+    FetchLines(v_ + j * ldv_, part * v_step_, std::min(v_lines_, (part + 1) * v_step_));
     if (j + ahead_ < std::min(keys_, kKeyBlock)) {
-      Fetch(k_ + (j + ahead_) * ldk_, part * k_step_, std::min(k_lines_, (part + 1) * k_step_));
+      FetchLines(k_ + (j + ahead_) * ldk_, part * k_step_,
+                 std::min(k_lines_, (part + 1) * k_step_));
     }
+  }
+  // The key rows of the block that starts at row j (none past the range), for the value pass
+  // of the block before it to fetch.
+  LineStream keys_of_block(size_t j) const {
+    return LineStream(k_ + j * ldk_, std::min(kKeyBlock, keys_ - j) * ldk_ * sizeof(T));
   }
 
  private:
-  static size_t lines(size_t n) { return (n * sizeof(T) + 63) / 64; }
-  static HWY_INLINE void Fetch(const T* row, size_t begin, size_t end) {
-    const auto* b = reinterpret_cast<const char*>(row);
-    for (size_t i = begin; i < end; ++i) __builtin_prefetch(b + i * 64, 0, 2);
-  }
   const T* k_;
   const T* v_;
   size_t ldk_, ldv_, keys_, ahead_, k_lines_, v_lines_, k_step_, v_step_;
@@ -339,8 +348,7 @@ void AttendRange16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_REST
           hn::StoreU(hn::Mul(hn::LoadU(df, oh + x), vc), df, oh + x);
       }
     }
-    LineStream next_keys(k + (j0 + nb) * ldk,
-                         std::min(kKeyBlock, keys - j0 - nb) * ldk * sizeof(T));
+    LineStream next_keys = fetch.keys_of_block(j0 + nb);
     AddWeightedValues(o, v + j0 * ldv, nb, heads, group, dv, ldv, scores, 1, heads, next_keys);
   }
 }
@@ -385,8 +393,7 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
     for (size_t h = 0; h < heads; ++h) {
       SoftmaxBlock(scores + h * kKeyBlock, nb, m[h], l[h], o + h * dv, dv);
     }
-    LineStream next_keys(k + (j0 + nb) * ldk,
-                         std::min(kKeyBlock, keys - j0 - nb) * ldk * sizeof(T));
+    LineStream next_keys = fetch.keys_of_block(j0 + nb);
     AddWeightedValues(o, v + j0 * ldv, nb, heads, group, dv, ldv, scores, kKeyBlock, 1, next_keys);
   }
 }
