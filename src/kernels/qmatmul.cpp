@@ -241,7 +241,8 @@ struct ActBuf {
 // and row chunk u % row_chunks.
 struct JobUnits {
   int64_t rows_per_unit, tokens_per_unit, row_chunks, count;
-  double cost;  // of all its units: bytes of weights read + multiply-adds / 2
+  int64_t first;  // global index of its first unit: the units of the jobs before it
+  double cost;    // of all its units: bytes of weights read + multiply-adds / 2
 };
 
 void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
@@ -264,9 +265,7 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
   // Units are described per job (a decode step's 16 expert matrices make ~400 units of a few
   // microseconds each; listing them one by one took longer than some of them).
   std::vector<JobUnits> grid;
-  std::vector<int64_t> job_first;  // global index of each job's first unit
   grid.reserve(jobs.size());
-  job_first.reserve(jobs.size());
   int64_t n_units = 0;
   double cost = 0.0;
   for (const QJob& q : jobs) {
@@ -284,9 +283,9 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     const double c = static_cast<double>(q.n) *
                      (static_cast<double>(token_chunks) * static_cast<double>(q.w_stride) +
                       0.5 * static_cast<double>(q.t) * static_cast<double>(q.k));
-    grid.push_back({rows_per_unit, tokens_per_unit, row_chunks, row_chunks * token_chunks, c});
-    job_first.push_back(n_units);
-    n_units += row_chunks * token_chunks;
+    grid.push_back(
+        {rows_per_unit, tokens_per_unit, row_chunks, row_chunks * token_chunks, n_units, c});
+    n_units += grid.back().count;
     cost += c;
   }
   const int threads = cost < kParallelCost
@@ -361,7 +360,7 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
       const double unit_cost = grid[j].cost / static_cast<double>(grid[j].count);
       const auto u = static_cast<int64_t>(std::ceil((x - at) / unit_cost - 0.5));
       share_end[static_cast<size_t>(share)] =
-          job_first[j] + std::clamp<int64_t>(u, 0, grid[j].count);
+          grid[j].first + std::clamp<int64_t>(u, 0, grid[j].count);
     }
   }
   struct alignas(64) Counter {
@@ -384,9 +383,9 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
       for (;;) {
         const int64_t i = next[v].next.fetch_add(1, std::memory_order_relaxed);
         if (i >= share_end[v]) break;
-        const auto j =
-            static_cast<size_t>(std::ranges::upper_bound(job_first, i) - job_first.begin() - 1);
-        run_unit(j, i - job_first[j]);
+        const auto j = static_cast<size_t>(std::ranges::upper_bound(grid, i, {}, &JobUnits::first) -
+                                           grid.begin() - 1);
+        run_unit(j, i - grid[j].first);
       }
     }
   }
