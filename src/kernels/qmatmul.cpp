@@ -8,12 +8,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/storage.h"
 #include "core/threads.h"
+#include "kernels/cpu/activations_cpu.h"
 #include "kernels/cpu/gemm_cpu.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/quant/quant.h"
@@ -144,7 +146,8 @@ namespace {
 GgmlType act_variant(GgmlType type) { return type == GgmlType::kQ5_K ? GgmlType::kQ4_K : type; }
 
 // Checks one product.
-void check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w, const Where& where) {
+void check_job(const Tensor& y, const Tensor& x, const Tensor* gate, const QuantMatrix& w,
+               const Where& where) {
   SY_CHECK(is_quant(w.type) || is_plain(w.type),
            "{}: weight type {} is not supported (supported: {})", where, type_name(w.type),
            supported_names());
@@ -176,10 +179,19 @@ void check_job(const Tensor& y, const Tensor& x, const QuantMatrix& w, const Whe
     want.back() = w.rows;
     fail("{}: y: shape {}, expected {}", where, shape_str(y.shape()), shape_str(want));
   }
-  if (y.numel() > 0 && x.numel() > 0 && y.storage() == x.storage()) {
+  if (gate != nullptr) {
+    SY_CHECK(gate->dtype() == DType::F32, "{}: gate: dtype {}, expected f32", where,
+             dtype_name(gate->dtype()));
+    SY_CHECK(gate->shape() == x.shape(), "{}: gate: shape {}, expected x's {}", where,
+             shape_str(gate->shape()), shape_str(x.shape()));
+  }
+  for (const Tensor* in : {&x, gate}) {
+    if (in == nullptr || y.numel() == 0 || in->numel() == 0 || y.storage() != in->storage()) {
+      continue;
+    }
     const size_t y0 = y.byte_offset(), y1 = y0 + y.nbytes();
-    const size_t x0 = x.byte_offset(), x1 = x0 + x.nbytes();
-    SY_CHECK(y1 <= x0 || x1 <= y0, "{}: y overlaps x", where);
+    const size_t x0 = in->byte_offset(), x1 = x0 + in->nbytes();
+    SY_CHECK(y1 <= x0 || x1 <= y0, "{}: y overlaps {}", where, in == &x ? "x" : "gate");
   }
 }
 
@@ -229,6 +241,7 @@ struct QJob {
 };
 struct ActBuf {
   const float* x;
+  const float* gate;  // non-null: the rows are silu(gate) * x
   int64_t t, k;
   GgmlType type;  // the weight type the layout is for
   bool i16;       // kI16 instead of the type's own layout
@@ -244,32 +257,34 @@ struct JobUnits {
   int64_t first;  // global index of its first unit: the units of the jobs before it
   double cost;    // of all its units: bytes of weights read + multiply-adds / 2
 };
+struct alignas(64) Counter {
+  std::atomic<int64_t> next;
+};
 
-void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
-  size_t total = 0;
-  int64_t act_rows = 0;
-  for (ActBuf& a : acts) {
-    a.offset = total;
-    total += a.stride * static_cast<size_t>(a.t);
-    act_rows += a.t;
-  }
-  // Decode-sized activations live on the stack; larger ones in a (recycled) heap block.
-  alignas(64) std::array<uint8_t, kStackActBytes> local;
-  std::shared_ptr<Storage> heap;
-  uint8_t* base = local.data();
-  if (total > local.size()) {
-    heap = Storage::allocate(total);
-    base = reinterpret_cast<uint8_t*>(heap->mutable_data());
-  }
-
+// The quantized products of one batch, and how their units are shared out among the threads.
+struct Stage {
+  std::vector<QJob> jobs;
+  std::vector<ActBuf> acts;
   // Units are described per job (a decode step's 16 expert matrices make ~400 units of a few
   // microseconds each; listing them one by one took longer than some of them).
   std::vector<JobUnits> grid;
-  grid.reserve(jobs.size());
-  int64_t n_units = 0;
+  int64_t n_units = 0, act_rows = 0;
   double cost = 0.0;
-  for (const QJob& q : jobs) {
-    const ActBuf& a = acts[q.act_index];
+  std::vector<int64_t> share_end;   // per thread
+  std::unique_ptr<Counter[]> next;  // per thread: its share's next unclaimed unit
+};
+
+// Lays out the stage's activations in the shared buffer from byte `offset` on (returns the end)
+// and cuts its jobs into units.
+size_t plan_units(Stage& s, size_t offset) {
+  for (ActBuf& a : s.acts) {
+    a.offset = offset;
+    offset += a.stride * static_cast<size_t>(a.t);
+    s.act_rows += a.t;
+  }
+  s.grid.reserve(s.jobs.size());
+  for (const QJob& q : s.jobs) {
+    const ActBuf& a = s.acts[q.act_index];
     const size_t row_bytes = std::max<size_t>(q.w_stride, 1);
     const int64_t rows_per_unit =
         std::max<int64_t>(4, static_cast<int64_t>(kUnitWeightBytes / row_bytes) / 4 * 4);
@@ -283,153 +298,207 @@ void run_quantized(std::vector<QJob>& jobs, std::vector<ActBuf>& acts) {
     const double c = static_cast<double>(q.n) *
                      (static_cast<double>(token_chunks) * static_cast<double>(q.w_stride) +
                       0.5 * static_cast<double>(q.t) * static_cast<double>(q.k));
-    grid.push_back(
-        {rows_per_unit, tokens_per_unit, row_chunks, row_chunks * token_chunks, n_units, c});
-    n_units += grid.back().count;
-    cost += c;
+    s.grid.push_back(
+        {rows_per_unit, tokens_per_unit, row_chunks, row_chunks * token_chunks, s.n_units, c});
+    s.n_units += s.grid.back().count;
+    s.cost += c;
   }
-  const int threads = cost < kParallelCost
-                          ? 1
-                          : static_cast<int>(std::min<int64_t>(
-                                num_threads(), std::max<int64_t>(n_units, act_rows)));
+  return offset;
+}
 
-  // Activation rows [begin, end) of all buffers together.
-  const auto quantize_rows = [&](int64_t begin, int64_t end) {
-    size_t b = 0;
-    int64_t first = 0;  // global index of buffer b's row 0
-    for (int64_t i = begin; i < end; ++i) {
-      while (i - first >= acts[b].t) first += acts[b++].t;
-      const ActBuf& a = acts[b];
-      const int64_t row = i - first;
-      a.quantize(a.type, a.x + row * a.k, a.k,
-                 base + a.offset + static_cast<size_t>(row) * a.stride);
-    }
-  };
-  // Unit u of job j.
-  const auto run_unit = [&](size_t j, int64_t u) {
-    const QJob& q = jobs[j];
-    const ActBuf& a = acts[q.act_index];
-    const JobUnits& g = grid[j];
-    const int64_t r0 = u % g.row_chunks * g.rows_per_unit, r1 = std::min(q.n, r0 + g.rows_per_unit);
-    const int64_t t0 = u / g.row_chunks * g.tokens_per_unit;
-    const int64_t t1 = std::min(q.t, t0 + g.tokens_per_unit);
-    cpu::QdotTile tile;
-    tile.w = q.w + static_cast<size_t>(r0) * q.w_stride;
-    tile.w_stride = q.w_stride;
-    if (q.unpack) {
-      thread_local std::vector<uint8_t> rows;
-      rows.resize(static_cast<size_t>(r1 - r0) * q.w_stride);
-      for (int64_t r = 0; r < r1 - r0; ++r) {
-        cpu::unpack_row_p16(q.type, tile.w + static_cast<size_t>(r) * q.w_stride, q.k,
-                            rows.data() + static_cast<size_t>(r) * q.w_stride);
-      }
-      tile.w = rows.data();
-    }
-    tile.rows = r1 - r0;
-    tile.act = base + a.offset + static_cast<size_t>(t0) * a.stride;
-    tile.act_stride = a.stride;
-    tile.tokens = t1 - t0;
-    tile.k = q.k;
-    tile.y = q.y + t0 * q.n + r0;
-    tile.y_stride = q.n;
-    tile.accumulate = q.accumulate;
-    q.tile(tile);
-  };
-  if (threads == 1) {  // no OpenMP region at all: its start-up costs more than small work
-    quantize_rows(0, act_rows);
-    for (size_t j = 0; j < grid.size(); ++j) {
-      for (int64_t u = 0; u < grid[j].count; ++u) run_unit(j, u);
-    }
-    return;
+// Thread tid's share: the units whose middle falls in its share of the cost, contiguous runs of
+// rows so each thread streams its own part of every matrix. Units are claimed one at a time
+// from each share's counter, so a thread that finishes early (the host is shared: a core may
+// lose its time slice or its bandwidth) takes the rest of the others' shares instead of
+// waiting at the barrier. Which thread runs a unit does not change its outputs.
+// Share s ends at the first unit whose middle lies past (s + 1) / threads of the cost, the
+// units of a job taken as equal (they differ only at its edges).
+void share_out(Stage& s, int threads) {
+  s.share_end.assign(static_cast<size_t>(threads), s.n_units);
+  double at = 0.0;  // cost of the jobs before job j
+  size_t j = 0;
+  for (int share = 0; share + 1 < threads; ++share) {
+    const double x = s.cost * (share + 1) / threads;
+    while (j < s.grid.size() && at + s.grid[j].cost <= x) at += s.grid[j++].cost;
+    if (j == s.grid.size()) break;
+    const double unit_cost = s.grid[j].cost / static_cast<double>(s.grid[j].count);
+    const auto u = static_cast<int64_t>(std::ceil((x - at) / unit_cost - 0.5));
+    s.share_end[static_cast<size_t>(share)] =
+        s.grid[j].first + std::clamp<int64_t>(u, 0, s.grid[j].count);
   }
-  // Thread tid's share: the units whose middle falls in its share of the cost, contiguous runs of
-  // rows so each thread streams its own part of every matrix. Units are claimed one at a time
-  // from each share's counter, so a thread that finishes early (the host is shared: a core may
-  // lose its time slice or its bandwidth) takes the rest of the others' shares instead of
-  // waiting at the barrier. Which thread runs a unit does not change its outputs.
-  // Share s ends at the first unit whose middle lies past (s + 1) / threads of the cost, the
-  // units of a job taken as equal (they differ only at its edges).
-  std::vector<int64_t> share_end(static_cast<size_t>(threads), n_units);
-  {
-    double at = 0.0;  // cost of the jobs before job j
-    size_t j = 0;
-    for (int share = 0; share + 1 < threads; ++share) {
-      const double x = cost * (share + 1) / threads;
-      while (j < grid.size() && at + grid[j].cost <= x) at += grid[j++].cost;
-      if (j == grid.size()) break;
-      const double unit_cost = grid[j].cost / static_cast<double>(grid[j].count);
-      const auto u = static_cast<int64_t>(std::ceil((x - at) / unit_cost - 0.5));
-      share_end[static_cast<size_t>(share)] =
-          grid[j].first + std::clamp<int64_t>(u, 0, grid[j].count);
-    }
-  }
-  struct alignas(64) Counter {
-    std::atomic<int64_t> next;
-  };
-  std::vector<Counter> next(static_cast<size_t>(threads));
+  s.next = std::make_unique<Counter[]>(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) {
-    next[static_cast<size_t>(t)].next.store(t == 0 ? 0 : share_end[static_cast<size_t>(t - 1)],
-                                            std::memory_order_relaxed);
+    s.next[static_cast<size_t>(t)].next.store(t == 0 ? 0 : s.share_end[static_cast<size_t>(t - 1)],
+                                              std::memory_order_relaxed);
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    quantize_rows(act_rows * tid / nt, act_rows * (tid + 1) / nt);
-#pragma omp barrier
-    // Its own share first, then the others' remainders (all `threads` shares: the team may
-    // have come up smaller than asked).
-    for (int k = 0; k < threads; ++k) {
-      const auto v = static_cast<size_t>((tid + k) % threads);
-      for (;;) {
-        const int64_t i = next[v].next.fetch_add(1, std::memory_order_relaxed);
-        if (i >= share_end[v]) break;
-        const auto j = static_cast<size_t>(std::ranges::upper_bound(grid, i, {}, &JobUnits::first) -
-                                           grid.begin() - 1);
-        run_unit(j, i - grid[j].first);
-      }
+}
+
+// Activation rows [begin, end) of all the stage's buffers together.
+void quantize_rows(const Stage& s, uint8_t* base, int64_t begin, int64_t end) {
+  size_t b = 0;
+  int64_t first = 0;  // global index of buffer b's row 0
+  for (int64_t i = begin; i < end; ++i) {
+    while (i - first >= s.acts[b].t) first += s.acts[b++].t;
+    const ActBuf& a = s.acts[b];
+    const int64_t row = i - first;
+    const float* x = a.x + row * a.k;
+    if (a.gate != nullptr) {
+      thread_local std::vector<float> hidden;
+      hidden.resize(static_cast<size_t>(a.k));
+      cpu::swiglu_forward(hidden.data(), a.gate + row * a.k, x, 1, a.k, a.k);
+      x = hidden.data();
+    }
+    a.quantize(a.type, x, a.k, base + a.offset + static_cast<size_t>(row) * a.stride);
+  }
+}
+
+// Unit u of job j.
+void run_unit(const Stage& s, const uint8_t* base, size_t j, int64_t u) {
+  const QJob& q = s.jobs[j];
+  const ActBuf& a = s.acts[q.act_index];
+  const JobUnits& g = s.grid[j];
+  const int64_t r0 = u % g.row_chunks * g.rows_per_unit, r1 = std::min(q.n, r0 + g.rows_per_unit);
+  const int64_t t0 = u / g.row_chunks * g.tokens_per_unit;
+  const int64_t t1 = std::min(q.t, t0 + g.tokens_per_unit);
+  cpu::QdotTile tile;
+  tile.w = q.w + static_cast<size_t>(r0) * q.w_stride;
+  tile.w_stride = q.w_stride;
+  if (q.unpack) {
+    thread_local std::vector<uint8_t> rows;
+    rows.resize(static_cast<size_t>(r1 - r0) * q.w_stride);
+    for (int64_t r = 0; r < r1 - r0; ++r) {
+      cpu::unpack_row_p16(q.type, tile.w + static_cast<size_t>(r) * q.w_stride, q.k,
+                          rows.data() + static_cast<size_t>(r) * q.w_stride);
+    }
+    tile.w = rows.data();
+  }
+  tile.rows = r1 - r0;
+  tile.act = base + a.offset + static_cast<size_t>(t0) * a.stride;
+  tile.act_stride = a.stride;
+  tile.tokens = t1 - t0;
+  tile.k = q.k;
+  tile.y = q.y + t0 * q.n + r0;
+  tile.y_stride = q.n;
+  tile.accumulate = q.accumulate;
+  q.tile(tile);
+}
+
+// Thread tid's units of the stage: its own share first, then the others' remainders (all
+// `threads` shares: the team may have come up smaller than asked).
+void run_share(Stage& s, const uint8_t* base, int tid, int threads) {
+  for (int k = 0; k < threads; ++k) {
+    const auto v = static_cast<size_t>((tid + k) % threads);
+    for (;;) {
+      const int64_t i = s.next[v].next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= s.share_end[v]) break;
+      const auto j = static_cast<size_t>(std::ranges::upper_bound(s.grid, i, {}, &JobUnits::first) -
+                                         s.grid.begin() - 1);
+      run_unit(s, base, j, i - s.grid[j].first);
     }
   }
 }
 
-void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* op) {
+// Runs the stages one after the other, each once every output of the one before is written: in
+// one parallel region when the work is large enough to share.
+void run_quantized(std::span<Stage> stages) {
+  size_t total = 0;
+  double cost = 0.0;
+  int64_t widest = 0;  // units or activation rows of the widest stage
+  for (Stage& s : stages) {
+    total = plan_units(s, total);
+    cost += s.cost;
+    widest = std::max({widest, s.n_units, s.act_rows});
+  }
+  // Decode-sized activations live on the stack; larger ones in a (recycled) heap block.
+  alignas(64) std::array<uint8_t, kStackActBytes> local;
+  std::shared_ptr<Storage> heap;
+  uint8_t* base = local.data();
+  if (total > local.size()) {
+    heap = Storage::allocate(total);
+    base = reinterpret_cast<uint8_t*>(heap->mutable_data());
+  }
+  const int threads =
+      cost < kParallelCost ? 1 : static_cast<int>(std::min<int64_t>(num_threads(), widest));
+  if (threads == 1) {  // no OpenMP region at all: its start-up costs more than small work
+    for (Stage& s : stages) {
+      quantize_rows(s, base, 0, s.act_rows);
+      for (size_t j = 0; j < s.grid.size(); ++j) {
+        for (int64_t u = 0; u < s.grid[j].count; ++u) run_unit(s, base, j, u);
+      }
+    }
+    return;
+  }
+  for (Stage& s : stages) share_out(s, threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (size_t i = 0; i < stages.size(); ++i) {
+      Stage& s = stages[i];
+      if (i > 0) {
+#pragma omp barrier
+      }
+      quantize_rows(s, base, s.act_rows * tid / nt, s.act_rows * (tid + 1) / nt);
+#pragma omp barrier
+      run_share(s, base, tid, threads);
+    }
+  }
+}
+
+bool has_plain(std::span<const QuantMatmulJob> jobs) {
+  return std::ranges::any_of(jobs, [](const QuantMatmulJob& j) { return is_plain(j.w->type); });
+}
+
+// Checks every job of a batch as quant_matmul checks one, and that no output overlaps another
+// job's output or input.
+void check_jobs(std::span<const QuantMatmulJob> jobs, const char* op) {
   const bool single = jobs.size() == 1 && std::string_view(op) == "quant_matmul";
   for (size_t i = 0; i < jobs.size(); ++i) {
     const Where where{op, single ? -1 : static_cast<int64_t>(i)};
     const QuantMatmulJob& j = jobs[i];
     SY_CHECK(j.y != nullptr && j.x != nullptr && j.w != nullptr, "{}: y, x and w must be set",
              where);
-    check_job(*j.y, *j.x, *j.w, where);
+    check_job(*j.y, *j.x, j.gate, *j.w, where);
   }
-  // Outputs may not overlap each other (or any input: checked per job against its own x above,
-  // and here against the others').
+  // Outputs may not overlap each other (or any input: checked per job against its own inputs
+  // above, and here against the others').
   for (size_t i = 0; i < jobs.size() && jobs.size() > 1; ++i) {
     const Tensor& yi = *jobs[i].y;
     if (yi.numel() == 0) continue;
     for (size_t j = 0; j < jobs.size(); ++j) {
       if (j == i) continue;
-      for (const Tensor* other : {static_cast<const Tensor*>(jobs[j].y), jobs[j].x}) {
-        if (other == jobs[j].y && j < i) continue;  // each pair of outputs once
+      for (const Tensor* other : {static_cast<const Tensor*>(jobs[j].y), jobs[j].x, jobs[j].gate}) {
+        if (other == nullptr || (other == jobs[j].y && j < i)) continue;  // outputs: each pair once
         if (other->numel() == 0 || other->storage() != yi.storage()) continue;
         const size_t a0 = yi.byte_offset(), a1 = a0 + yi.nbytes();
         const size_t b0 = other->byte_offset(), b1 = b0 + other->nbytes();
         SY_CHECK(a1 <= b0 || b1 <= a0, "{}: y overlaps the {} of job {}",
-                 Where{op, static_cast<int64_t>(i)}, other == jobs[j].y ? "y" : "x", j);
+                 Where{op, static_cast<int64_t>(i)},
+                 other == jobs[j].y ? "y" : (other == jobs[j].x ? "x" : "gate"), j);
       }
     }
   }
-  const QdotPath resolved = resolve_path(path, op);
+}
 
-  std::vector<QJob> qjobs;
-  std::vector<ActBuf> acts;
-  qjobs.reserve(jobs.size());
-  acts.reserve(jobs.size());
+// The quantized products of a checked batch, ready to run; f32/f16/bf16 jobs and empty ones run
+// here and now.
+Stage build_stage(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
+  Stage s;
+  s.jobs.reserve(jobs.size());
+  s.acts.reserve(jobs.size());
   for (const QuantMatmulJob& j : jobs) {
     const QuantMatrix& w = *j.w;
     const int64_t t = j.x->rows();
     if (t == 0 || w.rows == 0) continue;
     float* y = j.y->mutable_data<float>();
     if (is_plain(w.type)) {
-      plain_matmul(*j.y, *j.x, w, j.accumulate);
+      if (j.gate == nullptr) {
+        plain_matmul(*j.y, *j.x, w, j.accumulate);
+      } else {
+        Tensor hidden = Tensor::empty(j.x->shape());
+        cpu::swiglu_forward(hidden.mutable_data<float>(), j.gate->data<float>(), j.x->data<float>(),
+                            1, hidden.numel(), hidden.numel());
+        plain_matmul(*j.y, hidden, w, j.accumulate);
+      }
       continue;
     }
     if (w.cols == 0) {
@@ -447,21 +516,29 @@ void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* o
                                : kernels_for(resolved, w.type);
     SY_DCHECK(pk.tile != nullptr);
     const float* x = j.x->data<float>();
+    const float* gate = j.gate == nullptr ? nullptr : j.gate->data<float>();
     size_t act = 0;
-    while (act < acts.size() &&
-           !(acts[act].x == x && acts[act].t == t && acts[act].k == w.cols &&
-             acts[act].i16 == i16 && act_variant(acts[act].type) == act_variant(w.type))) {
+    while (act < s.acts.size() &&
+           !(s.acts[act].x == x && s.acts[act].gate == gate && s.acts[act].t == t &&
+             s.acts[act].k == w.cols && s.acts[act].i16 == i16 &&
+             act_variant(s.acts[act].type) == act_variant(w.type))) {
       ++act;
     }
-    if (act == acts.size()) {
+    if (act == s.acts.size()) {
       const size_t bytes =
           i16 ? cpu::act_row_bytes_i16(w.cols) : cpu::act_row_bytes(w.type, w.cols);
-      acts.push_back({x, t, w.cols, w.type, i16, pk.quantize, (bytes + 63) / 64 * 64, 0});
+      s.acts.push_back({x, gate, t, w.cols, w.type, i16, pk.quantize, (bytes + 63) / 64 * 64, 0});
     }
-    qjobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act, w.type,
-                     p16 && !i16});
+    s.jobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act, w.type,
+                      p16 && !i16});
   }
-  if (!qjobs.empty()) run_quantized(qjobs, acts);
+  return s;
+}
+
+void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* op) {
+  check_jobs(jobs, op);
+  Stage s = build_stage(jobs, resolve_path(path, op));
+  if (!s.jobs.empty()) run_quantized({&s, 1});
 }
 
 // Throws naming `op` when a [rows, cols] matrix of `type` has no P16 form.
@@ -607,6 +684,26 @@ void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w,
 
 void quant_matmul_batch(std::span<const QuantMatmulJob> jobs, QdotPath path) {
   run_jobs(jobs, path, "quant_matmul_batch");
+}
+
+void quant_matmul_stages(std::span<const QuantMatmulJob> first,
+                         std::span<const QuantMatmulJob> then, QdotPath path) {
+  check_jobs(first, "quant_matmul_stages: first");
+  check_jobs(then, "quant_matmul_stages: then");
+  const QdotPath resolved = resolve_path(path, "quant_matmul_stages");
+  // Plain jobs run through OpenBLAS, and jobs with K = 0 are written at once when built: then
+  // the batches run one after the other.
+  const bool zero_k =
+      std::ranges::any_of(then, [](const QuantMatmulJob& j) { return j.w->cols == 0; });
+  if (has_plain(first) || has_plain(then) || zero_k) {
+    Stage s = build_stage(first, resolved);
+    if (!s.jobs.empty()) run_quantized({&s, 1});
+    s = build_stage(then, resolved);
+    if (!s.jobs.empty()) run_quantized({&s, 1});
+    return;
+  }
+  std::array<Stage, 2> stages{build_stage(first, resolved), build_stage(then, resolved)};
+  run_quantized(stages);
 }
 
 Tensor quant_matmul_activations(const Tensor& x, GgmlType weight_type) {

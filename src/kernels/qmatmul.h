@@ -116,11 +116,15 @@ void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumul
 void quant_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, const QuantMatmulOptions& opts);
 
 // One independent product of a batch: *y = (or +=) *x (*w)^T, with the shapes of quant_matmul.
+// With `gate` set (f32, the shape of *x), the product's input is SwiGLU's hidden activation
+// silu(*gate) * *x instead of *x: computed row by row as the activations are quantized, with the
+// same values as swiglu_forward (kernels/activations.h) gives, and never stored.
 struct QuantMatmulJob {
   Tensor* y = nullptr;
   const Tensor* x = nullptr;
   const QuantMatrix* w = nullptr;
   bool accumulate = false;
+  const Tensor* gate = nullptr;
 };
 
 // Runs all jobs in one parallel region: activations are quantized once per distinct x (jobs that
@@ -130,6 +134,15 @@ struct QuantMatmulJob {
 // checks it (messages start "quant_matmul_batch: job <i>: "); the outputs must not overlap one
 // another or any input. F32/F16/BF16 jobs run one after the other through OpenBLAS.
 void quant_matmul_batch(std::span<const QuantMatmulJob> jobs, QdotPath path = QdotPath::kAuto);
+// quant_matmul_batch(first), then quant_matmul_batch(then), with the same results, but in one
+// parallel region when every job of both is quantized: the team waits for `first` to finish and
+// goes on to `then` (whose inputs may be `first`'s outputs) instead of closing the region and
+// opening another after serial work. For an MoE FFN in decode: the active experts' gate and up
+// products, then their down products on silu(gate) * up (QuantMatmulJob::gate), so the SwiGLU
+// runs on every thread while it quantizes the down products' input. Messages name the batch
+// and the job: "quant_matmul_stages: first: job <i>: ", "quant_matmul_stages: then: job <i>: ".
+void quant_matmul_stages(std::span<const QuantMatmulJob> first,
+                         std::span<const QuantMatmulJob> then, QdotPath path = QdotPath::kAuto);
 
 // The f32 values the quantized kernels multiply W with in place of x (f32 [..., K]): x rounded per
 // block as described above, for weights of `weight_type` (a quantized type quant_matmul takes).

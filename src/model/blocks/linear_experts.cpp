@@ -28,11 +28,13 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
                             moe::FfnSaved* /*saved*/) {
   SY_CHECK(static_cast<int64_t>(offsets.size()) == e_ + 1,
            "LinearExperts: {} offsets for {} experts", offsets.size(), e_);
+  const bool quantized = gate_.front().quant() != nullptr && down_.front().quant() != nullptr;
   // Gate, up and hidden rows of all experts in one buffer each, in the order of `buffer`'s rows,
   // so one activation call covers every expert (a decode step has 8 experts of one row each).
+  // The quantized path needs no hidden rows: its down products take silu(gate) * up directly.
   const int64_t first = offsets.front(), rows = offsets.back() - first;
   Tensor gate = Tensor::empty({rows, f_}), up = Tensor::empty({rows, f_});
-  Tensor hidden = Tensor::empty({rows, f_});
+  Tensor hidden = quantized ? Tensor() : Tensor::empty({rows, f_});
   // The active experts' rows, inputs, and gate/up/hidden/output slices.
   struct Active {
     int64_t expert;
@@ -45,9 +47,9 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
     if (begin == end) continue;
     active.push_back({j, buffer.slice_rows(begin, end), gate.slice_rows(begin - first, end - first),
                       up.slice_rows(begin - first, end - first),
-                      hidden.slice_rows(begin - first, end - first), out.slice_rows(begin, end)});
+                      quantized ? Tensor() : hidden.slice_rows(begin - first, end - first),
+                      out.slice_rows(begin, end)});
   }
-  const bool quantized = gate_.front().quant() != nullptr && down_.front().quant() != nullptr;
   if (!quantized) {
     for (Active& a : active) {
       const auto j = static_cast<size_t>(a.expert);
@@ -58,22 +60,18 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
     for (Active& a : active) down_[static_cast<size_t>(a.expert)].apply(a.y, a.hidden);
     return;
   }
-  // Every active expert's gate and up projections in one parallel call (the input of each
-  // expert is quantized once for both), then all down projections: with few tokens (decode)
-  // each product is small, and one call keeps every thread busy across experts.
-  std::vector<kernels::QuantMatmulJob> jobs;
+  // Every active expert's gate and up projections (the input of each expert is quantized once
+  // for both), then all down projections on silu(gate) * up, in one parallel region: with few
+  // tokens (decode) each product is small; sharing the rows of all experts keeps every thread
+  // busy, and the SwiGLU runs on every thread as the down products' input is quantized.
+  std::vector<kernels::QuantMatmulJob> gate_up, down;
   for (Active& a : active) {
     const auto j = static_cast<size_t>(a.expert);
-    jobs.push_back({&a.gate, &a.x, gate_[j].quant(), false});
-    jobs.push_back({&a.up, &a.x, up_[j].quant(), false});
+    gate_up.push_back({&a.gate, &a.x, gate_[j].quant(), false});
+    gate_up.push_back({&a.up, &a.x, up_[j].quant(), false});
+    down.push_back({.y = &a.y, .x = &a.up, .w = down_[j].quant(), .gate = &a.gate});
   }
-  kernels::quant_matmul_batch(jobs);
-  kernels::swiglu_forward(hidden, gate, up);
-  jobs.clear();
-  for (Active& a : active) {
-    jobs.push_back({&a.y, &a.hidden, down_[static_cast<size_t>(a.expert)].quant(), false});
-  }
-  kernels::quant_matmul_batch(jobs);
+  kernels::quant_matmul_stages(gate_up, down);
 }
 
 void LinearExperts::backward(Tensor& /*d_buffer*/, const Tensor& /*d_out*/,

@@ -14,6 +14,7 @@
 #include "core/dtype.h"
 #include "core/ggml_types.h"
 #include "core/rng.h"
+#include "kernels/activations.h"
 #include "kernels/cpu/qdot.h"
 #include "kernels/qmatmul.h"
 #include "kernels/quant/formats.h"
@@ -873,6 +874,141 @@ TEST(QuantMatmul, P16InABatchMatchesSeparateCalls) {
           << "job " << i;
     }
   }
+}
+
+// An MoE FFN's two batches in one region give what two batches give with the SwiGLU between
+// them: gate and up products of three experts (one, two and five tokens), then down products on
+// silu(gate) * up, bit for bit, and a product on up itself beside them. Every format, P16
+// matrices, 1 and 3 threads, and a down matrix in f32 (the batches then run one after the
+// other).
+TEST(QuantMatmul, StagesMatchTwoBatchesWithTheSwiGluBetween) {
+  Rng rng(61);
+  const int saved = omp_get_max_threads();
+  const int64_t d = 512, f = 512;
+  const int64_t tokens[] = {1, 2, 5};
+  std::vector<GgmlType> types(std::begin(kQuantTypes), std::end(kQuantTypes));
+  types.push_back(GgmlType::kF32);  // down only
+  for (GgmlType type : types) {
+    const bool plain = type == GgmlType::kF32;
+    const GgmlType gu_type = plain ? GgmlType::kQ4_K : type;
+    std::vector<Weights> gu;
+    std::vector<Tensor> down_f32;
+    std::vector<QuantMatrix> down;
+    std::vector<Weights> down_q;
+    for (int e = 0; e < 3; ++e) {
+      gu.push_back(random_weights(gu_type, f, d, rng));
+      gu.push_back(random_weights(gu_type, f, d, rng));
+      if (plain) {
+        down_f32.push_back(test::random_normal({d, f}, rng));
+      } else {
+        down_q.push_back(random_weights(type, d, f, rng));
+      }
+    }
+    for (int e = 0; e < 3; ++e) {
+      down.push_back(plain ? quant_matrix_view(down_f32[static_cast<size_t>(e)], type, d, f)
+                           : down_q[static_cast<size_t>(e)].m);
+    }
+    std::vector<Packed> packed;
+    if (can_pack_p16(type, d)) {
+      for (const Weights& w : gu) packed.push_back(packed_of(w.m));
+    }
+    std::vector<Tensor> xs;
+    for (int64_t t : tokens) xs.push_back(test::random_normal({t, d}, rng));
+    for (QdotPath path : qdot_paths_available()) {
+      for (bool p16 : {false, true}) {
+        if (p16 && packed.empty()) continue;
+        for (int threads : {1, 3}) {
+          SCOPED_TRACE(name_of(type) + " on " + std::string(qdot_path_name(path)) +
+                       (p16 ? " (P16)" : "") + ", " + std::to_string(threads) + " threads");
+          const auto m = [&](size_t i) { return p16 ? &packed[i].m : &gu[i].m; };
+          std::vector<Tensor> gate, up, y, gate2, up2, y2;
+          for (size_t e = 0; e < 3; ++e) {
+            for (auto* v : {&gate, &up, &gate2, &up2}) v->push_back(Tensor::zeros({tokens[e], f}));
+            y.push_back(test::random_uniform({tokens[e], d}, rng));
+            y2.push_back(y.back().clone());
+          }
+          omp_set_num_threads(threads);
+          // Two batches and the SwiGLU on its own.
+          std::vector<QuantMatmulJob> first, then;
+          for (size_t e = 0; e < 3; ++e) {
+            first.push_back({&gate[e], &xs[e], m(2 * e), false});
+            first.push_back({&up[e], &xs[e], m(2 * e + 1), false});
+          }
+          quant_matmul_batch(first, path);
+          std::vector<Tensor> hidden;
+          hidden.reserve(3);  // `then` points into it
+          for (size_t e = 0; e < 3; ++e) {
+            hidden.push_back(Tensor::empty(gate[e].shape()));
+            swiglu_forward(hidden[e], gate[e], up[e]);
+            then.push_back({&y[e], &hidden[e], &down[e], e == 1});
+          }
+          quant_matmul_batch(then, path);
+          // The same in one call.
+          first.clear();
+          then.clear();
+          for (size_t e = 0; e < 3; ++e) {
+            first.push_back({&gate2[e], &xs[e], m(2 * e), false});
+            first.push_back({&up2[e], &xs[e], m(2 * e + 1), false});
+            then.push_back({.y = &y2[e],
+                            .x = &up2[e],
+                            .w = &down[e],
+                            .accumulate = e == 1,
+                            .gate = &gate2[e]});
+          }
+          // A product on `up` itself, beside one on silu(gate) * up: its input is not SwiGLU's.
+          Tensor raw = Tensor::zeros({tokens[0], d});
+          then.push_back({&raw, &up2[0], &down[0], false});
+          quant_matmul_stages(first, then, path);
+          omp_set_num_threads(saved);
+          Tensor raw_want = Tensor::zeros({tokens[0], d});
+          quant_matmul(raw_want, up[0], down[0], {.path = path});
+          EXPECT_TRUE(same_bits(raw.data<float>(), raw_want.data<float>(), raw.numel()));
+          for (size_t e = 0; e < 3; ++e) {
+            EXPECT_TRUE(same_bits(gate2[e].data<float>(), gate[e].data<float>(), gate[e].numel()))
+                << "gate of expert " << e;
+            EXPECT_TRUE(same_bits(y2[e].data<float>(), y[e].data<float>(), y[e].numel()))
+                << "down of expert " << e;
+          }
+        }
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(QuantMatmul, StagesRefuseABadGate) {
+  Rng rng(67);
+  const Weights w = random_weights(GgmlType::kQ8_0, 64, 256, rng);
+  const Tensor x = test::random_normal({2, 256}, rng);
+  const Tensor short_gate = test::random_normal({1, 256}, rng);
+  const Tensor f16_gate = Tensor::zeros({2, 256}, DType::F16);
+  Tensor y = Tensor::zeros({2, 64});
+  const QuantMatmulJob plain{&y, &x, &w.m, false};
+  const std::vector<QuantMatmulJob> first{plain};
+  std::vector<QuantMatmulJob> then{{.y = &y, .x = &x, .w = &w.m, .gate = &short_gate}};
+  EXPECT_EQ(error_of([&] { quant_matmul_stages(first, then); }),
+            "quant_matmul_stages: then: job 0: gate: shape [1, 256], expected x's [2, 256]");
+  then[0].gate = &f16_gate;
+  EXPECT_EQ(error_of([&] { quant_matmul_stages(first, then); }),
+            "quant_matmul_stages: then: job 0: gate: dtype f16, expected f32");
+  // y may not overlap a gate: its own, or another job's. Side by side is fine.
+  const Tensor buf = test::random_normal({10, 128}, rng);
+  const Tensor gate = buf.slice_rows(0, 4).reshape({2, 256});  // floats 0..511
+  Tensor y_in_gate = buf.slice_rows(3, 4).reshape({2, 64});    // floats 384..511
+  Tensor y_after = buf.slice_rows(4, 5).reshape({2, 64});      // floats 512..639
+  then = {{.y = &y_in_gate, .x = &x, .w = &w.m, .gate = &gate}};
+  EXPECT_EQ(error_of([&] { quant_matmul_stages(first, then); }),
+            "quant_matmul_stages: then: job 0: y overlaps gate");
+  Tensor y2 = Tensor::zeros({2, 64});
+  then = {{.y = &y2, .x = &x, .w = &w.m, .gate = &gate}, {&y_in_gate, &x, &w.m, false}};
+  EXPECT_EQ(error_of([&] { quant_matmul_stages(first, then); }),
+            "quant_matmul_stages: then: job 1: y overlaps the gate of job 0");
+  then = {{.y = &y_after, .x = &x, .w = &w.m, .gate = &gate}};
+  EXPECT_EQ(error_of([&] { quant_matmul_stages(first, then); }), "(no error)");
+  y = Tensor::zeros({2, 64});
+  then = {{.y = &y, .x = &x, .w = &w.m, .gate = &short_gate}};
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(then); }),
+            "quant_matmul_batch: job 0: gate: shape [1, 256], expected x's [2, 256]");
 }
 
 TEST(QuantMatmul, P16RefusesTypesAndWidthsWithoutAForm) {
