@@ -345,7 +345,7 @@ void quantize_rows(const Stage& s, uint8_t* base, int64_t begin, int64_t end) {
     if (a.gate != nullptr) {
       thread_local std::vector<float> hidden;
       hidden.resize(static_cast<size_t>(a.k));
-      cpu::swiglu_forward(hidden.data(), a.gate + row * a.k, x, 1, a.k, a.k);
+      cpu::swiglu_forward_span(hidden.data(), a.gate + row * a.k, x, a.k);
       x = hidden.data();
     }
     a.quantize(a.type, x, a.k, base + a.offset + static_cast<size_t>(row) * a.stride);

@@ -335,6 +335,10 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t rows
   });
 }
 
+void swiglu_forward_span(float* out, const float* gate, const float* up, int64_t n) {
+  if (n > 0) HWY_DYNAMIC_DISPATCH(SwiGluForward)(out, gate, up, static_cast<size_t>(n));
+}
+
 void swiglu_backward(float* d_gate, float* d_up, const float* d_out, const float* gate,
                      const float* up, int64_t rows, int64_t cols, int64_t in_stride) {
   for_tiles(rows, cols, [&](int64_t r, int64_t c, size_t count) {

@@ -21,6 +21,9 @@ void gelu_backward(float* d_x, const float* d_y, const float* x, int64_t n, bool
 // the fused [gate | up] layout).
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t rows, int64_t cols,
                     int64_t in_stride);
+// One span of n values of the same: no OpenMP (even an inactive nested region costs a team's
+// set-up), for callers already inside a parallel region.
+void swiglu_forward_span(float* out, const float* gate, const float* up, int64_t n);
 // d_gate += d_out * up * silu'(gate);  d_up += d_out * silu(gate).
 void swiglu_backward(float* d_gate, float* d_up, const float* d_out, const float* gate,
                      const float* up, int64_t rows, int64_t cols, int64_t in_stride);
