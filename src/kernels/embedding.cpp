@@ -40,10 +40,9 @@ void embedding_forward(Tensor& out, const Tensor& table, const Tensor& ids) {
   const int32_t* id = ids.data<int32_t>();
   float* dst = out.mutable_data<float>();
   const auto row_bytes = static_cast<size_t>(width) * sizeof(float);
-#pragma omp parallel for schedule(static) if (tokens * width >= kParallelMinElements)
-  for (int64_t t = 0; t < tokens; ++t) {
+  parallel_for(0, tokens, tokens * width >= kParallelMinElements, [&](int64_t t) {
     std::memcpy(dst + t * width, src + static_cast<int64_t>(id[t]) * width, row_bytes);
-  }
+  });
 }
 
 void embedding_backward(Tensor& d_table, const Tensor& d_out, const Tensor& ids) {

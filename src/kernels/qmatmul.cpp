@@ -220,10 +220,9 @@ void plain_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumul
   float* wp = wide.mutable_data<float>();
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t rows = std::min(chunk, n - r0);
-#pragma omp parallel for schedule(static) if (rows * k >= (int64_t{1} << 16))
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_for(0, rows, rows * k >= (int64_t{1} << 16), [&](int64_t r) {
       format->dequantize(w.data + (r0 + r) * w.row_bytes, wp + r * k, k);
-    }
+    });
     cpu::sgemm(false, true, t, rows, k, 1.0f, xp, k, wp, k, beta, yp + r0, n);
   }
 }

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/threads.h"
 #include "kernels/gemm.h"
 
 namespace sy::moe {
@@ -216,10 +217,9 @@ void gather_rows(Tensor& buffer, const Tensor& x, const Routing& routing,
   const float* src = x.data<float>();
   float* dst = buffer.mutable_data<float>();
   const int32_t* row_token = plan.row_token.data<int32_t>();
-#pragma omp parallel for schedule(static) if (rows * d >= kParallelFloats)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(0, rows, rows * d >= kParallelFloats, [&](int64_t r) {
     std::memcpy(dst + r * d, src + row_token[r] * d, static_cast<size_t>(d) * sizeof(float));
-  }
+  });
 }
 
 void gather_rows_backward(Tensor& d_x, Tensor& d_dispatch, const Tensor& d_buffer, const Tensor& x,
@@ -244,14 +244,13 @@ void gather_rows_backward(Tensor& d_x, Tensor& d_dispatch, const Tensor& d_buffe
   float* out = d_x.mutable_data<float>();
   const int32_t* token_rows = plan.token_rows.data<int32_t>();
   const int64_t* off = plan.token_offsets.data();
-#pragma omp parallel for schedule(static) if (split_by_token(t_count, plan.rows(), d))
-  for (int64_t t = 0; t < t_count; ++t) {
+  parallel_for(0, t_count, split_by_token(t_count, plan.rows(), d), [&](int64_t t) {
     float* o = out + t * d;
     for (int64_t j = off[t]; j < off[t + 1]; ++j) {
       const float* src = g + static_cast<int64_t>(token_rows[j]) * d;
       for (int64_t c = 0; c < d; ++c) o[c] += src[c];
     }
-  }
+  });
 }
 
 void scatter_combine(Tensor& out, const Tensor& buffer_out, const Routing& routing,
@@ -273,8 +272,7 @@ void scatter_combine(Tensor& out, const Tensor& buffer_out, const Routing& routi
   const int32_t* token_rows = plan.token_rows.data<int32_t>();
   const int64_t* off = plan.token_offsets.data();
   float* dst = out.mutable_data<float>();
-#pragma omp parallel for schedule(static) if (split_by_token(plan.num_tokens, plan.rows(), d))
-  for (int64_t t = 0; t < plan.num_tokens; ++t) {
+  parallel_for(0, plan.num_tokens, split_by_token(plan.num_tokens, plan.rows(), d), [&](int64_t t) {
     float* o = dst + t * d;
     for (int64_t j = off[t]; j < off[t + 1]; ++j) {
       const int64_t r = token_rows[j];
@@ -282,7 +280,7 @@ void scatter_combine(Tensor& out, const Tensor& buffer_out, const Routing& routi
       const float* s = src + r * d;
       for (int64_t c = 0; c < d; ++c) o[c] += wt * s[c];
     }
-  }
+  });
 }
 
 void scatter_combine_backward(Tensor& d_buffer_out, Tensor& d_weight, Tensor& d_combine,
@@ -315,8 +313,7 @@ void scatter_combine_backward(Tensor& d_buffer_out, Tensor& d_weight, Tensor& d_
   float* db = d_buffer_out.mutable_data<float>();
   float* dw = d_weight.defined() ? d_weight.mutable_data<float>() : nullptr;
   if (dw != nullptr) std::fill(dw, dw + n, 0.0f);
-#pragma omp parallel for schedule(static) if (rows * d >= kParallelFloats)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(0, rows, rows * d >= kParallelFloats, [&](int64_t r) {
     const int64_t s = row_slot[r];
     const float* go = g + static_cast<int64_t>(row_token[r]) * d;
     const float* yr = y + r * d;
@@ -328,7 +325,7 @@ void scatter_combine_backward(Tensor& d_buffer_out, Tensor& d_weight, Tensor& d_
       acc += static_cast<double>(go[c]) * yr[c];
     }
     if (dw != nullptr) dw[s] = static_cast<float>(acc);
-  }
+  });
 }
 
 }  // namespace sy::moe

@@ -294,12 +294,11 @@ void for_tiles(int64_t rows, int64_t cols, Body&& body) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t per_row = (cols + kChunk - 1) / kChunk;
   const int64_t tiles = rows * per_row;
-#pragma omp parallel for schedule(static) if (tiles > 1 && rows * cols >= kParallelMinElements)
-  for (int64_t t = 0; t < tiles; ++t) {
+  parallel_for(0, tiles, tiles > 1 && rows * cols >= kParallelMinElements, [&](int64_t t) {
     const int64_t r = t / per_row;
     const int64_t c = (t % per_row) * kChunk;
     body(r, c, static_cast<size_t>(std::min(kChunk, cols - c)));
-  }
+  });
 }
 }  // namespace
 

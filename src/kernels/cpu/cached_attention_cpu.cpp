@@ -420,6 +420,7 @@ HWY_AFTER_NAMESPACE();
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/threads.h"
 #include "kernels/cpu/cached_attention_cpu.h"
 #include "kernels/cpu/gemm_cpu.h"
 
@@ -574,12 +575,12 @@ void cached_attention(float* out, const float* q, const void* k, const void* v, 
   const auto* k16 = static_cast<const uint16_t*>(k);
   const auto* v16 = static_cast<const uint16_t*>(v);
   constexpr int64_t kChunk = 64;
-#pragma omp parallel for schedule(static) if (rows * (ldk + ldv) >= (int64_t{1} << 16))
-  for (int64_t r0 = first; r0 < s.cached; r0 += kChunk) {
-    const int64_t n = std::min(kChunk, s.cached - r0);
+  const int64_t chunks = (s.cached - first + kChunk - 1) / kChunk;
+  parallel_for(0, chunks, rows * (ldk + ldv) >= (int64_t{1} << 16), [&](int64_t c) {
+    const int64_t r0 = first + c * kChunk, n = std::min(kChunk, s.cached - r0);
     convert_f16_to_f32(k16 + r0 * ldk, kf.data() + r0 * ldk, static_cast<size_t>(n * ldk));
     convert_f16_to_f32(v16 + r0 * ldv, vf.data() + r0 * ldv, static_cast<size_t>(n * ldv));
-  }
+  });
   attend_f32(out, q, kf.data(), vf.data(), s, scale, window);
 }
 

@@ -142,12 +142,11 @@ HWY_EXPORT(LayerNormBackwardRow);
 void layer_norm_forward(float* out, float* mean, float* rstd, const float* x, const float* weight,
                         const float* bias, int64_t rows, int64_t cols, float eps) {
   const auto n = static_cast<size_t>(cols);
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(0, rows, rows * cols >= kParallelMinElements, [&](int64_t r) {
     HWY_DYNAMIC_DISPATCH(LayerNormRow)
     (out + r * cols, mean + r, rstd + r, x + r * cols, weight, bias, n, eps,
      r + 1 < rows ? x + (r + 1) * cols : nullptr);
-  }
+  });
 }
 
 void layer_norm_backward(float* d_x, float* d_weight, float* d_bias, const float* d_out,

@@ -92,10 +92,9 @@ HWY_EXPORT(RmsNormBackwardRow);
 void rms_norm_forward(float* out, float* inv_rms, const float* x, const float* weight, int64_t rows,
                       int64_t cols, float eps) {
   const auto n = static_cast<size_t>(cols);
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(0, rows, rows * cols >= kParallelMinElements, [&](int64_t r) {
     inv_rms[r] = HWY_DYNAMIC_DISPATCH(RmsNormRow)(out + r * cols, x + r * cols, weight, n, eps);
-  }
+  });
 }
 
 void rms_norm_backward(float* d_x, float* d_weight, const float* d_out, const float* x,

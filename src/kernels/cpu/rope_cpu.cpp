@@ -124,25 +124,21 @@ void rope_apply(float* out, const float* x, const int32_t* positions, int64_t po
   const int64_t head_dim = shape.head_dim;
   const int64_t row = shape.heads * head_dim;
   const bool parallel = shape.tokens * row >= kParallelMinElements;
-#pragma omp parallel if (parallel)
-  {
+  parallel_for(0, shape.tokens, parallel, [&](int64_t t) {
     // cos/sin of this token's angles, shared by all its heads.
     thread_local Angles angles;
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < shape.tokens; ++t) {
-      const auto pos = static_cast<double>(positions ? positions[t] : position_offset + t);
-      angles.compute(pos, inv_freq, half, scale, sign);
-      for (int64_t h = 0; h < shape.heads; ++h) {
-        float* o = out + t * row + h * head_dim;
-        const float* xi = x + t * row + h * head_dim;
-        HWY_DYNAMIC_DISPATCH(RotateHead)
-        (o, xi, angles.cos(), angles.sin(), static_cast<size_t>(half), interleaved, accumulate);
-        for (int64_t j = shape.rotary_dim; j < head_dim; ++j) {
-          o[j] = accumulate ? o[j] + xi[j] : xi[j];
-        }
+    const auto pos = static_cast<double>(positions ? positions[t] : position_offset + t);
+    angles.compute(pos, inv_freq, half, scale, sign);
+    for (int64_t h = 0; h < shape.heads; ++h) {
+      float* o = out + t * row + h * head_dim;
+      const float* xi = x + t * row + h * head_dim;
+      HWY_DYNAMIC_DISPATCH(RotateHead)
+      (o, xi, angles.cos(), angles.sin(), static_cast<size_t>(half), interleaved, accumulate);
+      for (int64_t j = shape.rotary_dim; j < head_dim; ++j) {
+        o[j] = accumulate ? o[j] + xi[j] : xi[j];
       }
     }
-  }
+  });
 }
 
 }  // namespace sy::kernels::cpu

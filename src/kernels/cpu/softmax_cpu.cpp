@@ -240,8 +240,6 @@ void LogSoftmaxBackwardRows(float* HWY_RESTRICT d_x, const float* HWY_RESTRICT d
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include <omp.h>
-
 #include <algorithm>
 
 #include "core/threads.h"
@@ -264,25 +262,22 @@ template <typename Body>
 void for_row_blocks(int64_t rows, int64_t cols, Body&& body) {
   const int64_t block = std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1));
   const int64_t blocks = (rows + block - 1) / block;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
-  for (int64_t b = 0; b < blocks; ++b) {
+  parallel_for(0, blocks, rows * cols >= kParallelMinElements, [&](int64_t b) {
     const int64_t begin = b * block;
     body(begin, static_cast<size_t>(std::min(block, rows - begin)));
-  }
+  });
 }
 }  // namespace
 
 void softmax_forward(float* y, const float* x, int64_t rows, int64_t cols) {
   const auto n = static_cast<size_t>(cols);
-#pragma omp parallel if (rows * cols >= kParallelMinElements)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  run_team(rows * cols >= kParallelMinElements, [&](int64_t t, int64_t nt) {
     const int64_t begin = rows * t / nt, end = rows * (t + 1) / nt;
     if (end > begin) {
       HWY_DYNAMIC_DISPATCH(SoftmaxRows)
       (y + begin * cols, x + begin * cols, static_cast<size_t>(end - begin), n);
     }
-  }
+  });
 }
 
 void softmax_backward(float* d_x, const float* d_y, const float* y, int64_t rows, int64_t cols) {

@@ -81,6 +81,8 @@ bool MaxSelectRow(const float* HWY_RESTRICT x, float* HWY_RESTRICT scratch, size
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include <omp.h>
+
 #include <cmath>
 #include <vector>
 
@@ -126,15 +128,13 @@ bool select_by_sort(const float* x, int64_t cols, int64_t k, float* val, int32_t
 
 int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t rows, int64_t cols,
                      int64_t k) {
-  int64_t first_nan_row = rows;
-#pragma omp parallel reduction(min : first_nan_row) if (rows * cols >= kParallelMinElements)
-  {
+  // Rows [begin, end); returns the first with a NaN, or `rows`.
+  const auto select_rows = [&](int64_t begin, int64_t end) {
     std::vector<Entry> entries;
     // Row copy padded to whole vectors.
     std::vector<float> scratch(
         k <= kMaxSmallK ? HWY_DYNAMIC_DISPATCH(PaddedCols)(static_cast<size_t>(cols)) : 0);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = begin; r < end; ++r) {
       const float* xr = x + r * cols;
       float* vr = values + r * k;
       int32_t* ir = indices + r * k;
@@ -142,7 +142,18 @@ int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t ro
                                              xr, scratch.data(), static_cast<size_t>(cols),
                                              static_cast<size_t>(k), vr, ir)
                                        : select_by_sort(xr, cols, k, vr, ir, entries);
-      if (nan) first_nan_row = std::min(first_nan_row, r);
+      if (nan) return r;
+    }
+    return rows;
+  };
+  int64_t first_nan_row = rows;
+  if (rows * cols < kParallelMinElements) {
+    first_nan_row = select_rows(0, rows);
+  } else {
+#pragma omp parallel reduction(min : first_nan_row)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      first_nan_row = std::min(first_nan_row, select_rows(rows * t / nt, rows * (t + 1) / nt));
     }
   }
   if (first_nan_row == rows) return -1;
@@ -153,10 +164,9 @@ int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t ro
 
 void topk_backward(float* d_x, const float* d_values, const int32_t* indices, int64_t rows,
                    int64_t cols, int64_t k) {
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(0, rows, rows * cols >= kParallelMinElements, [&](int64_t r) {
     for (int64_t j = 0; j < k; ++j) d_x[r * cols + indices[r * k + j]] += d_values[r * k + j];
-  }
+  });
 }
 
 }  // namespace sy::kernels::cpu
