@@ -520,7 +520,9 @@ template <GgmlType kType>
 void run_tile_p16(const QdotTile& a) {
   if (a.tokens < 8) {
     if (a.tokens == 1) {
-      walk_decode_rows(a, [](const MicroArgs& m) { micro_p16<kType, 1, 1>(m); });
+      walk_decode_rows(
+          a, [](const MicroArgs& m) { micro_p16<kType, 1, 1>(m); },
+          kType == GgmlType::kQ8_0 ? kDecodeAheadBytesQ8P16 : kDecodeAheadBytes);
       return;
     }
     walk_micro_tiles<4, 2>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {

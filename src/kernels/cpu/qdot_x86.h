@@ -59,8 +59,15 @@ struct MicroArgs {
 // OLMoE decode, runs alternating, medians q4_0 / q4_K: 2 KB ahead 25.0 / 23.6 GB/s, 6 KB
 // 31.0 / 27.7; 8 and 12 KB no better than 6.
 constexpr size_t kDecodeAheadBytes = 6144;
-inline size_t decode_ahead(size_t row_bytes) {
-  return row_bytes * std::max<size_t>(2, (kDecodeAheadBytes + row_bytes - 1) / row_bytes);
+// q8_0 P16 rows read fastest nearer: two rows ahead (4352 bytes for K = 2048) rather than three.
+// OLMoE-shaped MoE decode layer kernel (`bench kernels --filter moe_decode/q8_0`), runs
+// alternating, fraction of the triad around each: 1-2 rows 1.07-1.18, 3-4 rows 0.92-1.04; the
+// whole OLMoE q8_0 decode, 3 runs each alternating: ratio 0.867-0.871 -> 0.945-1.056. The same
+// distance for q4_0 / q4_K rows (two or three rows, 2.3-3.5 KB) read 0.66-0.85 against 0.98-1.13
+// at 6 KB.
+constexpr size_t kDecodeAheadBytesQ8P16 = 2048;
+inline size_t decode_ahead(size_t row_bytes, size_t min_bytes = kDecodeAheadBytes) {
+  return row_bytes * std::max<size_t>(2, (min_bytes + row_bytes - 1) / row_bytes);
 }
 // The kBytes at p + ahead, into L2.
 template <size_t kBytes>
@@ -111,8 +118,9 @@ SY_QDOT_INLINE void walk_micro_tiles(int64_t rows, int64_t tokens, const Micro& 
 
 // Decode (one token): the tile's rows one at a time, prefetching decode_ahead (see there).
 template <class Micro>
-SY_QDOT_INLINE void walk_decode_rows(const QdotTile& a, const Micro& micro) {
-  const size_t ahead = decode_ahead(a.w_stride);
+SY_QDOT_INLINE void walk_decode_rows(const QdotTile& a, const Micro& micro,
+                                     size_t ahead_bytes = kDecodeAheadBytes) {
+  const size_t ahead = decode_ahead(a.w_stride, ahead_bytes);
   for (int64_t r = 0; r < a.rows; ++r) {
     MicroArgs m = micro_at(a, r, 0);
     m.ahead = ahead;
