@@ -128,8 +128,9 @@ bool select_by_sort(const float* x, int64_t cols, int64_t k, float* val, int32_t
 
 int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t rows, int64_t cols,
                      int64_t k) {
-  // Rows [begin, end); returns the first with a NaN, or `rows`.
+  // Rows [begin, end), every one of them; returns the first with a NaN, or `rows`.
   const auto select_rows = [&](int64_t begin, int64_t end) {
+    int64_t first_nan = rows;
     std::vector<Entry> entries;
     // Row copy padded to whole vectors.
     std::vector<float> scratch(
@@ -142,9 +143,9 @@ int64_t topk_forward(float* values, int32_t* indices, const float* x, int64_t ro
                                              xr, scratch.data(), static_cast<size_t>(cols),
                                              static_cast<size_t>(k), vr, ir)
                                        : select_by_sort(xr, cols, k, vr, ir, entries);
-      if (nan) return r;
+      if (nan) first_nan = std::min(first_nan, r);
     }
-    return rows;
+    return first_nan;
   };
   int64_t first_nan_row = rows;
   if (rows * cols < kParallelMinElements) {

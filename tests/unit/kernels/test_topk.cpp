@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
+#include "kernels/cpu/topk_cpu.h"
 #include "kernels/topk.h"
 #include "support/reference.h"
 #include "support/tensor_testing.h"
@@ -134,6 +136,30 @@ TEST(TopK, BreaksTiesByLowerIndex) {
   for (int32_t j = 0; j < 34; ++j)
     want_i[static_cast<size_t>(j)] = j == 0 ? 7 : (j <= 7 ? j - 1 : j);
   expect_topk(Tensor::from_f32({1, 40}, wide), 34, want_v, want_i);
+}
+
+// The body reports the first NaN and still selects every row without one, the rows after it
+// included (its contract: only rows with a NaN get unspecified output).
+TEST(TopK, BodyFillsTheRowsWithoutNaN) {
+  const int64_t rows = 4, cols = 37;
+  for (int64_t k : {2, 36}) {  // the vector path and the sorting path
+    SCOPED_TRACE("k = " + std::to_string(k));
+    std::vector<float> x(static_cast<size_t>(rows * cols));
+    for (int64_t i = 0; i < rows * cols; ++i)
+      x[static_cast<size_t>(i)] = static_cast<float>(i % cols);
+    x[1 * cols + 5] = NAN;
+    std::vector<float> values(static_cast<size_t>(rows * k), -1.0f);
+    std::vector<int32_t> indices(static_cast<size_t>(rows * k), -1);
+    EXPECT_EQ(cpu::topk_forward(values.data(), indices.data(), x.data(), rows, cols, k),
+              1 * cols + 5);
+    for (int64_t r : {0, 2, 3}) {
+      for (int64_t j = 0; j < k; ++j) {
+        const auto at = static_cast<size_t>(r * k + j);
+        EXPECT_EQ(indices[at], cols - 1 - j) << "row " << r << " rank " << j;
+        EXPECT_EQ(values[at], static_cast<float>(cols - 1 - j)) << "row " << r << " rank " << j;
+      }
+    }
+  }
 }
 
 TEST(TopK, RejectsBadShapesAndNaN) {
