@@ -534,10 +534,15 @@ Stage build_stage(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
   return s;
 }
 
+// A checked batch on its own.
+void run_batch(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
+  Stage s = build_stage(jobs, resolved);
+  if (!s.jobs.empty()) run_quantized({&s, 1});
+}
+
 void run_jobs(std::span<const QuantMatmulJob> jobs, QdotPath path, const char* op) {
   check_jobs(jobs, op);
-  Stage s = build_stage(jobs, resolve_path(path, op));
-  if (!s.jobs.empty()) run_quantized({&s, 1});
+  run_batch(jobs, resolve_path(path, op));
 }
 
 // Throws naming `op` when a [rows, cols] matrix of `type` has no P16 form.
@@ -695,10 +700,8 @@ void quant_matmul_stages(std::span<const QuantMatmulJob> first,
   const bool zero_k =
       std::ranges::any_of(then, [](const QuantMatmulJob& j) { return j.w->cols == 0; });
   if (has_plain(first) || has_plain(then) || zero_k) {
-    Stage s = build_stage(first, resolved);
-    if (!s.jobs.empty()) run_quantized({&s, 1});
-    s = build_stage(then, resolved);
-    if (!s.jobs.empty()) run_quantized({&s, 1});
+    run_batch(first, resolved);
+    run_batch(then, resolved);
     return;
   }
   std::array<Stage, 2> stages{build_stage(first, resolved), build_stage(then, resolved)};
