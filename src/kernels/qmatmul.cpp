@@ -38,6 +38,12 @@ constexpr size_t kActChunkBytes = size_t{192} << 10;
 constexpr double kParallelCost = 96.0 * 1024;
 // Quantized activations up to this size go on the caller's stack instead of the heap.
 constexpr size_t kStackActBytes = size_t{32} << 10;
+// A stage with at most this many activation values (rows x K: a decode step's q/k/v, o and
+// LM-head products, one row of 2048) is quantized by every thread into its own copy, so no
+// barrier separates quantizing from the products: a thread that enters the parallel region late
+// holds up only itself, and the others take its units meanwhile. With the barrier, thread 0 of
+// an OLMoE q4_0 decode step waited ~9 kcycles a region for the other to arrive and quantize.
+constexpr int64_t kPrivateActValues = 4096;
 // Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
 constexpr int64_t kPlainChunkRows = 256;
 // From this many tokens on, products on AVX-512 VNNI take the kI16 bodies where the weight type has
@@ -267,8 +273,9 @@ struct Stage {
   // Units are described per job (a decode step's 16 expert matrices make ~400 units of a few
   // microseconds each; listing them one by one took longer than some of them).
   std::vector<JobUnits> grid;
-  int64_t n_units = 0, act_rows = 0;
+  int64_t n_units = 0, act_rows = 0, act_values = 0;
   double cost = 0.0;
+  bool private_acts = false;        // each thread quantizes all the rows into its own copy
   std::vector<int64_t> share_end;   // per thread
   std::unique_ptr<Counter[]> next;  // per thread: its share's next unclaimed unit
 };
@@ -280,6 +287,7 @@ size_t plan_units(Stage& s, size_t offset) {
     a.offset = offset;
     offset += a.stride * static_cast<size_t>(a.t);
     s.act_rows += a.t;
+    s.act_values += a.t * a.k;
   }
   s.grid.reserve(s.jobs.size());
   for (const QJob& q : s.jobs) {
@@ -408,16 +416,24 @@ void run_quantized(std::span<Stage> stages) {
     cost += s.cost;
     widest = std::max({widest, s.n_units, s.act_rows});
   }
-  // Decode-sized activations live on the stack; larger ones in a (recycled) heap block.
+  const int threads =
+      cost < kParallelCost ? 1 : static_cast<int>(std::min<int64_t>(num_threads(), widest));
+  bool any_private = false;
+  for (Stage& s : stages) {
+    s.private_acts = threads > 1 && s.act_values <= kPrivateActValues;
+    any_private = any_private || s.private_acts;
+  }
+  // One copy of every stage's activations, and one per thread when a stage quantizes privately
+  // (copy t at base + t * total; shared stages use copy 0). Decode-sized activations live on the
+  // stack; larger ones in a (recycled) heap block.
+  const size_t bytes = total * static_cast<size_t>(any_private ? threads : 1);
   alignas(64) std::array<uint8_t, kStackActBytes> local;
   std::shared_ptr<Storage> heap;
   uint8_t* base = local.data();
-  if (total > local.size()) {
-    heap = Storage::allocate(total);
+  if (bytes > local.size()) {
+    heap = Storage::allocate(bytes);
     base = reinterpret_cast<uint8_t*>(heap->mutable_data());
   }
-  const int threads =
-      cost < kParallelCost ? 1 : static_cast<int>(std::min<int64_t>(num_threads(), widest));
   if (threads == 1) {  // no OpenMP region at all: its start-up costs more than small work
     for (Stage& s : stages) {
       quantize_rows(s, base, 0, s.act_rows);
@@ -435,6 +451,12 @@ void run_quantized(std::span<Stage> stages) {
       Stage& s = stages[i];
       if (i > 0) {
 #pragma omp barrier
+      }
+      if (s.private_acts) {
+        uint8_t* own = base + static_cast<size_t>(tid) * total;
+        quantize_rows(s, own, 0, s.act_rows);
+        run_share(s, own, tid, threads);
+        continue;
       }
       quantize_rows(s, base, s.act_rows * tid / nt, s.act_rows * (tid + 1) / nt);
 #pragma omp barrier
