@@ -716,6 +716,21 @@ TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
   jobs = {{&y_of_x, &x, &w.m}, {&y2, &xy, &w.m}};
   EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
             "quant_matmul_batch: job 0: y overlaps the x of job 1");
+  // Many jobs: outputs side by side in one buffer, out of order, all reading one x, pass; one
+  // float shared by the outputs of jobs 1 and 4 is found and named.
+  Tensor ys = Tensor::zeros({170});
+  const auto out_at = [&](int64_t begin) {
+    return ys.slice_rows(begin, begin + 21).reshape({3, 7});
+  };
+  std::vector<Tensor> outs = {out_at(0), out_at(21), out_at(100), out_at(121), out_at(142)};
+  jobs.clear();
+  for (Tensor& o : outs) jobs.push_back({&o, &x, &w.m});
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }), "(no error)");
+  outs[4] = out_at(41);
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
+            "quant_matmul_batch: job 1: y overlaps the y of job 4");
+  outs[4] = out_at(42);
+  EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }), "(no error)");
   jobs = {{nullptr, &x, &w.m}};
   EXPECT_EQ(error_of([&] { quant_matmul_batch(jobs); }),
             "quant_matmul_batch: job 0: y, x and w must be set");
