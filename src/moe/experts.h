@@ -51,6 +51,10 @@ void ffn_backward(Tensor& d_x, Tensor& d_w_gate, Tensor& d_w_up, Tensor& d_w_dow
                   const Tensor& d_out, const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
                   const Tensor& w_down, Activation act, const FfnSaved& saved);
 
+// Rows row_token[r] of x: f32 [R, D] (x f32 [T, D], row_token i32 [R]). Errors name `what` and
+// the first token out of range.
+Tensor gather_token_rows(const Tensor& x, const Tensor& row_token, const char* what);
+
 class ExpertBank {
  public:
   virtual ~ExpertBank() = default;
@@ -65,6 +69,11 @@ class ExpertBank {
   // saved: filled for backward, or null (inference).
   virtual void forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
                        FfnSaved* saved) = 0;
+  // forward with the buffer left ungathered: buffer row r is row row_token[r] of x (f32 [T, D];
+  // row_token i32 [R]). A bank that reads rows in place skips the copies; this default gathers
+  // them into a buffer and calls forward.
+  virtual void forward_rows(Tensor& out, const Tensor& x, const Tensor& row_token,
+                            const std::vector<int64_t>& offsets, FfnSaved* saved);
   // d_buffer: f32 [R, D] written; weight gradients accumulated into params().
   // Banks that cannot train (an offloading store) throw.
   virtual void backward(Tensor& d_buffer, const Tensor& d_out, const Tensor& buffer,

@@ -124,10 +124,17 @@ Tensor MoeLayer::forward(const Tensor& x, const Tensor& token_ids, bool training
 
   routing_ = router_->forward(in_);
   plan_ = plan_dispatch(routing_, t, opts_.num_experts, opts_.capacity);
-  buffer_ = Tensor::empty({plan_.rows(), d});
-  gather_rows(buffer_, x, routing_, plan_);
   buffer_out_ = Tensor::empty({plan_.rows(), d});
-  experts_->forward(buffer_out_, buffer_, plan_.offsets, &experts_saved_);
+  if (!training && !plan_.dense) {
+    // Inference: the bank gathers the rows itself, or reads them in place (a decode step's
+    // experts all read the one token's row). backward gathers them if it is called.
+    buffer_ = Tensor();
+    experts_->forward_rows(buffer_out_, x, plan_.row_token, plan_.offsets, &experts_saved_);
+  } else {
+    buffer_ = Tensor::empty({plan_.rows(), d});
+    gather_rows(buffer_, x, routing_, plan_);
+    experts_->forward(buffer_out_, buffer_, plan_.offsets, &experts_saved_);
+  }
   if (training && router_->wants_expert_outputs() && !plan_.dense) {
     router_->observe_expert_outputs(plan_.row_expert, buffer_out_);
   }
@@ -166,6 +173,10 @@ void MoeLayer::backward(const Tensor& d_y, Tensor& d_x) {
   }
   scatter_combine_backward(d_buffer_out, grad.d_weight, grad.d_combine, d_y, buffer_out_, routing_,
                            plan_);
+  if (!buffer_.defined()) {  // an inference forward left the rows ungathered
+    buffer_ = Tensor::empty({rows, d});
+    gather_rows(buffer_, x, routing_, plan_);
+  }
   Tensor d_buffer = Tensor::empty({rows, d});
   experts_->backward(d_buffer, d_buffer_out, buffer_, plan_.offsets, experts_saved_);
   gather_rows_backward(d_x, grad.d_dispatch, d_buffer, x, routing_, plan_);

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "core/error.h"
+
 namespace sy::test {
 
 Tensor random_uniform(Shape shape, Rng& rng, float lo, float hi) {
@@ -89,6 +91,15 @@ void for_each_simd_path(const std::function<void(const std::string& name)>& fn) 
     fn(name);
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace sy::test

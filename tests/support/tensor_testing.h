@@ -31,6 +31,9 @@ Tensor numeric_gradient(Tensor& x, const std::function<double()>& loss, float ep
 // Dot product sum(a * b) in double, for building scalar losses from outputs.
 double dot(const Tensor& a, const Tensor& b);
 
+// The message of the sy::Error fn throws, or "(no error)".
+std::string error_of(const std::function<void()>& fn);
+
 // Calls fn once per SIMD target (Highway) compiled in and supported by this CPU, with that
 // target forced; the target's name is in the gtest trace of any failure.
 void for_each_simd_path(const std::function<void(const std::string& name)>& fn);

@@ -24,18 +24,56 @@ uint64_t LinearExperts::expert_bytes() const {
   return gate_.front().nbytes() + up_.front().nbytes() + down_.front().nbytes();
 }
 
-void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
-                            moe::FfnSaved* /*saved*/) {
+void LinearExperts::check_offsets(const std::vector<int64_t>& offsets) const {
   SY_CHECK(static_cast<int64_t>(offsets.size()) == e_ + 1,
            "LinearExperts: {} offsets for {} experts", offsets.size(), e_);
+}
+
+void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
+                            moe::FfnSaved* /*saved*/) {
+  check_offsets(offsets);
+  std::vector<Tensor> inputs(static_cast<size_t>(e_));
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    if (offsets[j] < offsets[j + 1]) inputs[j] = buffer.slice_rows(offsets[j], offsets[j + 1]);
+  }
+  run(out, offsets, inputs);
+}
+
+void LinearExperts::forward_rows(Tensor& out, const Tensor& x, const Tensor& row_token,
+                                 const std::vector<int64_t>& offsets, moe::FfnSaved* saved) {
+  check_offsets(offsets);
+  x.expect_dtype(DType::F32, "LinearExperts.forward_rows: x");
+  x.expect_shape({-1, d_}, "LinearExperts.forward_rows: x");
+  row_token.expect_dtype(DType::I32, "LinearExperts.forward_rows: row_token");
+  row_token.expect_shape({offsets.back()}, "LinearExperts.forward_rows: row_token");
+  const int32_t* tok = row_token.data<int32_t>();
+  std::vector<Tensor> inputs(static_cast<size_t>(e_));
+  for (size_t j = 0; j < inputs.size(); ++j) {
+    const int64_t begin = offsets[j], end = offsets[j + 1];
+    if (begin == end) continue;
+    const int64_t first = tok[begin];
+    bool run_of_x = first >= 0 && first + (end - begin) <= x.dim(0);
+    for (int64_t r = begin + 1; run_of_x && r < end; ++r) run_of_x = tok[r] == tok[r - 1] + 1;
+    if (!run_of_x) {
+      forward(out, moe::gather_token_rows(x, row_token, "LinearExperts.forward_rows"), offsets,
+              saved);
+      return;
+    }
+    inputs[j] = x.slice_rows(first, first + (end - begin));
+  }
+  run(out, offsets, inputs);
+}
+
+void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
+                        const std::vector<Tensor>& inputs) {
   const bool quantized = gate_.front().quant() != nullptr && down_.front().quant() != nullptr;
-  // Gate, up and hidden rows of all experts in one buffer each, in the order of `buffer`'s rows,
-  // so one activation call covers every expert (a decode step has 8 experts of one row each).
-  // The quantized path needs no hidden rows: its down products take silu(gate) * up directly.
+  // Gate, up and hidden rows of all experts in one buffer each, in the order of `out`'s rows, so
+  // one activation call covers every expert (a decode step has 8 experts of one row each). The
+  // quantized path needs no hidden rows: its down products take silu(gate) * up directly.
   const int64_t first = offsets.front(), rows = offsets.back() - first;
   Tensor gate = Tensor::empty({rows, f_}), up = Tensor::empty({rows, f_});
   Tensor hidden = quantized ? Tensor() : Tensor::empty({rows, f_});
-  // The active experts' rows, inputs, and gate/up/hidden/output slices.
+  // The active experts' inputs, and gate/up/hidden/output slices.
   struct Active {
     int64_t expert;
     Tensor x, gate, up, hidden, y;
@@ -45,7 +83,8 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
     const int64_t begin = offsets[static_cast<size_t>(j)];
     const int64_t end = offsets[static_cast<size_t>(j) + 1];
     if (begin == end) continue;
-    active.push_back({j, buffer.slice_rows(begin, end), gate.slice_rows(begin - first, end - first),
+    active.push_back({j, inputs[static_cast<size_t>(j)],
+                      gate.slice_rows(begin - first, end - first),
                       up.slice_rows(begin - first, end - first),
                       quantized ? Tensor() : hidden.slice_rows(begin - first, end - first),
                       out.slice_rows(begin, end)});
@@ -60,8 +99,9 @@ void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector
     for (Active& a : active) down_[static_cast<size_t>(a.expert)].apply(a.y, a.hidden);
     return;
   }
-  // Every active expert's gate and up projections (the input of each expert is quantized once
-  // for both), then all down projections on silu(gate) * up, in one parallel region: with few
+  // Every active expert's gate and up projections (an input is quantized once for all the
+  // products that read it: an expert's two, and in a decode step read in place, every expert's),
+  // then all down projections on silu(gate) * up, in one parallel region: with few
   // tokens (decode) each product is small; sharing the rows of all experts keeps every thread
   // busy, and the SwiGLU runs on every thread as the down products' input is quantized.
   std::vector<kernels::QuantMatmulJob> gate_up, down;

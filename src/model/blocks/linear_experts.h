@@ -23,6 +23,11 @@ class LinearExperts final : public moe::ExpertBank {
   moe::Activation activation() const override { return moe::Activation::kSwiGLU; }
   void forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
                moe::FfnSaved* saved) override;
+  // Reads x's rows in place when every expert's rows are consecutive rows of x (a decode step:
+  // one row per expert, all the same token), so the quantized products quantize that row once
+  // for all experts; otherwise gathers them and calls forward.
+  void forward_rows(Tensor& out, const Tensor& x, const Tensor& row_token,
+                    const std::vector<int64_t>& offsets, moe::FfnSaved* saved) override;
   void backward(Tensor& d_buffer, const Tensor& d_out, const Tensor& buffer,
                 const std::vector<int64_t>& offsets, const moe::FfnSaved& saved) override;
   // Bytes of one expert's three matrices (the decode bandwidth bound counts them).
@@ -30,6 +35,11 @@ class LinearExperts final : public moe::ExpertBank {
 
  private:
   int64_t e_, d_, f_;
+  // out rows [offsets[j], offsets[j+1]) = expert j's FFN of inputs[j] (undefined for experts
+  // without rows).
+  void run(Tensor& out, const std::vector<int64_t>& offsets, const std::vector<Tensor>& inputs);
+  void check_offsets(const std::vector<int64_t>& offsets) const;
+
   std::vector<Linear> gate_, up_, down_;  // per expert
 };
 
