@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <string>
 #include <utility>
 
 #include "core/error.h"
@@ -139,9 +140,9 @@ void ExpertBank::forward_rows(Tensor& out, const Tensor& x, const Tensor& row_to
 }
 
 Tensor gather_token_rows(const Tensor& x, const Tensor& row_token, const char* what) {
-  x.expect_dtype(DType::F32, what);
+  x.expect_dtype(DType::F32, (std::string(what) + ": x").c_str());
   SY_CHECK(x.rank() == 2, "{}: x: shape {}, expected [T, D]", what, shape_str(x.shape()));
-  row_token.expect_dtype(DType::I32, what);
+  row_token.expect_dtype(DType::I32, (std::string(what) + ": row_token").c_str());
   SY_CHECK(row_token.rank() == 1, "{}: row_token: shape {}, expected [R]", what,
            shape_str(row_token.shape()));
   const int64_t rows = row_token.dim(0), t = x.dim(0), d = x.dim(1);

@@ -115,6 +115,12 @@ TEST(LinearExperts, ForwardRowsRefusesBadTokens) {
               experts.forward_rows(out, x, tokens({0, -1}), {0, 2, 2}, nullptr);
             }),
             "LinearExperts.forward_rows: row_token[1] = -1, expected 0 <= token < 3 (T)");
+  const Tensor f32_tokens = Tensor::zeros({2});
+  EXPECT_EQ(test::error_of([&] { moe::gather_token_rows(x, f32_tokens, "gather"); }),
+            "gather: row_token: dtype f32, expected i32");
+  EXPECT_EQ(
+      test::error_of([&] { moe::gather_token_rows(x.reshape({3 * d}), tokens({0}), "gather"); }),
+      "gather: x: shape [96], expected [T, D]");
   EXPECT_EQ(test::error_of([&] {
               experts.forward_rows(out, x, tokens({0}), {0, 1, 2}, nullptr);
             }),
