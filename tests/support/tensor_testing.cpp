@@ -3,6 +3,7 @@
 #include <hwy/targets.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -91,6 +92,11 @@ void for_each_simd_path(const std::function<void(const std::string& name)>& fn) 
     fn(name);
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
+         std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
 }
 
 std::string error_of(const std::function<void()>& fn) {

@@ -31,6 +31,9 @@ Tensor numeric_gradient(Tensor& x, const std::function<double()>& loss, float ep
 // Dot product sum(a * b) in double, for building scalar losses from outputs.
 double dot(const Tensor& a, const Tensor& b);
 
+// Whether a and b have the same shape, dtype and bytes (bit for bit: NaNs compare by payload).
+bool same_bits(const Tensor& a, const Tensor& b);
+
 // The message of the sy::Error fn throws, or "(no error)".
 std::string error_of(const std::function<void()>& fn);
 

@@ -12,18 +12,12 @@
 #include "core/storage.h"
 #include "core/tensor.h"
 #include "io/atomic_file.h"
+#include "support/tensor_testing.h"
 
 namespace sy {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 TEST(Tensor, ShapeRowsColsAndTypedAccess) {
   Tensor t = Tensor::zeros({2, 3, 4});

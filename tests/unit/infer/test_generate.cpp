@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "support/reference.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 
 namespace sy::infer {
 namespace {
@@ -92,14 +93,7 @@ json tokenizer_json(int vocab_size) {
         {"unk_token", nullptr}}}};
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 struct Gen {
   GenerateResult result;

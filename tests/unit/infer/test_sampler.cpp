@@ -18,14 +18,7 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 using Ids = std::vector<int32_t>;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 // Only the filters named in the test: everything else off.
 SamplerOptions plain(float temperature = 1.0f) {

@@ -9,20 +9,14 @@
 #include "core/dtype.h"
 #include "io/atomic_file.h"
 #include "io/gguf.h"
+#include "support/tensor_testing.h"
 
 namespace sy::io {
 namespace {
 
 using VT = GgufValueType;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 std::string parse_error(const std::string& bytes, const std::string& name = "x.gguf") {
   return error_of([&] { GgufFile::parse(bytes, name); });

@@ -10,20 +10,14 @@
 #include "io/atomic_file.h"
 #include "io/gguf.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 
 namespace sy::io {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 // Deterministic bytes, different per tensor.
 std::string pattern(size_t n, int seed) {

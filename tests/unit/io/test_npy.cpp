@@ -10,14 +10,7 @@
 namespace sy::io {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 TEST(Npy, RoundTripsEveryDtype) {
   const std::string path = ::testing::TempDir() + "/sy_npy_roundtrip.npy";

@@ -14,14 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 // A file as the format describes it: u64 LE header length, header, data.
 std::string file_of(const std::string& header, const std::string& data = "") {

@@ -12,6 +12,7 @@
 #include "io/tokenizer/hf_tokenizer.h"
 #include "io/tokenizer/pretokenize.h"
 #include "io/tokenizer/tokenizer.h"
+#include "support/tensor_testing.h"
 
 namespace sy::io {
 namespace {
@@ -21,14 +22,7 @@ using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 using Pieces = std::vector<std::string_view>;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 constexpr std::string_view kQwenRegex =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";

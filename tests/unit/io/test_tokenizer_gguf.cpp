@@ -16,6 +16,7 @@
 #include "io/tokenizer/pretokenize.h"
 #include "io/tokenizer/tokenizer.h"
 #include "io/tokenizer/unicode.h"
+#include "support/tensor_testing.h"
 
 namespace sy::io {
 namespace {
@@ -25,14 +26,7 @@ using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 using tok::SplitPattern;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 // Key/value pairs in order, editable before they are written.
 using Kvs = std::vector<std::pair<std::string, GgufValue>>;

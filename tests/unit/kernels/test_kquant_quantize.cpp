@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "kernels/quant/quant.h"
 #include "support/reference.h"
+#include "support/tensor_testing.h"
 
 namespace sy::kernels {
 namespace {
@@ -25,14 +26,7 @@ using Bytes = std::vector<uint8_t>;
 
 constexpr int kBlock = 256;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 const GgmlType kTypes[] = {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K,
                            GgmlType::kQ6_K};

@@ -29,14 +29,7 @@ using Bytes = std::vector<uint8_t>;
 const GgmlType kQuantTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ5_K,
                                 GgmlType::kQ6_K};
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 std::string name_of(GgmlType type) { return std::string(ggml_type_info(type).name); }
 

@@ -14,20 +14,14 @@
 #include "core/rng.h"
 #include "kernels/quant/quant.h"
 #include "support/reference.h"
+#include "support/tensor_testing.h"
 
 namespace sy::kernels {
 namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 int64_t block_values(GgmlType type) { return ggml_type_info(type).block_values; }
 int64_t block_bytes(GgmlType type) { return ggml_type_info(type).block_bytes; }

@@ -25,6 +25,7 @@
 #include "model/model.h"
 #include "support/reference.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 
 namespace sy::model {
 namespace {
@@ -36,14 +37,7 @@ const std::vector<int32_t> kTokens = {1, 17, 42, 5, 99, 23, 64, 8, 31, 77, 2, 50
 const std::string kTypes =
     "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K";
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 std::string bytes_of(const io::GgufFile& f, const io::GgufTensorInfo& t) {
   const Tensor raw = f.raw(t);

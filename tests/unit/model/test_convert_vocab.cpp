@@ -20,6 +20,7 @@
 #include "model/convert.h"
 #include "support/reference.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 
 namespace sy::model {
 namespace {
@@ -32,14 +33,7 @@ const std::vector<int32_t> kTokens = {1, 17, 42, 5, 99, 23, 64, 8, 31, 77, 2, 50
 const std::vector<std::string> kTexts = {"the cat sat on the mat, then it ran",
                                          "<s>hello</s> world my_tok é\n", "", "  it  is  "};
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 void write_json(const fs::path& path, const json& j) {
   io::write_file_atomic(path.string(), j.dump());

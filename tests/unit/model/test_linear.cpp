@@ -23,16 +23,7 @@ Tensor quantized_bytes(GgmlType type, int64_t rows, int64_t cols, Rng& rng) {
   return bytes;
 }
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.numel() != b.numel()) return false;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    if (std::bit_cast<uint32_t>(a.data<float>()[i]) !=
-        std::bit_cast<uint32_t>(b.data<float>()[i])) {
-      return false;
-    }
-  }
-  return true;
-}
+using ::sy::test::same_bits;
 
 TEST(Linear, RepackedWeightsGiveTheSameRowsProductsAndSlices) {
   Rng rng(11);

@@ -28,16 +28,7 @@ Linear random_linear(GgmlType type, bool packed, int64_t rows, int64_t cols, Rng
   return Linear::packed(type, rows, cols, bytes, packed);
 }
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape()) return false;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    if (std::bit_cast<uint32_t>(a.data<float>()[i]) !=
-        std::bit_cast<uint32_t>(b.data<float>()[i])) {
-      return false;
-    }
-  }
-  return true;
-}
+using ::sy::test::same_bits;
 
 Tensor nan_filled(int64_t rows, int64_t cols) {
   Tensor t = Tensor::empty({rows, cols});

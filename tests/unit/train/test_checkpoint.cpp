@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_config.h"
 #include "train/lm_tensors.h"
@@ -22,14 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 #define EXPECT_ERROR_HAS(stmt, needle)                                            \
   do {                                                                            \

@@ -13,19 +13,13 @@
 #include "io/atomic_file.h"
 #include "io/tokenizer/tokenizer.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 #include "train/data.h"
 
 namespace sy::train {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 const std::string kBrown = std::string(SY_SOURCE_DIR) + "/data/brown.txt";
 

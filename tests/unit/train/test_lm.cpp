@@ -286,9 +286,7 @@ std::vector<Tensor> run_once(const LmConfig& c, uint64_t seed, float* loss) {
   return out;
 }
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.nbytes() == b.nbytes() && std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
-}
+using ::sy::test::same_bits;
 
 TEST(MoeLm, SameSeedGivesTheSameLossAndGradientsBitForBit) {
   // Switch with jitter draws from the rng; deepseek updates its bias in end_step.

@@ -18,19 +18,9 @@
 namespace sy::train {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
-         std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;
-}
+using ::sy::test::same_bits;
 
 // A few parameters of different shapes, with random values, and the gradients of each step.
 struct Problem {

@@ -6,19 +6,13 @@
 #include <string>
 
 #include "core/error.h"
+#include "support/tensor_testing.h"
 #include "train/schedule.h"
 
 namespace sy::train {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 constexpr double kPi = std::numbers::pi;
 

@@ -16,6 +16,7 @@
 #include "io/tokenizer/tokenizer.h"
 #include "model/model.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/eval_model.h"
@@ -27,14 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ::sy::test::error_of;
 
 // The first 6 Brown documents as a corpus file, and a 400-piece tokenizer trained on them
 // once (the runs below reuse it through data.tokenizer, as the study does).
