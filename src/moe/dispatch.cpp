@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <string>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -187,6 +188,14 @@ void check_rows(const Tensor& t, int64_t rows, int64_t d, const char* what) {
   t.expect_shape({rows, d}, what);
 }
 
+// dst row r (of rows, d floats each) = src row row_token[r].
+void copy_token_rows(float* dst, const float* src, const int32_t* row_token, int64_t rows,
+                     int64_t d) {
+  parallel_for(0, rows, rows * d >= kParallelFloats, [&](int64_t r) {
+    std::memcpy(dst + r * d, src + row_token[r] * d, static_cast<size_t>(d) * sizeof(float));
+  });
+}
+
 // A sparse plan's routing: slot count must match what the plan was built from.
 void check_plan(const Routing& r, const DispatchPlan& plan, const char* op) {
   SY_CHECK(plan.dense == r.dense(), "{}: the plan is {} but the routing is {}", op,
@@ -214,12 +223,25 @@ void gather_rows(Tensor& buffer, const Tensor& x, const Routing& routing,
     kernels::gemm(buffer, routing.dispatch, x);
     return;
   }
-  const float* src = x.data<float>();
-  float* dst = buffer.mutable_data<float>();
-  const int32_t* row_token = plan.row_token.data<int32_t>();
-  parallel_for(0, rows, rows * d >= kParallelFloats, [&](int64_t r) {
-    std::memcpy(dst + r * d, src + row_token[r] * d, static_cast<size_t>(d) * sizeof(float));
-  });
+  copy_token_rows(buffer.mutable_data<float>(), x.data<float>(), plan.row_token.data<int32_t>(),
+                  rows, d);
+}
+
+Tensor gather_token_rows(const Tensor& x, const Tensor& row_token, const char* what) {
+  x.expect_dtype(DType::F32, (std::string(what) + ": x").c_str());
+  SY_CHECK(x.rank() == 2, "{}: x: shape {}, expected [T, D]", what, shape_str(x.shape()));
+  row_token.expect_dtype(DType::I32, (std::string(what) + ": row_token").c_str());
+  SY_CHECK(row_token.rank() == 1, "{}: row_token: shape {}, expected [R]", what,
+           shape_str(row_token.shape()));
+  const int64_t rows = row_token.dim(0), t = x.dim(0), d = x.dim(1);
+  const int32_t* tok = row_token.data<int32_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    SY_CHECK(tok[r] >= 0 && tok[r] < t, "{}: row_token[{}] = {}, expected 0 <= token < {} (T)",
+             what, r, tok[r], t);
+  }
+  Tensor buffer = Tensor::empty({rows, d});
+  copy_token_rows(buffer.mutable_data<float>(), x.data<float>(), tok, rows, d);
+  return buffer;
 }
 
 void gather_rows_backward(Tensor& d_x, Tensor& d_dispatch, const Tensor& d_buffer, const Tensor& x,

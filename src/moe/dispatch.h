@@ -59,6 +59,10 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
 
 // buffer: f32 [R, D] written: row r = x[row_token[r]] (sparse) or dispatch @ x (dense).
 void gather_rows(Tensor& buffer, const Tensor& x, const Routing& routing, const DispatchPlan& plan);
+// Rows row_token[r] of x: f32 [R, D] (x f32 [T, D], row_token i32 [R]), as gather_rows copies
+// a sparse plan's rows, for expert banks given the rows ungathered (ExpertBank::forward_rows).
+// Errors name `what` and the first token out of range.
+Tensor gather_token_rows(const Tensor& x, const Tensor& row_token, const char* what);
 // d_x: f32 [T, D] accumulated; d_dispatch (dense only) f32 [S, T] accumulated.
 void gather_rows_backward(Tensor& d_x, Tensor& d_dispatch, const Tensor& d_buffer, const Tensor& x,
                           const Routing& routing, const DispatchPlan& plan);

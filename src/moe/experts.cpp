@@ -3,13 +3,13 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <string>
 #include <utility>
 
 #include "core/error.h"
 #include "core/threads.h"
 #include "kernels/activations.h"
 #include "kernels/gemm.h"
+#include "moe/dispatch.h"
 
 namespace sy::moe {
 
@@ -137,27 +137,6 @@ void ExpertBank::forward_rows(Tensor& out, const Tensor& x, const Tensor& row_to
                               const std::vector<int64_t>& offsets, FfnSaved* saved) {
   const Tensor buffer = gather_token_rows(x, row_token, "experts.forward_rows");
   forward(out, buffer, offsets, saved);
-}
-
-Tensor gather_token_rows(const Tensor& x, const Tensor& row_token, const char* what) {
-  x.expect_dtype(DType::F32, (std::string(what) + ": x").c_str());
-  SY_CHECK(x.rank() == 2, "{}: x: shape {}, expected [T, D]", what, shape_str(x.shape()));
-  row_token.expect_dtype(DType::I32, (std::string(what) + ": row_token").c_str());
-  SY_CHECK(row_token.rank() == 1, "{}: row_token: shape {}, expected [R]", what,
-           shape_str(row_token.shape()));
-  const int64_t rows = row_token.dim(0), t = x.dim(0), d = x.dim(1);
-  const int32_t* tok = row_token.data<int32_t>();
-  for (int64_t r = 0; r < rows; ++r) {
-    SY_CHECK(tok[r] >= 0 && tok[r] < t, "{}: row_token[{}] = {}, expected 0 <= token < {} (T)",
-             what, r, tok[r], t);
-  }
-  Tensor buffer = Tensor::empty({rows, d});
-  const float* src = x.data<float>();
-  float* dst = buffer.mutable_data<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    std::copy_n(src + tok[r] * d, d, dst + r * d);
-  }
-  return buffer;
 }
 
 // ---- InMemoryExperts -------------------------------------------------------------------------

@@ -51,10 +51,6 @@ void ffn_backward(Tensor& d_x, Tensor& d_w_gate, Tensor& d_w_up, Tensor& d_w_dow
                   const Tensor& d_out, const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
                   const Tensor& w_down, Activation act, const FfnSaved& saved);
 
-// Rows row_token[r] of x: f32 [R, D] (x f32 [T, D], row_token i32 [R]). Errors name `what` and
-// the first token out of range.
-Tensor gather_token_rows(const Tensor& x, const Tensor& row_token, const char* what);
-
 class ExpertBank {
  public:
   virtual ~ExpertBank() = default;

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "kernels/activations.h"
 #include "kernels/qmatmul.h"
+#include "moe/dispatch.h"
 
 namespace sy::model {
 

@@ -13,7 +13,7 @@
 #include "core/rng.h"
 #include "kernels/quant/quant.h"
 #include "model/blocks/linear_experts.h"
-#include "moe/experts.h"
+#include "moe/dispatch.h"
 #include "support/tensor_testing.h"
 
 namespace sy::model {
