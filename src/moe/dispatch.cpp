@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <span>
 #include <string>
 
 #include "core/error.h"
@@ -64,12 +65,14 @@ DispatchPlan plan_dense(const Routing& r, int64_t num_tokens, int64_t num_expert
   return plan;
 }
 
-// Keeps at most `capacity` of an expert's slots (given in token order) by the policy's priority;
-// the kept ones stay in token order.
-void apply_capacity(std::vector<int32_t>& slots, int64_t capacity, const Routing& r,
-                    DropPolicy policy, std::vector<char>& keep) {
-  if (static_cast<int64_t>(slots.size()) <= capacity) return;
-  std::vector<int32_t> order = slots;  // token order, so stable sorts break ties by token, slot
+// Keeps at most `capacity` of an expert's slots (given in token order) by the policy's priority:
+// the kept ones move to the front, still in token order. Returns how many are kept.
+int64_t apply_capacity(std::span<int32_t> slots, int64_t capacity, const Routing& r,
+                       DropPolicy policy, std::vector<char>& keep) {
+  const auto count = static_cast<int64_t>(slots.size());
+  if (count <= capacity) return count;
+  std::vector<int32_t> order(slots.begin(), slots.end());  // token order: stable sorts break
+                                                           // ties by token, slot
   if (policy == DropPolicy::kPosition) {
     if (r.choice.defined()) {
       const int32_t* choice = r.choice.data<int32_t>();
@@ -81,7 +84,8 @@ void apply_capacity(std::vector<int32_t>& slots, int64_t capacity, const Routing
     std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return w[a] > w[b]; });
   }
   for (int64_t i = 0; i < capacity; ++i) keep[order[i]] = 1;
-  std::erase_if(slots, [&](int32_t s) { return keep[s] == 0; });
+  return std::remove_if(slots.begin(), slots.end(), [&](int32_t s) { return keep[s] == 0; }) -
+         slots.begin();
 }
 
 }  // namespace
@@ -116,7 +120,9 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
   }
 
   // Two stable counting sorts: slots by token, then by expert, so each expert's slots come out
-  // in token order (ties by slot index) whatever order the router emitted them in.
+  // in token order (ties by slot index) whatever order the router emitted them in. Expert e's
+  // slots are by_expert[exp_start[e], exp_start[e] + kept[e]): flat arrays rather than a vector
+  // per expert, as a decode step routes 8 slots among 64 experts.
   std::vector<int64_t> tok_start(static_cast<size_t>(num_tokens + 1), 0);
   for (int64_t i = 0; i < n; ++i) ++tok_start[tok[i] + 1];
   std::partial_sum(tok_start.begin(), tok_start.end(), tok_start.begin());
@@ -125,12 +131,15 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
     std::vector<int64_t> next(tok_start.begin(), tok_start.end() - 1);
     for (int64_t i = 0; i < n; ++i) by_token[next[tok[i]]++] = static_cast<int32_t>(i);
   }
-  std::vector<std::vector<int32_t>> per_expert(static_cast<size_t>(num_experts));
+  std::vector<int64_t> exp_start(static_cast<size_t>(num_experts + 1), 0);
+  for (int64_t i = 0; i < n; ++i) ++exp_start[exp[i] + 1];
+  std::partial_sum(exp_start.begin(), exp_start.end(), exp_start.begin());
+  std::vector<int32_t> by_expert(static_cast<size_t>(n));
+  std::vector<int64_t> kept(static_cast<size_t>(num_experts));
   {
-    std::vector<int64_t> count(static_cast<size_t>(num_experts), 0);
-    for (int64_t i = 0; i < n; ++i) ++count[exp[i]];
-    for (int64_t e = 0; e < num_experts; ++e) per_expert[e].reserve(count[e]);
-    for (const int32_t s : by_token) per_expert[exp[s]].push_back(s);
+    std::vector<int64_t> next(exp_start.begin(), exp_start.end() - 1);
+    for (const int32_t s : by_token) by_expert[next[exp[s]]++] = s;
+    for (int64_t e = 0; e < num_experts; ++e) kept[e] = exp_start[e + 1] - exp_start[e];
   }
 
   DispatchPlan plan;
@@ -139,18 +148,20 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
   if (capped) {
     const int64_t capacity = expert_capacity(opts.capacity_factor, n, 1, num_experts);
     std::vector<char> keep(static_cast<size_t>(n), 0);
-    for (auto& slots : per_expert) apply_capacity(slots, capacity, routing, opts.policy, keep);
+    for (int64_t e = 0; e < num_experts; ++e) {
+      const std::span<int32_t> slots(by_expert.data() + exp_start[e], static_cast<size_t>(kept[e]));
+      kept[e] = apply_capacity(slots, capacity, routing, opts.policy, keep);
+    }
   }
   plan.offsets.assign(static_cast<size_t>(num_experts + 1), 0);
-  for (int64_t e = 0; e < num_experts; ++e) {
-    plan.offsets[e + 1] = plan.offsets[e] + static_cast<int64_t>(per_expert[e].size());
-  }
+  for (int64_t e = 0; e < num_experts; ++e) plan.offsets[e + 1] = plan.offsets[e] + kept[e];
   const int64_t rows = plan.offsets.back();
   plan.dropped = n - rows;
-  plan.row_slot = Tensor::zeros({rows}, DType::I32);
-  plan.row_token = Tensor::zeros({rows}, DType::I32);
-  plan.row_expert = Tensor::zeros({rows}, DType::I32);
-  plan.slot_row = Tensor::zeros({n}, DType::I32);
+  // Every row of these is written below.
+  plan.row_slot = Tensor::empty({rows}, DType::I32);
+  plan.row_token = Tensor::empty({rows}, DType::I32);
+  plan.row_expert = Tensor::empty({rows}, DType::I32);
+  plan.slot_row = Tensor::empty({n}, DType::I32);
   int32_t* row_slot = plan.row_slot.mutable_data<int32_t>();
   int32_t* row_token = plan.row_token.mutable_data<int32_t>();
   int32_t* row_expert = plan.row_expert.mutable_data<int32_t>();
@@ -158,7 +169,8 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
   std::fill(slot_row, slot_row + n, -1);
   for (int64_t e = 0; e < num_experts; ++e) {
     int64_t r = plan.offsets[e];
-    for (const int32_t s : per_expert[e]) {
+    for (int64_t i = exp_start[e]; i < exp_start[e] + kept[e]; ++i) {
+      const int32_t s = by_expert[i];
       row_slot[r] = s;
       row_token[r] = tok[s];
       row_expert[r] = static_cast<int32_t>(e);
@@ -168,7 +180,7 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
   }
   // Per-token kept rows, in slot order (by_token is grouped by token, slots ascending).
   plan.token_offsets.assign(static_cast<size_t>(num_tokens + 1), 0);
-  plan.token_rows = Tensor::zeros({rows}, DType::I32);
+  plan.token_rows = Tensor::empty({rows}, DType::I32);
   int32_t* token_rows = plan.token_rows.mutable_data<int32_t>();
   int64_t k = 0;
   for (int64_t t = 0; t < num_tokens; ++t) {
