@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/quant/quant.h"
 
 namespace sy::test {
 
@@ -21,6 +22,13 @@ Tensor random_normal(Shape shape, Rng& rng, float stddev) {
   float* p = t.mutable_data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = rng.normal(0.0f, stddev);
   return t;
+}
+
+Tensor random_quantized_bytes(GgmlType type, int64_t rows, int64_t cols, Rng& rng) {
+  const std::vector<uint8_t> q = kernels::quantize(random_normal({rows, cols}, rng), type);
+  Tensor bytes = Tensor::empty({static_cast<int64_t>(q.size())}, DType::U8);
+  std::memcpy(bytes.mutable_data<uint8_t>(), q.data(), q.size());
+  return bytes;
 }
 
 ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, float atol,

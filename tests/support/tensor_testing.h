@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "core/ggml_types.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -16,6 +17,9 @@ namespace sy::test {
 Tensor random_uniform(Shape shape, Rng& rng, float lo = -1.0f, float hi = 1.0f);
 // f32 tensor with N(0, stddev^2) entries.
 Tensor random_normal(Shape shape, Rng& rng, float stddev = 1.0f);
+// A [rows, cols] matrix of N(0, 1) entries quantized to `type` (kernels::quantize): its blocks
+// as a u8 tensor, as a GGUF file holds them.
+Tensor random_quantized_bytes(GgmlType type, int64_t rows, int64_t cols, Rng& rng);
 
 // Passes when |actual - expected| <= atol + rtol * |expected| everywhere (shapes equal, f32).
 // The failure message names the worst element, its index, both values and the mismatch count.

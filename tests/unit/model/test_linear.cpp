@@ -8,20 +8,11 @@
 #include <cstring>
 
 #include "core/rng.h"
-#include "kernels/quant/quant.h"
 #include "model/linear.h"
 #include "support/tensor_testing.h"
 
 namespace sy::model {
 namespace {
-
-Tensor quantized_bytes(GgmlType type, int64_t rows, int64_t cols, Rng& rng) {
-  const Tensor w = test::random_normal({rows, cols}, rng);
-  const std::vector<uint8_t> q = kernels::quantize(w, type);
-  Tensor bytes = Tensor::empty({static_cast<int64_t>(q.size())}, DType::U8);
-  std::memcpy(bytes.mutable_data<uint8_t>(), q.data(), q.size());
-  return bytes;
-}
 
 using ::sy::test::same_bits;
 
@@ -30,7 +21,7 @@ TEST(Linear, RepackedWeightsGiveTheSameRowsProductsAndSlices) {
   for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K}) {
     SCOPED_TRACE(std::string(ggml_type_info(type).name));
     const int64_t n = 300, k = 1024;
-    const Tensor bytes = quantized_bytes(type, n, k, rng);
+    const Tensor bytes = test::random_quantized_bytes(type, n, k, rng);
     const Linear plain = Linear::packed(type, n, k, bytes.clone(), false);
     const Linear re = Linear::packed(type, n, k, bytes.clone(), true);  // reordered in place
     // Bytes another tensor holds too are copied, not reordered under it.
@@ -77,11 +68,11 @@ TEST(Linear, RepackedWeightsGiveTheSameRowsProductsAndSlices) {
 
 TEST(Linear, MatricesWithoutAP16FormStayAsTheFileHasThem) {
   Rng rng(12);
-  const Linear k6 =
-      Linear::packed(GgmlType::kQ6_K, 8, 512, quantized_bytes(GgmlType::kQ6_K, 8, 512, rng), true);
+  const Linear k6 = Linear::packed(
+      GgmlType::kQ6_K, 8, 512, test::random_quantized_bytes(GgmlType::kQ6_K, 8, 512, rng), true);
   EXPECT_EQ(k6.layout(), kernels::QuantLayout::kGgml);
-  const Linear narrow =
-      Linear::packed(GgmlType::kQ4_0, 8, 256, quantized_bytes(GgmlType::kQ4_0, 8, 256, rng), true);
+  const Linear narrow = Linear::packed(
+      GgmlType::kQ4_0, 8, 256, test::random_quantized_bytes(GgmlType::kQ4_0, 8, 256, rng), true);
   EXPECT_EQ(narrow.layout(), kernels::QuantLayout::kGgml);
   ASSERT_NE(narrow.quant(), nullptr);
   EXPECT_EQ(narrow.quant()->layout, kernels::QuantLayout::kGgml);

@@ -11,7 +11,6 @@
 #include <string>
 
 #include "core/rng.h"
-#include "kernels/quant/quant.h"
 #include "model/blocks/linear_experts.h"
 #include "moe/dispatch.h"
 #include "support/tensor_testing.h"
@@ -20,12 +19,9 @@ namespace sy::model {
 namespace {
 
 Linear random_linear(GgmlType type, bool packed, int64_t rows, int64_t cols, Rng& rng) {
-  const Tensor w = test::random_normal({rows, cols}, rng);
-  if (type == GgmlType::kF32) return Linear::dense(w);
-  const std::vector<uint8_t> q = kernels::quantize(w, type);
-  Tensor bytes = Tensor::empty({static_cast<int64_t>(q.size())}, DType::U8);
-  std::memcpy(bytes.mutable_data<uint8_t>(), q.data(), q.size());
-  return Linear::packed(type, rows, cols, bytes, packed);
+  if (type == GgmlType::kF32) return Linear::dense(test::random_normal({rows, cols}, rng));
+  return Linear::packed(type, rows, cols, test::random_quantized_bytes(type, rows, cols, rng),
+                        packed);
 }
 
 using ::sy::test::same_bits;
