@@ -1,5 +1,7 @@
 #include "model/blocks/linear_experts.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "kernels/activations.h"
 #include "kernels/qmatmul.h"
@@ -77,14 +79,16 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
   // The active experts' inputs, and gate/up/hidden/output slices.
   struct Active {
     int64_t expert;
-    Tensor x, gate, up, hidden, y;
+    const Tensor* x;
+    Tensor gate, up, hidden, y;
   };
   std::vector<Active> active;
+  active.reserve(static_cast<size_t>(std::min<int64_t>(e_, rows)));
   for (int64_t j = 0; j < e_; ++j) {
     const int64_t begin = offsets[static_cast<size_t>(j)];
     const int64_t end = offsets[static_cast<size_t>(j) + 1];
     if (begin == end) continue;
-    active.push_back({j, inputs[static_cast<size_t>(j)],
+    active.push_back({j, &inputs[static_cast<size_t>(j)],
                       gate.slice_rows(begin - first, end - first),
                       up.slice_rows(begin - first, end - first),
                       quantized ? Tensor() : hidden.slice_rows(begin - first, end - first),
@@ -93,8 +97,8 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
   if (!quantized) {
     for (Active& a : active) {
       const auto j = static_cast<size_t>(a.expert);
-      gate_[j].apply(a.gate, a.x);
-      up_[j].apply(a.up, a.x);
+      gate_[j].apply(a.gate, *a.x);
+      up_[j].apply(a.up, *a.x);
     }
     kernels::swiglu_forward(hidden, gate, up);
     for (Active& a : active) down_[static_cast<size_t>(a.expert)].apply(a.y, a.hidden);
@@ -106,10 +110,12 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
   // tokens (decode) each product is small; sharing the rows of all experts keeps every thread
   // busy, and the SwiGLU runs on every thread as the down products' input is quantized.
   std::vector<kernels::QuantMatmulJob> gate_up, down;
+  gate_up.reserve(2 * active.size());
+  down.reserve(active.size());
   for (Active& a : active) {
     const auto j = static_cast<size_t>(a.expert);
-    gate_up.push_back({&a.gate, &a.x, gate_[j].quant(), false});
-    gate_up.push_back({&a.up, &a.x, up_[j].quant(), false});
+    gate_up.push_back({&a.gate, a.x, gate_[j].quant(), false});
+    gate_up.push_back({&a.up, a.x, up_[j].quant(), false});
     down.push_back({.y = &a.y, .x = &a.up, .w = down_[j].quant(), .gate = &a.gate});
   }
   kernels::quant_matmul_stages(gate_up, down);
