@@ -71,8 +71,8 @@ int64_t apply_capacity(std::span<int32_t> slots, int64_t capacity, const Routing
                        DropPolicy policy, std::vector<char>& keep) {
   const auto count = static_cast<int64_t>(slots.size());
   if (count <= capacity) return count;
-  std::vector<int32_t> order(slots.begin(), slots.end());  // token order: stable sorts break
-                                                           // ties by token, slot
+  // Token order, so the stable sorts break ties by token, then slot.
+  std::vector<int32_t> order(slots.begin(), slots.end());
   if (policy == DropPolicy::kPosition) {
     if (r.choice.defined()) {
       const int32_t* choice = r.choice.data<int32_t>();
