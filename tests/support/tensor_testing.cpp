@@ -102,6 +102,18 @@ void for_each_simd_path(const std::function<void(const std::string& name)>& fn) 
   hwy::SetSupportedTargetsForTest(0);
 }
 
+Tensor i32_tensor(const std::vector<int32_t>& values) {
+  return i32_tensor({static_cast<int64_t>(values.size())}, values);
+}
+
+Tensor i32_tensor(Shape shape, const std::vector<int32_t>& values) {
+  Tensor t = Tensor::zeros(std::move(shape), DType::I32);
+  SY_CHECK(static_cast<int64_t>(values.size()) <= t.numel(), "i32_tensor: {} values for shape {}",
+           values.size(), shape_str(t.shape()));
+  std::copy(values.begin(), values.end(), t.mutable_data<int32_t>());
+  return t;
+}
+
 bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() &&
          std::memcmp(a.bytes(), b.bytes(), a.nbytes()) == 0;

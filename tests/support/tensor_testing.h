@@ -35,6 +35,12 @@ Tensor numeric_gradient(Tensor& x, const std::function<double()>& loss, float ep
 // Dot product sum(a * b) in double, for building scalar losses from outputs.
 double dot(const Tensor& a, const Tensor& b);
 
+// i32 tensor [values.size()] holding values.
+Tensor i32_tensor(const std::vector<int32_t>& values);
+// i32 tensor of `shape` whose first values.size() elements are `values` (at most its size) and
+// the rest 0.
+Tensor i32_tensor(Shape shape, const std::vector<int32_t>& values);
+
 // Whether a and b have the same shape, dtype and bytes (bit for bit: NaNs compare by payload).
 bool same_bits(const Tensor& a, const Tensor& b);
 

@@ -10,16 +10,10 @@
 namespace sy::kernels {
 namespace {
 
-Tensor make_ids(const std::vector<int32_t>& ids) {
-  Tensor t = Tensor::zeros({static_cast<int64_t>(ids.size())}, DType::I32);
-  for (size_t i = 0; i < ids.size(); ++i) t.mutable_data<int32_t>()[i] = ids[i];
-  return t;
-}
-
 Tensor random_ids(int64_t tokens, int64_t vocab, Rng& rng) {
   std::vector<int32_t> ids(static_cast<size_t>(tokens));
   for (auto& id : ids) id = static_cast<int32_t>(rng.below(static_cast<uint64_t>(vocab)));
-  return make_ids(ids);
+  return test::i32_tensor(ids);
 }
 
 // Forward copies rows, so it is exact. The gradient sums up to a few dozen f32 terms per row
@@ -79,7 +73,7 @@ TEST(Embedding, BackwardIsDeterministicAcrossThreadCounts) {
 TEST(Embedding, BackwardMatchesFiniteDifferences) {
   Rng rng(6);
   Tensor table = test::random_normal({4, 3}, rng);
-  const Tensor ids = make_ids({2, 0, 2, 2, 3});
+  const Tensor ids = test::i32_tensor({2, 0, 2, 2, 3});
   const Tensor probe = test::random_normal({5, 3}, rng);
   Tensor out = Tensor::zeros({5, 3});
   auto loss = [&] {
@@ -102,7 +96,7 @@ TEST(Embedding, RejectsOutOfRangeIdsAndBadShapes) {
   const Tensor table = Tensor::zeros({10, 4});
   Tensor out = Tensor::zeros({3, 4});
   try {
-    embedding_forward(out, table, make_ids({1, 10, 2}));
+    embedding_forward(out, table, test::i32_tensor({1, 10, 2}));
     FAIL() << "expected sy::Error";
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(),
@@ -110,7 +104,7 @@ TEST(Embedding, RejectsOutOfRangeIdsAndBadShapes) {
   }
   Tensor d_table = Tensor::zeros({10, 4});
   try {
-    embedding_backward(d_table, out, make_ids({0, 0, -3}));
+    embedding_backward(d_table, out, test::i32_tensor({0, 0, -3}));
     FAIL() << "expected sy::Error";
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(),
@@ -118,7 +112,7 @@ TEST(Embedding, RejectsOutOfRangeIdsAndBadShapes) {
   }
   Tensor wrong_out = Tensor::zeros({3, 5});
   try {
-    embedding_forward(wrong_out, table, make_ids({1, 2, 3}));
+    embedding_forward(wrong_out, table, test::i32_tensor({1, 2, 3}));
     FAIL() << "expected sy::Error";
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "embedding_forward: out: shape [3, 5], expected [3, 4]");

@@ -17,12 +17,6 @@ namespace {
 constexpr float kAtol = 3e-6f;
 constexpr float kRtol = 1e-6f;
 
-Tensor make_positions(const std::vector<int32_t>& values) {
-  Tensor t = Tensor::zeros({static_cast<int64_t>(values.size())}, DType::I32);
-  for (size_t i = 0; i < values.size(); ++i) t.mutable_data<int32_t>()[i] = values[i];
-  return t;
-}
-
 struct RopeCase {
   int64_t tokens, heads, head_dim;
   RopeOptions opts;
@@ -60,7 +54,7 @@ TEST(Rope, MatchesPyTorchForwardAndBackward) {
       std::vector<int32_t> pos(static_cast<size_t>(s.tokens));
       for (auto& p : pos) p = static_cast<int32_t>(rng.below(4097));
       pos[0] = 4096;
-      c.inputs["positions"] = make_positions(pos);
+      c.inputs["positions"] = test::i32_tensor(pos);
     }
     cases.push_back(std::move(c));
   }
@@ -107,11 +101,11 @@ TEST(Rope, PositionsOffsetAndPackedBatchAgree) {
   Tensor by_offset = Tensor::zeros(x.shape());
   rope_forward(by_offset, x, Tensor(), opts);
   Tensor by_positions = Tensor::zeros(x.shape());
-  rope_forward(by_positions, x, make_positions({9, 10, 11, 12, 13}), {.layout = opts.layout});
+  rope_forward(by_positions, x, test::i32_tensor({9, 10, 11, 12, 13}), {.layout = opts.layout});
   EXPECT_ALL_CLOSE(by_positions, by_offset, 0.0f, 0.0f);
 
   Tensor packed = Tensor::zeros(x.shape());
-  rope_forward(packed, x, make_positions({0, 1, 2, 0, 1}), {});
+  rope_forward(packed, x, test::i32_tensor({0, 1, 2, 0, 1}), {});
   Tensor first = Tensor::zeros({3, 2, 8});
   rope_forward(first, x.slice_rows(0, 3), Tensor(), {});
   Tensor second = Tensor::zeros({2, 2, 8});
@@ -193,9 +187,9 @@ TEST(Rope, RejectsBadArguments) {
             "rope_forward: rotary_dim is 5, expected an even number in [2, Dh = 8] (or 0 for Dh)");
   EXPECT_EQ(message(Tensor(), {.rotary_dim = 10}),
             "rope_forward: rotary_dim is 10, expected an even number in [2, Dh = 8] (or 0 for Dh)");
-  EXPECT_EQ(message(make_positions({0, 1, 2}), {}),
+  EXPECT_EQ(message(test::i32_tensor({0, 1, 2}), {}),
             "rope_forward: positions: shape [3], expected [4]");
-  EXPECT_EQ(message(make_positions({0, 1, -2, 3}), {}),
+  EXPECT_EQ(message(test::i32_tensor({0, 1, -2, 3}), {}),
             "rope_forward: positions[2] is -2, expected >= 0");
   EXPECT_EQ(message(Tensor(), {.theta = 0.0f}), "rope_forward: theta is 0, expected > 0");
   Tensor flat = Tensor::zeros({4, 16});

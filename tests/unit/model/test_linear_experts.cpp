@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "core/rng.h"
@@ -29,12 +28,6 @@ using ::sy::test::same_bits;
 Tensor nan_filled(int64_t rows, int64_t cols) {
   Tensor t = Tensor::empty({rows, cols});
   std::fill_n(t.mutable_data<float>(), t.numel(), NAN);
-  return t;
-}
-
-Tensor tokens(const std::vector<int32_t>& v) {
-  Tensor t = Tensor::empty({static_cast<int64_t>(v.size())}, DType::I32);
-  std::memcpy(t.mutable_data<int32_t>(), v.data(), v.size() * sizeof(int32_t));
   return t;
 }
 
@@ -73,7 +66,7 @@ TEST(LinearExperts, ForwardRowsMatchesForwardOnTheGatheredRows) {
         SCOPED_TRACE(std::string(c.name) + ", threads " + std::to_string(threads));
         omp_set_num_threads(threads);
         const int64_t rows = c.offsets.back();
-        const Tensor row_token = tokens(c.row_token);
+        const Tensor row_token = test::i32_tensor(c.row_token);
         Tensor in_place = nan_filled(rows, d);
         experts.forward_rows(in_place, x, row_token, c.offsets, nullptr);
         Tensor gathered = nan_filled(rows, d);
@@ -95,25 +88,26 @@ TEST(LinearExperts, ForwardRowsRefusesBadTokens) {
   const Tensor x = test::random_normal({3, d}, rng);
   Tensor out = Tensor::zeros({2, d});
   EXPECT_EQ(test::error_of([&] {
-              experts.forward_rows(out, x, tokens({0, 3}), {0, 1, 2}, nullptr);
+              experts.forward_rows(out, x, test::i32_tensor({0, 3}), {0, 1, 2}, nullptr);
             }),
             "LinearExperts.forward_rows: row_token[1] = 3, expected 0 <= token < 3 (T)");
   EXPECT_EQ(test::error_of([&] {
-              experts.forward_rows(out, x, tokens({0, -1}), {0, 2, 2}, nullptr);
+              experts.forward_rows(out, x, test::i32_tensor({0, -1}), {0, 2, 2}, nullptr);
             }),
             "LinearExperts.forward_rows: row_token[1] = -1, expected 0 <= token < 3 (T)");
   const Tensor f32_tokens = Tensor::zeros({2});
   EXPECT_EQ(test::error_of([&] { moe::gather_token_rows(x, f32_tokens, "gather"); }),
             "gather: row_token: dtype f32, expected i32");
-  EXPECT_EQ(
-      test::error_of([&] { moe::gather_token_rows(x.reshape({3 * d}), tokens({0}), "gather"); }),
-      "gather: x: shape [96], expected [T, D]");
   EXPECT_EQ(test::error_of([&] {
-              experts.forward_rows(out, x, tokens({0}), {0, 1, 2}, nullptr);
+              moe::gather_token_rows(x.reshape({3 * d}), test::i32_tensor({0}), "gather");
+            }),
+            "gather: x: shape [96], expected [T, D]");
+  EXPECT_EQ(test::error_of([&] {
+              experts.forward_rows(out, x, test::i32_tensor({0}), {0, 1, 2}, nullptr);
             }),
             "LinearExperts.forward_rows: row_token: shape [1], expected [2]");
   EXPECT_EQ(test::error_of([&] {
-              experts.forward_rows(out, x, tokens({0, 1}), {0, 2, 2}, nullptr);
+              experts.forward_rows(out, x, test::i32_tensor({0, 1}), {0, 2, 2}, nullptr);
             }),
             "(no error)");
 }

@@ -8,12 +8,6 @@
 namespace sy::moe {
 namespace {
 
-Tensor i32(const std::vector<int32_t>& v) {
-  Tensor t = Tensor::zeros({static_cast<int64_t>(v.size())}, DType::I32);
-  std::copy(v.begin(), v.end(), t.mutable_data<int32_t>());
-  return t;
-}
-
 std::vector<int32_t> vec(const Tensor& t) {
   const int32_t* p = t.data<int32_t>();
   return {p, p + t.numel()};
@@ -22,10 +16,10 @@ std::vector<int32_t> vec(const Tensor& t) {
 Routing sparse(const std::vector<int32_t>& token, const std::vector<int32_t>& expert,
                const std::vector<float>& weight, const std::vector<int32_t>& choice) {
   Routing r;
-  r.token = i32(token);
-  r.expert = i32(expert);
+  r.token = test::i32_tensor(token);
+  r.expert = test::i32_tensor(expert);
   r.weight = Tensor::from_f32({static_cast<int64_t>(weight.size())}, weight);
-  r.choice = i32(choice);
+  r.choice = test::i32_tensor(choice);
   return r;
 }
 

@@ -114,19 +114,15 @@ std::unique_ptr<MoeLm> random_model(const LmConfig& c, uint64_t seed) {
   return m;
 }
 
-Tensor tokens_of(const std::vector<int32_t>& ids) {
-  Tensor t = Tensor::zeros({1, static_cast<int64_t>(ids.size())}, DType::I32);
-  std::copy(ids.begin(), ids.end(), t.mutable_data<int32_t>());
-  return t;
-}
-
 const std::vector<int32_t> kTokens = {3, 17, 0, 39, 22, 5, 5, 11, 30, 8};
 
 // The eval-mode loss on kTokens shifted by one (targets), and the logits f32 [T, V].
 float eval_loss(MoeLm& m, Tensor* logits = nullptr) {
   std::vector<int32_t> tgt(kTokens.begin() + 1, kTokens.end());
   tgt.push_back(-100);
-  const float loss = m.forward_backward(tokens_of(kTokens), tokens_of(tgt), nullptr, false);
+  const float loss = m.forward_backward(
+      test::i32_tensor({1, static_cast<int64_t>(kTokens.size())}, kTokens),
+      test::i32_tensor({1, static_cast<int64_t>(tgt.size())}, tgt), nullptr, false);
   if (logits != nullptr) *logits = m.logits().clone();
   return loss;
 }

@@ -44,11 +44,7 @@ LmConfig tiny_config(const std::string& router, nlohmann::json options) {
   return c;
 }
 
-Tensor i32_tensor(const Shape& shape, const std::vector<int32_t>& values) {
-  Tensor t = Tensor::zeros(shape, DType::I32);
-  std::copy(values.begin(), values.end(), t.mutable_data<int32_t>());
-  return t;
-}
+using ::sy::test::i32_tensor;
 
 // Tokens uniform in [0, V); targets likewise with about `ignored` of them -100.
 void random_batch(Tensor& tokens, Tensor& targets, int64_t b, int64_t t, int64_t v, Rng& rng,

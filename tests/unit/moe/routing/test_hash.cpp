@@ -3,23 +3,18 @@
 #include <cmath>
 
 #include "router_testing.h"
+#include "support/tensor_testing.h"
 
 namespace sy::moe {
 namespace {
 
 using namespace test_routing;  // NOLINT(google-build-using-namespace)
 
-Tensor ids(std::vector<int32_t> v) {
-  Tensor t = Tensor::zeros({static_cast<int64_t>(v.size())}, DType::I32);
-  std::copy(v.begin(), v.end(), t.mutable_data<int32_t>());
-  return t;
-}
-
 TEST(Hash, ModuloSendsIdModE) {
   auto router = build("hash", 5, 1, 2, {{"hash", "modulo"}});
-  const Routing r =
-      router->forward({.x = Tensor::zeros({6, 2}), .token_ids = ids({0, 1, 7, 12, 5, 99})});
-  EXPECT_TRUE(same_ids(r.expert, ids({0, 1, 2, 2, 0, 4})));
+  const Routing r = router->forward(
+      {.x = Tensor::zeros({6, 2}), .token_ids = test::i32_tensor({0, 1, 7, 12, 5, 99})});
+  EXPECT_TRUE(same_ids(r.expert, test::i32_tensor({0, 1, 2, 2, 0, 4})));
   for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(r.weight.data<float>()[i], 1.0f);
   EXPECT_TRUE(std::isnan(r.entropy));
   EXPECT_TRUE(r.losses.empty());
@@ -30,12 +25,13 @@ TEST(Hash, RandomHashIsAFixedFunctionOfTheIdAndSpreadsTheVocabulary) {
   std::vector<int32_t> v(kVocab);
   for (int32_t i = 0; i < kVocab; ++i) v[i] = i;
   auto router = build("hash", kExperts, 1, 2);
-  const Routing r = router->forward({.x = Tensor::zeros({kVocab, 2}), .token_ids = ids(v)});
+  const Routing r =
+      router->forward({.x = Tensor::zeros({kVocab, 2}), .token_ids = test::i32_tensor(v)});
   // The same id maps to the same expert wherever it appears, in any batch, with any router
   // built from the same options.
   auto again = build("hash", kExperts, 1, 2, {{"hash", "random"}, {"seed", 0}});
-  const Routing r2 =
-      again->forward({.x = Tensor::zeros({3, 2}), .token_ids = ids({42, 7, 42}), .training = true});
+  const Routing r2 = again->forward(
+      {.x = Tensor::zeros({3, 2}), .token_ids = test::i32_tensor({42, 7, 42}), .training = true});
   EXPECT_EQ(r2.expert.data<int32_t>()[0], r.expert.data<int32_t>()[42]);
   EXPECT_EQ(r2.expert.data<int32_t>()[1], r.expert.data<int32_t>()[7]);
   EXPECT_EQ(r2.expert.data<int32_t>()[2], r.expert.data<int32_t>()[42]);
@@ -45,7 +41,8 @@ TEST(Hash, RandomHashIsAFixedFunctionOfTheIdAndSpreadsTheVocabulary) {
   for (int e = 0; e < kExperts; ++e) EXPECT_NEAR(count[e], 1000, 150) << "expert " << e;
   // Another seed gives another map; the modulo map is not what "random" gives.
   auto other = build("hash", kExperts, 1, 2, {{"seed", 7}});
-  const Routing r3 = other->forward({.x = Tensor::zeros({kVocab, 2}), .token_ids = ids(v)});
+  const Routing r3 =
+      other->forward({.x = Tensor::zeros({kVocab, 2}), .token_ids = test::i32_tensor(v)});
   EXPECT_FALSE(same_ids(r3.expert, r.expert));
   int agree_modulo = 0;
   for (int32_t i = 0; i < kVocab; ++i) agree_modulo += r.expert.data<int32_t>()[i] == i % kExperts;
@@ -61,12 +58,12 @@ TEST(Hash, RejectsMissingIdsAndBadConfigs) {
       "router 'hash': needs RouterInput.token_ids (i32 [3]), got none");
   expect_error(
       [&] {
-        router->forward({.x = Tensor::zeros({3, 4}), .token_ids = ids({1, 2})});
+        router->forward({.x = Tensor::zeros({3, 4}), .token_ids = test::i32_tensor({1, 2})});
       },
       "router 'hash': token_ids: shape [2], expected [3]");
   expect_error(
       [&] {
-        router->forward({.x = Tensor::zeros({2, 4}), .token_ids = ids({1, -2})});
+        router->forward({.x = Tensor::zeros({2, 4}), .token_ids = test::i32_tensor({1, -2})});
       },
       "router 'hash': token_ids[1] = -2, expected >= 0");
   expect_error(
