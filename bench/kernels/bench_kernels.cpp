@@ -11,6 +11,7 @@
 #include "core/tensor.h"
 #include "core/threads.h"
 #include "kernels/attention.h"
+#include "kernels/cached_attention.h"
 #include "kernels/gemm.h"
 #include "kernels/rms_norm.h"
 #include "kernels/softmax.h"
@@ -127,6 +128,32 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
                    .value = 2.5 * fwd_flops / bwd / 1e9,
                    .limit = limits.fma_gflop_per_s,
                    .limit_kind = "fma_peak"});
+  }
+
+  if (wanted(opts, "cached_attention")) {
+    // Inference prefill over the f16 KV cache, OLMoE's heads (16 query and kv heads of 128): a
+    // 512-token prompt, and a 512-token chunk after 3584 cached positions. FLOPs count the two
+    // products over the keys each query sees.
+    const int64_t t = opts.quick ? 128 : 512, heads = 16, dh = 128;
+    for (const int64_t past : {int64_t{0}, opts.quick ? int64_t{384} : int64_t{3584}}) {
+      const int64_t cached = past + t;
+      const Tensor q = random_tensor({t, heads, dh}, 11);
+      const Tensor k = random_tensor({cached, heads, dh}, 12).to(DType::F16);
+      const Tensor v = random_tensor({cached, heads, dh}, 13).to(DType::F16);
+      Tensor out = Tensor::zeros({t, heads, dh});
+      const double seen = static_cast<double>(t) * past + 0.5 * static_cast<double>(t) * (t + 1);
+      const double flops = 2.0 * 2.0 * seen * heads * dh;
+      const double sec =
+          median(time_samples([&] { kernels::cached_attention(out, q, k, v); }, opts.timing));
+      reporter.emit({.bench = "kernels",
+                     .name = "cached_attention_prefill/f16/t" + std::to_string(t) + "s" +
+                             std::to_string(cached) + "/h" + std::to_string(heads) + "d" +
+                             std::to_string(dh) + threads,
+                     .metric = "GFLOP_per_s",
+                     .value = flops / sec / 1e9,
+                     .limit = limits.fma_gflop_per_s,
+                     .limit_kind = "fma_peak"});
+    }
   }
 
   run_qmatmul_cases(reporter, limits, opts);

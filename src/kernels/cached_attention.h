@@ -9,10 +9,13 @@
 // Legend: T new tokens, S cached positions (S >= T), Hq query heads, Hkv kv heads, Dk key/query
 // head dim, Dv value head dim.
 //
-// Keys and values are f32 or f16 (the inference KV cache; converted to f32 per head as read).
-// Numerics: per (query head, block of 64 queries) one OpenBLAS GEMM for the scores, a masked
-// softmax in f32 with the row maximum subtracted, one GEMM for the weighted sum; work items are
-// independent, so results do not depend on the thread count.
+// Keys and values are f32 or f16 (the inference KV cache; converted to f32 as read).
+// Numerics, f32 throughout: prefill (more than 4 new tokens) takes each query head's blocks of
+// 64 queries over the keys in tiles of 256 positions, with an online softmax (running max and
+// sum, rescaled as the max grows) between the scores' GEMM and the values' GEMM (OpenBLAS); the
+// work items are independent, so results do not depend on the thread count. Decode steps (up to
+// 4 new tokens) split each token's keys across the threads and merge their partial softmax
+// states, flash-decoding style. Memory beyond the output is a few tiles per thread.
 #pragma once
 
 #include <cstdint>

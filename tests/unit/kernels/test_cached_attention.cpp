@@ -72,7 +72,7 @@ TEST(CachedAttention, MatchesPyTorch) {
       {3, 50, 8, 2, 64, 64, {.window = 20}, true},  // f16 window, three tokens
       {1, 300, 16, 16, 128, 128, {}, true},         // OLMoE-like decode: parallel over positions
       {4, 200, 32, 8, 128, 128, {.scale = 0.1f}, true},  // Mixtral-like GQA, four tokens
-      {64, 96, 8, 2, 64, 64, {}, true},                  // f16 prefill: widened once, blocked path
+      {64, 96, 8, 2, 64, 64, {}, true},                  // f16 prefill: blocked path
       // Decode 16 heads per vector (AVX-512): a Dk of 32 + 16 lanes, several 64-key blocks, and
       // the Mixtral-8-layer bench shape (32 heads of 32, 8 kv heads), f32 and f16.
       {1, 150, 16, 4, 48, 48, {}, true},
@@ -80,6 +80,23 @@ TEST(CachedAttention, MatchesPyTorch) {
       {1, 576, 32, 8, 32, 32, {.scale = 0.5f}, true},
   };
   check_against_reference(shapes, 5, {0});
+}
+
+// Prefill (more than 4 new tokens) walks each block of 64 queries' keys in tiles of 256
+// positions with an online softmax. These cases span several tiles and blocks: the running max
+// and sum carried from tile to tile, rows that see nothing in a later tile (positions before
+// it), the diagonal inside a tile, windows starting mid-tile, partial last blocks, GQA, Dk != Dv,
+// f32 and f16, on 1, 2 and 3 threads.
+TEST(CachedAttention, PrefillWalksKeyTiles) {
+  const std::vector<Case> shapes = {
+      {300, 300, 2, 2, 8, 8, {}},                      // prompt: the diagonal in tile 2
+      {64, 264, 2, 2, 8, 8, {}, true},                 // rows 200-255 see none of tile 2
+      {70, 600, 4, 2, 32, 24, {.window = 300}, true},  // window across tiles, GQA, Dk != Dv
+      {130, 700, 2, 1, 16, 16, {.scale = 0.2f}},       // three tiles, blocks of 64, 64, 2
+      {100, 100, 2, 2, 8, 8, {.window = 5}, true},     // small window: few keys per row
+      {65, 1100, 16, 16, 128, 128, {}, true},          // OLMoE heads, a chunk after 1035
+  };
+  check_against_reference(shapes, 7, {1, 2, 3});
 }
 
 // Decode (up to 4 new tokens) splits each token's keys into one contiguous range per thread and
