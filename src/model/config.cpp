@@ -1,7 +1,10 @@
 #include "model/config.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "core/error.h"
@@ -26,9 +29,19 @@ const nlohmann::json& HfConfig::at(const std::string& key) const {
   return json_.at(key);
 }
 
+void check_layer_count(int64_t layers, const std::string& source, const std::string& key) {
+  SY_CHECK(layers >= 1 && layers <= kMaxLayers, "{}: key '{}' is {}, expected 1 to {} layers",
+           source, key, layers, kMaxLayers);
+}
+
 int64_t HfConfig::get_int(const std::string& key) const {
   const nlohmann::json& v = at(key);
   SY_CHECK(v.is_number_integer(), "{}: key '{}' is {}, expected an integer", path_, key, v.dump());
+  // Unsigned JSON integers above INT64_MAX would wrap in get<int64_t>: compare as unsigned.
+  SY_CHECK(v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(kMaxConfigInt)
+                                  : std::abs(v.get<int64_t>()) <= kMaxConfigInt,
+           "{}: key '{}' is {}, expected an integer of magnitude at most {}", path_, key, v.dump(),
+           kMaxConfigInt);
   return v.get<int64_t>();
 }
 
@@ -44,6 +57,18 @@ double HfConfig::get_double(const std::string& key) const {
 
 double HfConfig::get_double(const std::string& key, double fallback) const {
   return has(key) ? get_double(key) : fallback;
+}
+
+float HfConfig::get_float(const std::string& key) const {
+  const double v = get_double(key);
+  SY_CHECK(std::isfinite(v) && std::abs(v) <= std::numeric_limits<float>::max(),
+           "{}: key '{}' is {}, expected a finite number of magnitude at most {}", path_, key, v,
+           std::numeric_limits<float>::max());
+  return static_cast<float>(v);
+}
+
+float HfConfig::get_float(const std::string& key, float fallback) const {
+  return has(key) ? get_float(key) : fallback;
 }
 
 bool HfConfig::get_bool(const std::string& key, bool fallback) const {
@@ -86,8 +111,22 @@ void validate_config(ModelConfig& c) {
   SY_CHECK(c.num_heads % c.num_kv_heads == 0,
            "{}: {} attention heads is not a multiple of {} kv heads", src, c.num_heads,
            c.num_kv_heads);
-  SY_CHECK(c.norm_eps > 0.0f, "{}: rms norm epsilon is {}, expected > 0", src, c.norm_eps);
-  SY_CHECK(c.rope_theta > 0.0f, "{}: rope theta is {}, expected > 0", src, c.rope_theta);
+  const auto finite_positive = [&](float v, const char* what) {
+    SY_CHECK(std::isfinite(v) && v > 0.0f, "{}: {} is {}, expected a finite number > 0", src, what,
+             v);
+  };
+  finite_positive(c.norm_eps, "rms norm epsilon");
+  finite_positive(c.rope_theta, "rope theta");
+  finite_positive(c.rope_attention_factor, "rope attention factor (YaRN mscale ratio)");
+  SY_CHECK(std::isfinite(c.clip_qkv) && c.clip_qkv >= 0.0f,
+           "{}: clip_qkv is {}, expected a finite number >= 0 (0: off)", src, c.clip_qkv);
+  if (c.yarn.has_value()) {
+    finite_positive(c.yarn->factor, "YaRN factor");
+    positive(c.yarn->original_max_position, "YaRN original_max_position_embeddings");
+    SY_CHECK(std::isfinite(c.yarn->beta_fast) && std::isfinite(c.yarn->beta_slow),
+             "{}: YaRN beta_fast {} and beta_slow {}, expected finite numbers", src,
+             c.yarn->beta_fast, c.yarn->beta_slow);
+  }
   if (c.mla) {
     positive(c.mla_dims.kv_lora_rank, "kv_lora_rank");
     positive(c.mla_dims.qk_nope_dim, "qk_nope_head_dim");
@@ -122,16 +161,11 @@ void validate_config(ModelConfig& c) {
   if (c.attn_scale == 0.0f) {
     c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.key_dim()));
   }
+  finite_positive(c.attn_scale, "attention scale");
 }
 
-namespace {
-
-ModelConfig config_from_hf(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  SY_CHECK(in.good(), "{}: cannot open", file);
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json json = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+ModelConfig config_from_hf_text(std::string_view text, const std::string& file) {
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   SY_CHECK(!json.is_discarded(), "{}: not valid JSON", file);
   const HfConfig hf(std::move(json), file);
   const std::string type = hf.get_string("model_type", "");
@@ -153,8 +187,8 @@ ModelConfig config_from_hf(const std::string& file) {
   fail("{}: model_type '{}' is not supported; supported: {}", file, type, known);
 }
 
-ModelConfig config_from_gguf(const std::string& file) {
-  const io::GgufFile gguf = io::GgufFile::open(file);
+ModelConfig config_from_gguf(const io::GgufFile& gguf) {
+  const std::string& file = gguf.name();
   const std::string& arch = gguf.get_string("general.architecture");
   std::string known;
   for (const ArchReader& reader : arch_readers()) {
@@ -174,12 +208,22 @@ ModelConfig config_from_gguf(const std::string& file) {
   fail("{}: general.architecture '{}' is not supported; supported: {}", file, arch, known);
 }
 
+namespace {
+
+ModelConfig config_from_hf(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  SY_CHECK(in.good(), "{}: cannot open", file);
+  std::stringstream text;
+  text << in.rdbuf();
+  return config_from_hf_text(text.str(), file);
+}
+
 }  // namespace
 
 ModelConfig load_config(const std::string& path) {
   const fs::path p(path);
   SY_CHECK(fs::exists(p), "{}: no such file or folder", path);
-  if (p.extension() == ".gguf") return config_from_gguf(path);
+  if (p.extension() == ".gguf") return config_from_gguf(io::GgufFile::open(path));
   if (fs::is_directory(p)) {
     const fs::path config = p / "config.json";
     SY_CHECK(fs::exists(config), "{}: no config.json in the folder", path);

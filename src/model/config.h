@@ -10,9 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/rope.h"
+
+namespace sy::io {
+class GgufFile;
+}
 
 namespace sy::model {
 
@@ -99,6 +104,19 @@ void validate_config(ModelConfig& config);
 // The config of a checkpoint: `path` is a folder with config.json (safetensors), a config.json,
 // or a .gguf file (first part of a split set). Unknown architectures name the supported ones.
 ModelConfig load_config(const std::string& path);
+// The same from what those files hold: config.json text (`source` names it in errors), or an
+// opened GGUF file's metadata (and its tensor list: the vocabulary and routed layers).
+ModelConfig config_from_hf_text(std::string_view text, const std::string& source);
+ModelConfig config_from_gguf(const io::GgufFile& gguf);
+
+// Every integer of a config (sizes, counts, ids, positions) lies in int32's range, so the readers'
+// sums and products of two of them cannot overflow; larger values are errors naming the key.
+constexpr int64_t kMaxConfigInt = (int64_t{1} << 31) - 1;
+// Layer counts are also capped here, before a per-layer flag vector is sized from one (the
+// deepest released models have under 200 layers).
+constexpr int64_t kMaxLayers = int64_t{1} << 16;
+// Throws unless 1 <= layers <= kMaxLayers, naming `source` and `key`.
+void check_layer_count(int64_t layers, const std::string& source, const std::string& key);
 
 // Typed reading of Hugging Face config.json keys with errors that name the file and the key.
 class HfConfig {
@@ -106,11 +124,14 @@ class HfConfig {
   HfConfig(nlohmann::json json, std::string path);
   const std::string& path() const { return path_; }
   const nlohmann::json& json() const { return json_; }
-  bool has(const std::string& key) const;  // present and not null
-  int64_t get_int(const std::string& key) const;
+  bool has(const std::string& key) const;         // present and not null
+  int64_t get_int(const std::string& key) const;  // within +-kMaxConfigInt
   int64_t get_int(const std::string& key, int64_t fallback) const;
   double get_double(const std::string& key) const;
   double get_double(const std::string& key, double fallback) const;
+  // A number that a float holds (finite, magnitude at most FLT_MAX).
+  float get_float(const std::string& key) const;
+  float get_float(const std::string& key, float fallback) const;
   bool get_bool(const std::string& key, bool fallback) const;
   std::string get_string(const std::string& key, const std::string& fallback) const;
   std::vector<int64_t> get_ints(const std::string& key) const;  // absent/null: empty

@@ -18,11 +18,13 @@ class GgufConfig {
   const io::GgufFile& file() const { return file_; }
   const std::string& arch() const { return arch_; }
   bool has(const std::string& key) const { return file_.has(arch_ + "." + key); }
-  int64_t get_int(const std::string& key) const { return file_.get_i64(arch_ + "." + key); }
+  // Within +-kMaxConfigInt, as HfConfig's.
+  int64_t get_int(const std::string& key) const;
   int64_t get_int(const std::string& key, int64_t fallback) const {
     return has(key) ? get_int(key) : fallback;
   }
-  float get_float(const std::string& key) const { return file_.get_f32(arch_ + "." + key); }
+  // Finite.
+  float get_float(const std::string& key) const;
   float get_float(const std::string& key, float fallback) const {
     return has(key) ? get_float(key) : fallback;
   }

@@ -1,3 +1,5 @@
+#include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "core/error.h"
@@ -5,15 +7,30 @@
 
 namespace sy::model {
 
+int64_t GgufConfig::get_int(const std::string& key) const {
+  const int64_t v = file_.get_i64(arch_ + "." + key);
+  SY_CHECK(std::abs(v) <= kMaxConfigInt, "{}: key '{}.{}' is {}, expected magnitude at most {}",
+           file_.name(), arch_, key, v, kMaxConfigInt);
+  return v;
+}
+
+float GgufConfig::get_float(const std::string& key) const {
+  const float v = file_.get_f32(arch_ + "." + key);
+  SY_CHECK(std::isfinite(v), "{}: key '{}.{}' is {}, expected a finite number", file_.name(), arch_,
+           key, v);
+  return v;
+}
+
 void read_hf_common(const HfConfig& hf, ModelConfig& c) {
   c.vocab_size = hf.get_int("vocab_size");
   c.hidden_size = hf.get_int("hidden_size");
   c.num_layers = hf.get_int("num_hidden_layers");
+  check_layer_count(c.num_layers, hf.path(), "num_hidden_layers");
   c.num_heads = hf.get_int("num_attention_heads");
   c.num_kv_heads = hf.get_int("num_key_value_heads", c.num_heads);
   c.head_dim = hf.get_int("head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
-  c.norm_eps = static_cast<float>(hf.get_double("rms_norm_eps", 1e-6));
-  c.rope_theta = static_cast<float>(hf.get_double("rope_theta", 10000.0));
+  c.norm_eps = hf.get_float("rms_norm_eps", 1e-6f);
+  c.rope_theta = hf.get_float("rope_theta", 10000.0f);
   c.max_position = hf.get_int("max_position_embeddings", 4096);
   c.tie_embeddings = hf.get_bool("tie_word_embeddings", false);
   if (hf.has("bos_token_id") && hf.json().at("bos_token_id").is_number_integer()) {
@@ -22,13 +39,14 @@ void read_hf_common(const HfConfig& hf, ModelConfig& c) {
   if (hf.has("eos_token_id") && hf.json().at("eos_token_id").is_number_integer()) {
     c.eos_id = static_cast<int32_t>(hf.get_int("eos_token_id"));
   }
-  c.moe_layer.assign(static_cast<size_t>(std::max<int64_t>(c.num_layers, 0)), true);
+  c.moe_layer.assign(static_cast<size_t>(c.num_layers), true);
 }
 
 void read_gguf_common(const GgufConfig& g, ModelConfig& c) {
   const io::GgufFile& f = g.file();
   c.hidden_size = g.get_int("embedding_length");
   c.num_layers = g.get_int("block_count");
+  check_layer_count(c.num_layers, f.name(), g.arch() + ".block_count");
   c.num_heads = g.get_int("attention.head_count");
   c.num_kv_heads = g.get_int("attention.head_count_kv", c.num_heads);
   c.head_dim = g.get_int("attention.key_length", c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);

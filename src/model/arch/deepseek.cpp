@@ -59,12 +59,12 @@ void deepseek_from_hf(const HfConfig& hf, ModelConfig& c) {
     SY_CHECK(type == "yarn", "{}: rope_scaling type '{}' is not supported (expected 'yarn')", where,
              type);
     kernels::YarnOptions yarn;
-    yarn.factor = static_cast<float>(rs.get_double("factor"));
+    yarn.factor = rs.get_float("factor");
     yarn.original_max_position = rs.get_int("original_max_position_embeddings");
-    yarn.beta_fast = static_cast<float>(rs.get_double("beta_fast", 32.0));
-    yarn.beta_slow = static_cast<float>(rs.get_double("beta_slow", 1.0));
-    const auto mscale = static_cast<float>(rs.get_double("mscale", 1.0));
-    const auto mscale_all = static_cast<float>(rs.get_double("mscale_all_dim", 0.0));
+    yarn.beta_fast = rs.get_float("beta_fast", 32.0f);
+    yarn.beta_slow = rs.get_float("beta_slow", 1.0f);
+    const auto mscale = rs.get_float("mscale", 1.0f);
+    const auto mscale_all = rs.get_float("mscale_all_dim", 0.0f);
     c.yarn = yarn;
     c.rope_attention_factor =
         kernels::yarn_mscale(yarn.factor, mscale) / kernels::yarn_mscale(yarn.factor, mscale_all);

@@ -11,7 +11,7 @@ void olmoe_from_hf(const HfConfig& hf, ModelConfig& c) {
   read_hf_common(hf, c);
   c.qkv_bias = hf.get_bool("attention_bias", false);
   c.qk_norm = QkNorm::kFull;
-  c.clip_qkv = static_cast<float>(hf.get_double("clip_qkv", 0.0));
+  c.clip_qkv = hf.get_float("clip_qkv", 0.0f);
   c.num_experts = hf.get_int("num_experts");
   c.top_k = hf.get_int("num_experts_per_tok");
   c.expert_ffn = hf.get_int("intermediate_size");
