@@ -11,7 +11,7 @@
 //
 // Keys and values are f32 or f16 (the inference KV cache; converted to f32 as read).
 // Numerics, f32 throughout: prefill (more than 4 new tokens) takes each query head's blocks of
-// 64 queries over the keys in tiles of 256 positions, with an online softmax (running max and
+// 128 queries over the keys in tiles of 256 positions, with an online softmax (running max and
 // sum, rescaled as the max grows) between the scores' GEMM and the values' GEMM (OpenBLAS); the
 // work items are independent, so results do not depend on the thread count. Decode steps (up to
 // 4 new tokens) split each token's keys across the threads and merge their partial softmax

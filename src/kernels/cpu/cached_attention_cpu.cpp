@@ -440,11 +440,13 @@ HWY_EXPORT(AttendRangeF16);
 
 namespace {
 // Prefill: queries per block, and keys per tile. A block's scores over a tile, [kBlock,
-// kKeyTile] floats (64 KB), and the tile's keys and values widened to f32 (128 KB each for
-// heads of 128) stay in L2 from one GEMM to the next. Tiles of 128 and 512 measured the same
-// (`bench kernels --filter cached_attention`, runs alternating: 126-128 and 128-113 GFLOP/s
-// against 128-111 for a 512-token prompt).
-constexpr int64_t kBlock = 64;
+// kKeyTile] floats (128 KB), and the tile's keys and values widened to f32 (128 KB each for
+// heads of 128) stay in L2 from one GEMM to the next; the two GEMMs take ~5/6 of the time.
+// `bench kernels --filter cached_attention`, runs alternating, GFLOP/s for a 512-token prompt /
+// a 512-token chunk after 3584 cached: 64 x 256 117-119 / 134-138, 128 x 256 120-126 / 148-151,
+// 256 x 128 92-105 / 150, 128 x 128 114 / 140-143; tiles of 128 and 512 keys measured the same
+// as 256 with blocks of 64.
+constexpr int64_t kBlock = 128;
 constexpr int64_t kKeyTile = 256;
 // Below this many score entries the call runs on one thread (decode steps of small models).
 constexpr int64_t kParallelMinScores = 1 << 14;

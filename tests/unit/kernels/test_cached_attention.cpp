@@ -82,7 +82,7 @@ TEST(CachedAttention, MatchesPyTorch) {
   check_against_reference(shapes, 5, {0});
 }
 
-// Prefill (more than 4 new tokens) walks each block of 64 queries' keys in tiles of 256
+// Prefill (more than 4 new tokens) walks each block of 128 queries' keys in tiles of 256
 // positions with an online softmax. These cases span several tiles and blocks: the running max
 // and sum carried from tile to tile, rows that see nothing in a later tile (positions before
 // it), the diagonal inside a tile, windows starting mid-tile, partial last blocks, GQA, Dk != Dv,
@@ -92,7 +92,7 @@ TEST(CachedAttention, PrefillWalksKeyTiles) {
       {300, 300, 2, 2, 8, 8, {}},                      // prompt: the diagonal in tile 2
       {64, 264, 2, 2, 8, 8, {}, true},                 // rows 200-255 see none of tile 2
       {70, 600, 4, 2, 32, 24, {.window = 300}, true},  // window across tiles, GQA, Dk != Dv
-      {130, 700, 2, 1, 16, 16, {.scale = 0.2f}},       // three tiles, blocks of 64, 64, 2
+      {130, 700, 2, 1, 16, 16, {.scale = 0.2f}},       // three tiles, blocks of 128 and 2
       {100, 100, 2, 2, 8, 8, {.window = 5}, true},     // small window: few keys per row
       {65, 1100, 16, 16, 128, 128, {}, true},          // OLMoE heads, a chunk after 1035
   };
