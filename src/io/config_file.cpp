@@ -51,7 +51,7 @@ nlohmann::json parse_config(std::string_view text, const std::string& name) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
     fail("{}: not valid JSON: {}", name, e.what());
   }
   SY_CHECK(j.is_object(), "{}: expected a JSON object at the top, got {}", name, j.type_name());

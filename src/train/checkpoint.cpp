@@ -177,7 +177,7 @@ nlohmann::json read_json(const std::string& path) {
   const std::string text = io::read_file(path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
     fail("{}: not valid JSON: {}", path, e.what());
   }
 }

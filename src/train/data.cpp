@@ -110,7 +110,7 @@ std::vector<std::string> parse_jsonl_documents(std::string_view text, const std:
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // syntax, or a number out of range
       fail("{}:{}: not valid JSON: {}", name, number, e.what());
     }
     SY_CHECK(j.is_object(), "{}:{}: expected a JSON object with a \"text\" string, got {}", name,

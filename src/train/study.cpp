@@ -314,7 +314,11 @@ StudySummary run_study(const StudyOptions& opt) {
     const fs::path dir = fs::path(opt.out_dir) / "runs" / job.variant / job.router;
     const std::string record = (dir / "study_run.json").string();
     if (fs::exists(record)) {
-      summary.runs.push_back(StudyRun::from_json(nlohmann::json::parse(io::read_file(record))));
+      try {
+        summary.runs.push_back(StudyRun::from_json(nlohmann::json::parse(io::read_file(record))));
+      } catch (const nlohmann::json::exception& e) {  // edited or damaged by hand
+        fail("{}: not a study run record: {}", record, e.what());
+      }
       if (out)
         std::fprintf(out, "study: [%zu/%zu] %s/%s: done before, kept\n", i + 1, jobs.size(),
                      job.variant.c_str(), job.router.c_str());

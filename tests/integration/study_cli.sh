@@ -28,6 +28,16 @@ elif ! grep -q "router 'expert_choice' is not causal" "$tmp/err.txt"; then
   fail "non-causal message: $(cat "$tmp/err.txt")"
 fi
 
+# A damaged record of a finished run (kept by a resumed study) names its file.
+mkdir -p "$tmp/damaged/runs/e8k2/topk_softmax"
+echo '{"variant": 3}' >"$tmp/damaged/runs/e8k2/topk_softmax/study_run.json"
+if "$sy" -t 1 study --quick --out "$tmp/damaged" --routers topk_softmax \
+    --data "$root/data/brown.txt" >"$tmp/err.txt" 2>&1; then
+  fail "a damaged study_run.json was accepted"
+elif ! grep -q "topk_softmax/study_run.json: not a study run record: " "$tmp/err.txt"; then
+  fail "damaged record message: $(cat "$tmp/err.txt")"
+fi
+
 if [[ "${SY_SANITIZED:-0}" == 1 ]]; then
   echo "sanitized build: skipping the quick study (too slow there)"
   [[ $failures == 0 ]] && echo "PASS" && exit 0

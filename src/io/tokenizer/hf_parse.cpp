@@ -318,7 +318,7 @@ HfSpec parse_hf_spec(std::string_view json_text, const std::string& name) {
   json doc;
   try {
     doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax, or a number out of range
     fail("{}: not valid JSON: {}", name, e.what());
   }
   const Node root{doc, "", name};

@@ -20,7 +20,7 @@ tok::SpecialTokenNames read_config_names(const std::string& path) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // syntax, or a number out of range
     fail("{}: not valid JSON: {}", path, e.what());
   }
   SY_CHECK(doc.is_object(), "{}: expected a JSON object", path);

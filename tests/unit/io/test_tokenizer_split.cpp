@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "io/tokenizer/hf_spec.h"
 #include "io/tokenizer/pretokenize.h"
 
@@ -153,6 +154,17 @@ TEST(TokenizerSplitDeepSeekV3, TokenizerJsonPreTokenizerIsRecognised) {
   }
   EXPECT_EQ(spec.pre_tokenizers[3].kind, tok::PreTokenizerStep::Kind::kByteLevel);
   EXPECT_FALSE(spec.pre_tokenizers[3].use_regex);
+}
+
+TEST(TokenizerSplit, NumberOverflowIsNotValidJson) {
+  try {
+    tok::parse_hf_spec(R"({"model": {"type": "BPE", "dropout": 1e999}})", "t.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "t.json: not valid JSON: [json.exception.out_of_range.406] number overflow parsing "
+              "'1e999'");
+  }
 }
 
 TEST(TokenizerSplit, EveryPatternRoundTripsItsRegexText) {

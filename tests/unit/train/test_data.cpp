@@ -71,6 +71,9 @@ TEST(TrainData, BadJsonlLinesNameTheFileAndLine) {
       << bad_json;
   EXPECT_TRUE(err("{\"text\": \"a\"} x").starts_with("c.jsonl:1: not valid JSON: "));
   EXPECT_TRUE(err("{\"text\": \"\xFF\"}").starts_with("c.jsonl:1: not valid JSON: "));
+  EXPECT_EQ(err("{\"text\": \"a\", \"n\": -1e999}"),
+            "c.jsonl:1: not valid JSON: [json.exception.out_of_range.406] number overflow parsing "
+            "'-1e999'");
   EXPECT_EQ(err("{\"text\": \"a\"}\n[\"text\"]"),
             "c.jsonl:2: expected a JSON object with a \"text\" string, got an array");
   EXPECT_EQ(err("\"text\""),

@@ -164,6 +164,10 @@ dir = "runs/x"
   io::write_file_atomic(bad_json, "[1, 2]");
   EXPECT_EQ(error_of([&] { io::read_config_file(bad_json); }),
             bad_json + ": expected a JSON object at the top, got array");
+  // A number no double holds is nlohmann's out_of_range, not a parse_error: it escaped unnamed.
+  EXPECT_EQ(error_of([&] { io::parse_config(R"({"optim": {"lr": 1e999}})", "c.json"); }),
+            "c.json: not valid JSON: [json.exception.out_of_range.406] number overflow parsing "
+            "'1e999'");
 }
 
 // ---- Training ----------------------------------------------------------------------------------
