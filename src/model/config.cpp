@@ -1,7 +1,6 @@
 #include "model/config.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -39,7 +38,7 @@ int64_t HfConfig::get_int(const std::string& key) const {
   SY_CHECK(v.is_number_integer(), "{}: key '{}' is {}, expected an integer", path_, key, v.dump());
   // Unsigned JSON integers above INT64_MAX would wrap in get<int64_t>: compare as unsigned.
   SY_CHECK(v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(kMaxConfigInt)
-                                  : std::abs(v.get<int64_t>()) <= kMaxConfigInt,
+                                  : v.get<int64_t>() >= -kMaxConfigInt,
            "{}: key '{}' is {}, expected an integer of magnitude at most {}", path_, key, v.dump(),
            kMaxConfigInt);
   return v.get<int64_t>();

@@ -1,5 +1,4 @@
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "core/error.h"
@@ -9,8 +8,9 @@ namespace sy::model {
 
 int64_t GgufConfig::get_int(const std::string& key) const {
   const int64_t v = file_.get_i64(arch_ + "." + key);
-  SY_CHECK(std::abs(v) <= kMaxConfigInt, "{}: key '{}.{}' is {}, expected magnitude at most {}",
-           file_.name(), arch_, key, v, kMaxConfigInt);
+  SY_CHECK(v >= -kMaxConfigInt && v <= kMaxConfigInt,
+           "{}: key '{}.{}' is {}, expected magnitude at most {}", file_.name(), arch_, key, v,
+           kMaxConfigInt);
   return v;
 }
 

@@ -3,7 +3,9 @@
 // used to size a vector of flags; in a GGUF file, to loop over tensor names).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -56,6 +58,8 @@ TEST(ModelConfig, RejectsValuesOutOfRange) {
   expect_hf_error("hidden_size", uint64_t{18446744073709551615U},
                   "key 'hidden_size' is 18446744073709551615, expected an integer of magnitude");
   expect_hf_error("vocab_size", -(int64_t{1} << 33), "key 'vocab_size' is -8589934592, expected");
+  expect_hf_error("vocab_size", std::numeric_limits<int64_t>::min(),
+                  "key 'vocab_size' is -9223372036854775808, expected");
   // A double a float cannot hold: converting it was undefined behaviour.
   expect_hf_error("rms_norm_eps", 1e39, "key 'rms_norm_eps' is 1e+39, expected a finite number");
   expect_hf_error("rope_theta", -5.0, "rope theta is -5, expected a finite number > 0");
