@@ -65,6 +65,19 @@ DispatchPlan plan_dense(const Routing& r, int64_t num_tokens, int64_t num_expert
   return plan;
 }
 
+// The slots of `order` sorted stably by key[slot] into `sorted`; returns where each of the
+// `buckets` keys starts there (buckets + 1 entries, the last n).
+std::vector<int64_t> sort_by_key(std::span<const int32_t> order, const int32_t* key,
+                                 int64_t buckets, std::vector<int32_t>& sorted) {
+  std::vector<int64_t> start(static_cast<size_t>(buckets + 1), 0);
+  for (const int32_t s : order) ++start[key[s] + 1];
+  std::partial_sum(start.begin(), start.end(), start.begin());
+  sorted.resize(order.size());
+  std::vector<int64_t> next(start.begin(), start.end() - 1);
+  for (const int32_t s : order) sorted[next[key[s]]++] = s;
+  return start;
+}
+
 // Keeps at most `capacity` of an expert's slots (given in token order) by the policy's priority:
 // the kept ones move to the front, still in token order. Returns how many are kept.
 int64_t apply_capacity(std::span<int32_t> slots, int64_t capacity, const Routing& r,
@@ -123,24 +136,13 @@ DispatchPlan plan_dispatch(const Routing& routing, int64_t num_tokens, int64_t n
   // in token order (ties by slot index) whatever order the router emitted them in. Expert e's
   // slots are by_expert[exp_start[e], exp_start[e] + kept[e]): flat arrays rather than a vector
   // per expert, as a decode step routes 8 slots among 64 experts.
-  std::vector<int64_t> tok_start(static_cast<size_t>(num_tokens + 1), 0);
-  for (int64_t i = 0; i < n; ++i) ++tok_start[tok[i] + 1];
-  std::partial_sum(tok_start.begin(), tok_start.end(), tok_start.begin());
-  std::vector<int32_t> by_token(static_cast<size_t>(n));
-  {
-    std::vector<int64_t> next(tok_start.begin(), tok_start.end() - 1);
-    for (int64_t i = 0; i < n; ++i) by_token[next[tok[i]]++] = static_cast<int32_t>(i);
-  }
-  std::vector<int64_t> exp_start(static_cast<size_t>(num_experts + 1), 0);
-  for (int64_t i = 0; i < n; ++i) ++exp_start[exp[i] + 1];
-  std::partial_sum(exp_start.begin(), exp_start.end(), exp_start.begin());
-  std::vector<int32_t> by_expert(static_cast<size_t>(n));
+  std::vector<int32_t> all_slots(static_cast<size_t>(n));
+  std::iota(all_slots.begin(), all_slots.end(), 0);
+  std::vector<int32_t> by_token, by_expert;
+  const std::vector<int64_t> tok_start = sort_by_key(all_slots, tok, num_tokens, by_token);
+  const std::vector<int64_t> exp_start = sort_by_key(by_token, exp, num_experts, by_expert);
   std::vector<int64_t> kept(static_cast<size_t>(num_experts));
-  {
-    std::vector<int64_t> next(exp_start.begin(), exp_start.end() - 1);
-    for (const int32_t s : by_token) by_expert[next[exp[s]]++] = s;
-    for (int64_t e = 0; e < num_experts; ++e) kept[e] = exp_start[e + 1] - exp_start[e];
-  }
+  for (int64_t e = 0; e < num_experts; ++e) kept[e] = exp_start[e + 1] - exp_start[e];
 
   DispatchPlan plan;
   plan.num_tokens = num_tokens;
