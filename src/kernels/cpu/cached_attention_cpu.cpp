@@ -428,7 +428,6 @@ HWY_AFTER_NAMESPACE();
 #include <vector>
 
 #include "core/dtype.h"
-#include "core/threads.h"
 #include "kernels/cpu/cached_attention_cpu.h"
 #include "kernels/cpu/gemm_cpu.h"
 
