@@ -1,5 +1,7 @@
 #include "router_testing.h"
 
+#include "moe/moe_layer.h"
+#include "support/moe_testing.h"
 #include "support/tensor_testing.h"
 
 namespace sy::moe::test_routing {
@@ -26,6 +28,49 @@ Param& param(Router& router, const std::string& suffix) {
     }
   }
   throw Error("no parameter ending in " + suffix);
+}
+
+void check_in_moe_layer(const std::string& name, nlohmann::json options,
+                        const std::function<void(Router&, Rng&)>& set_params,
+                        const std::string& checked_param) {
+  Rng rng(4);
+  MoeLayerOptions o;
+  o.d_model = 6;
+  o.d_ff = 5;
+  o.num_experts = 4;
+  o.prefix = "model.layers.0.mlp.";
+  o.router.name = name;
+  o.router.top_k = 2;
+  o.router.options = std::move(options);
+  MoeLayer layer(o);
+  layer.init(rng, 0.5f);
+  set_params(layer.router(), rng);
+  Tensor x = test::random_normal({7, 6}, rng);
+  const Tensor probe = test::random_normal({7, 6}, rng);
+  auto objective = [&] {
+    double total = test::dot(layer.forward(x, Tensor(), false, nullptr), probe);
+    for (const AuxLoss& l : layer.routing().losses) total += l.coeff * l.value;
+    return total;
+  };
+  const Tensor num_x = test::numeric_gradient(x, objective);
+  Param& checked = param(layer.router(), checked_param);
+  const Tensor num_checked = test::numeric_gradient(checked.value, objective);
+  const Tensor y = layer.forward(x, Tensor(), false, nullptr);
+  EXPECT_EQ(layer.routing().expert.numel(), 14);
+  MoeLayer given(o, std::make_unique<test::GivenRouter>(layer.routing(), 4));
+  for (Param* p : given.params()) {
+    for (Param* q : layer.params()) {
+      if (q->name == p->name) p->value = q->value.clone();
+    }
+  }
+  EXPECT_ALL_CLOSE(given.forward(x, Tensor(), false, nullptr), y, 0.0f, 0.0f);
+  EXPECT_GT(test::dot(y, y), 1e-6);
+  for (Param* p : layer.params()) p->grad.fill(0.0f);
+  Tensor d_x = Tensor::zeros({7, 6});
+  layer.backward(probe, d_x);
+  // f32 central differences with eps 1e-3 carry ~1e-3 error.
+  EXPECT_ALL_CLOSE(d_x, num_x, 3e-3f, 3e-3f);
+  EXPECT_ALL_CLOSE(checked.grad, num_checked, 3e-3f, 3e-3f);
 }
 
 RouterRun run(Router& router, const RouterInput& in, const Tensor& d_weight) {

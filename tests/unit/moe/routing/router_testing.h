@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -41,6 +42,16 @@ double scalar_of(const Tensor& t);
 
 // Expects equal integer tensors (any of i32/i64), reporting the first difference.
 ::testing::AssertionResult same_ids(const Tensor& actual, const Tensor& expected);
+
+// Runs router `name` (with `options`) inside a MoeLayer of 4 experts (d_model 6, d_ff 5, top-2)
+// initialised from Rng(4), after `set_params` has set the router's Params from the same Rng, on 7
+// random tokens. Checks that the output is the experts mixed by its routing (a GivenRouter
+// replaying that routing over the same expert weights gives the same bits), and that backward's
+// gradients of the input and of the router Param named `checked_param` match central
+// differences of probe . y + sum of coeff * loss.
+void check_in_moe_layer(const std::string& name, nlohmann::json options,
+                        const std::function<void(Router&, Rng&)>& set_params,
+                        const std::string& checked_param);
 
 // Runs `fn` expecting sy::Error with exactly `message`.
 template <typename Fn>

@@ -2,9 +2,7 @@
 
 #include <cmath>
 
-#include "moe/moe_layer.h"
 #include "router_testing.h"
-#include "support/moe_testing.h"
 #include "support/reference.h"
 #include "support/tensor_testing.h"
 
@@ -209,47 +207,13 @@ TEST(Smile, RejectsBadOptions) {
 }
 
 TEST(Smile, RunsInsideTheMoeLayer) {
-  Rng rng(4);
-  MoeLayerOptions o;
-  o.d_model = 6;
-  o.d_ff = 5;
-  o.num_experts = 4;
-  o.prefix = "model.layers.0.mlp.";
-  o.router.name = "smile";
-  o.router.top_k = 2;
-  o.router.options = {{"normalize", true}, {"expert_balance_coeff", 0.5}};
-  MoeLayer layer(o);
-  layer.init(rng, 0.5f);
-  param(layer.router(), "smile.group_gate.weight").value = test::random_normal({2, 6}, rng, 0.7f);
-  param(layer.router(), "smile.expert_gate.weight").value = test::random_normal({4, 6}, rng, 0.7f);
-  Tensor x = test::random_normal({7, 6}, rng);
-  const Tensor probe = test::random_normal({7, 6}, rng);
-  auto objective = [&] {
-    double total = test::dot(layer.forward(x, Tensor(), false, nullptr), probe);
-    for (const AuxLoss& l : layer.routing().losses) total += l.coeff * l.value;
-    return total;
-  };
-  const Tensor num_x = test::numeric_gradient(x, objective);
-  Param& wg = param(layer.router(), "smile.group_gate.weight");
-  const Tensor num_wg = test::numeric_gradient(wg.value, objective);
-  const Tensor y = layer.forward(x, Tensor(), false, nullptr);
-  EXPECT_EQ(layer.routing().expert.numel(), 14);
-  // The output is the experts mixed by this router's routing: the same routing handed in by a
-  // GivenRouter over the same expert weights gives the same output.
-  MoeLayer given(o, std::make_unique<test::GivenRouter>(layer.routing(), 4));
-  for (Param* p : given.params()) {
-    for (Param* q : layer.params()) {
-      if (q->name == p->name) p->value = q->value.clone();
-    }
-  }
-  EXPECT_ALL_CLOSE(given.forward(x, Tensor(), false, nullptr), y, 0.0f, 0.0f);
-  EXPECT_GT(test::dot(y, y), 1e-6);
-  for (Param* p : layer.params()) p->grad.fill(0.0f);
-  Tensor d_x = Tensor::zeros({7, 6});
-  layer.backward(probe, d_x);
-  // f32 central differences with eps 1e-3 carry ~1e-3 error.
-  EXPECT_ALL_CLOSE(d_x, num_x, 3e-3f, 3e-3f);
-  EXPECT_ALL_CLOSE(wg.grad, num_wg, 3e-3f, 3e-3f);
+  check_in_moe_layer(
+      "smile", {{"normalize", true}, {"expert_balance_coeff", 0.5}},
+      [](Router& r, Rng& rng) {
+        param(r, "smile.group_gate.weight").value = test::random_normal({2, 6}, rng, 0.7f);
+        param(r, "smile.expert_gate.weight").value = test::random_normal({4, 6}, rng, 0.7f);
+      },
+      "smile.group_gate.weight");
 }
 
 }  // namespace
