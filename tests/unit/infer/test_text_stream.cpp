@@ -10,6 +10,7 @@
 #include "infer/text_stream.h"
 #include "io/tokenizer/hf_tokenizer.h"
 #include "io/tokenizer/tokenizer.h"
+#include "support/tokenizer_testing.h"
 
 namespace sy::infer {
 namespace {
@@ -34,41 +35,7 @@ json sentencepiece_style() {
   for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = byte_token(b);
   const std::vector<std::string> pieces = {"▁", "a", "b", "▁a", "ab", "▁ab", "c"};
   for (size_t i = 0; i < pieces.size(); ++i) vocab[pieces[i]] = kSpace + static_cast<int>(i);
-  json added = json::array();
-  for (int id = 0; id < 3; ++id) {
-    added.push_back({{"id", id},
-                     {"content", id == 0   ? "<unk>"
-                                 : id == 1 ? "<s>"
-                                           : "</s>"},
-                     {"special", true}});
-  }
-  return {{"added_tokens", added},
-          {"normalizer",
-           {{"type", "Sequence"},
-            {"normalizers",
-             {{{"type", "Prepend"}, {"prepend", "▁"}},
-              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}}},
-          {"pre_tokenizer", nullptr},
-          {"post_processor",
-           {{"type", "TemplateProcessing"},
-            {"single",
-             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-          {"decoder",
-           {{"type", "Sequence"},
-            {"decoders",
-             {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
-              {{"type", "ByteFallback"}},
-              {{"type", "Fuse"}},
-              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-          {"model",
-           {{"type", "BPE"},
-            {"vocab", vocab},
-            {"merges", {"▁ a", "a b", "▁a b"}},
-            {"unk_token", "<unk>"},
-            {"fuse_unk", true},
-            {"byte_fallback", true}}}};
+  return test::spm_bpe_tokenizer_json(vocab, {"▁ a", "a b", "▁a b"});
 }
 
 // GPT-2 byte-level: byte b is written as the code point b when printable, else 256 + n for the

@@ -13,6 +13,7 @@
 #include "io/tokenizer/pretokenize.h"
 #include "io/tokenizer/tokenizer.h"
 #include "support/tensor_testing.h"
+#include "support/tokenizer_testing.h"
 
 namespace sy::io {
 namespace {
@@ -280,36 +281,7 @@ json spm_bpe_json() {
   for (int b = 0; b < 256; ++b) vocab[fmt::format("<0x{:02X}>", b)] = 3 + b;
   int id = 259;
   for (const char* t : {"▁", "a", "b", "▁a", "ab", "▁ab", "c"}) vocab[t] = id++;
-  return {{"added_tokens",
-           {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-            {{"id", 1}, {"content", "<s>"}, {"special", true}},
-            {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
-          {"normalizer",
-           {{"type", "Sequence"},
-            {"normalizers",
-             {{{"type", "Prepend"}, {"prepend", "▁"}},
-              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}}},
-          {"pre_tokenizer", nullptr},
-          {"post_processor",
-           {{"type", "TemplateProcessing"},
-            {"single",
-             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-          {"decoder",
-           {{"type", "Sequence"},
-            {"decoders",
-             {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
-              {{"type", "ByteFallback"}},
-              {{"type", "Fuse"}},
-              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-          {"model",
-           {{"type", "BPE"},
-            {"vocab", vocab},
-            {"merges", {"▁ a", "a b", "▁a b"}},
-            {"unk_token", "<unk>"},
-            {"fuse_unk", true},
-            {"byte_fallback", true}}}};
+  return test::spm_bpe_tokenizer_json(vocab, {"▁ a", "a b", "▁a b"});
 }
 
 TEST(TokenizerSpmBpe, EncodesWithByteFallbackAndDecodes) {

@@ -17,6 +17,7 @@
 #include "io/tokenizer/tokenizer.h"
 #include "io/tokenizer/unicode.h"
 #include "support/tensor_testing.h"
+#include "support/tokenizer_testing.h"
 
 namespace sy::io {
 namespace {
@@ -361,36 +362,9 @@ json spm_json(const SpmVocab& v) {
   const json merges = {"▁ a",  "a b",  "▁ ab",  "▁a b",  "▁ c",  "b c",
                        "a bc", "ab c", "▁ abc", "▁a bc", "▁ab c"};
   const auto tool = static_cast<int>(v.tokens.size() - 1);
-  return {{"added_tokens",
-           {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-            {{"id", 1}, {"content", "<s>"}, {"special", true}},
-            {{"id", 2}, {"content", "</s>"}, {"special", true}},
-            {{"id", tool}, {"content", "<tool>"}, {"special", false}}}},
-          {"normalizer",
-           {{"type", "Sequence"},
-            {"normalizers",
-             {{{"type", "Prepend"}, {"prepend", "▁"}},
-              {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}}},
-          {"post_processor",
-           {{"type", "TemplateProcessing"},
-            {"single",
-             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-          {"decoder",
-           {{"type", "Sequence"},
-            {"decoders",
-             {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
-              {{"type", "ByteFallback"}},
-              {{"type", "Fuse"}},
-              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-          {"model",
-           {{"type", "BPE"},
-            {"vocab", vocab},
-            {"merges", merges},
-            {"unk_token", "<unk>"},
-            {"fuse_unk", true},
-            {"byte_fallback", true}}}};
+  json j = test::spm_bpe_tokenizer_json(vocab, merges);
+  j["added_tokens"].push_back({{"id", tool}, {"content", "<tool>"}, {"special", false}});
+  return j;
 }
 
 TEST(TokenizerGguf, SentencePieceMatchesTheEquivalentTokenizerJson) {

@@ -21,6 +21,7 @@
 #include "support/reference.h"
 #include "support/temp_dir.h"
 #include "support/tensor_testing.h"
+#include "support/tokenizer_testing.h"
 
 namespace sy::model {
 namespace {
@@ -338,37 +339,7 @@ TEST_F(ConvertVocab, SentencePieceStyleTokenizerJson) {
   }
   json vocab = json::object();
   for (size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
-  const auto special = [](int id, const char* s) {
-    return json{{"id", id}, {"content", s}, {"special", true}};
-  };
-  json file = {
-      {"added_tokens", {special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")}},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single",
-         {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-      {"normalizer",
-       {{"type", "Sequence"},
-        {"normalizers",
-         {{{"type", "Prepend"}, {"prepend", sp}},
-          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", sp}}}}}},
-      {"pre_tokenizer", nullptr},
-      {"decoder",
-       {{"type", "Sequence"},
-        {"decoders",
-         {{{"type", "Replace"}, {"pattern", {{"String", sp}}}, {"content", " "}},
-          {{"type", "ByteFallback"}},
-          {{"type", "Fuse"}},
-          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-      {"model",
-       {{"type", "BPE"},
-        {"vocab", vocab},
-        {"merges", merges},
-        {"unk_token", "<unk>"},
-        {"byte_fallback", true},
-        {"fuse_unk", true}}}};
+  json file = test::spm_bpe_tokenizer_json(vocab, merges);
   write_json(dir / "tokenizer.json", file);
   const io::GgufFile f = convert(dir);
   EXPECT_EQ(f.get_string("tokenizer.ggml.model"), "llama");
