@@ -30,6 +30,26 @@ Param& param(Router& router, const std::string& suffix) {
   throw Error("no parameter ending in " + suffix);
 }
 
+void check_gradients(Router& router, Tensor& x, const Tensor& d_weight,
+                     const std::vector<Param*>& params) {
+  auto objective = [&] {
+    const Routing r = router.forward({.x = x});
+    double total = test::dot(r.weight, d_weight);
+    for (const AuxLoss& l : r.losses) total += l.coeff * l.value;
+    return total;
+  };
+  const Tensor num_x = test::numeric_gradient(x, objective);
+  std::vector<Tensor> num;
+  for (Param* p : params) num.push_back(test::numeric_gradient(p->value, objective));
+  const RouterRun r = run(router, {.x = x}, d_weight);
+  // f32 central differences with eps 1e-3 carry ~1e-3 error.
+  EXPECT_ALL_CLOSE(r.d_x, num_x, 3e-3f, 3e-3f);
+  for (size_t i = 0; i < params.size(); ++i) {
+    SCOPED_TRACE(params[i]->name);
+    EXPECT_ALL_CLOSE(params[i]->grad, num[i], 3e-3f, 3e-3f);
+  }
+}
+
 void check_in_moe_layer(const std::string& name, nlohmann::json options,
                         const std::function<void(Router&, Rng&)>& set_params,
                         const std::string& checked_param) {

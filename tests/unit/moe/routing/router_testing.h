@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -42,6 +43,13 @@ double scalar_of(const Tensor& t);
 
 // Expects equal integer tensors (any of i32/i64), reporting the first difference.
 ::testing::AssertionResult same_ids(const Tensor& actual, const Tensor& expected);
+
+// Expects backward's gradients of x and of each of `params` (after run with d_weight) to match
+// central differences of weight . d_weight + sum of coeff * loss over router.forward({.x = x}).
+// The perturbations (1e-3) must keep every token's choices: a flipped choice would show as a
+// mismatch of order 1.
+void check_gradients(Router& router, Tensor& x, const Tensor& d_weight,
+                     const std::vector<Param*>& params);
 
 // Runs router `name` (with `options`) inside a MoeLayer of 4 experts (d_model 6, d_ff 5, top-2)
 // initialised from Rng(4), after `set_params` has set the router's Params from the same Rng, on 7

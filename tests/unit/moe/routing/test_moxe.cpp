@@ -146,29 +146,9 @@ TEST(MoxE, GradientsMatchFiniteDifferences) {
       for (int64_t c = 0; c < 5; ++c) s += x.data<float>()[t * 5 + c] * wd.value.data<float>()[c];
       ASSERT_GT(std::abs(1.0 / (1.0 + std::exp(-s)) - 0.5), 0.01) << "token " << t;
     }
-    auto objective = [&] {
-      const Routing r = router->forward({.x = x});
-      double total = test::dot(r.weight, d_weight);
-      for (const AuxLoss& l : r.losses) total += l.coeff * l.value;
-      return total;
-    };
-    // Perturbations of 1e-3 must keep every token's top-2 (a flipped choice would show as a
-    // mismatch of order 1).
-    const Tensor num_x = test::numeric_gradient(x, objective);
-    const Tensor num_w = test::numeric_gradient(w.value, objective);
-    const Tensor num_wd = test::numeric_gradient(wd.value, objective);
-    const Tensor num_bd = test::numeric_gradient(bd.value, objective);
-    const RouterRun r = run(*router, {.x = x}, d_weight);
-    // f32 central differences with eps 1e-3 carry ~1e-3 error.
-    EXPECT_ALL_CLOSE(r.d_x, num_x, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(w.grad, num_w, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(wd.grad, num_wd, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(bd.grad, num_bd, 3e-3f, 3e-3f);
-    if (options.value("gate_bias", true)) {
-      Param& b = param(*router, "gate.bias");
-      const Tensor num_b = test::numeric_gradient(b.value, objective);
-      EXPECT_ALL_CLOSE(b.grad, num_b, 3e-3f, 3e-3f);
-    }
+    std::vector<Param*> checked = {&w, &wd, &bd};
+    if (options.value("gate_bias", true)) checked.push_back(&param(*router, "gate.bias"));
+    check_gradients(*router, x, d_weight, checked);
   }
 }
 

@@ -99,22 +99,7 @@ TEST(Smile, GradientsMatchFiniteDifferences) {
     Param& we = param(*router, "smile.expert_gate.weight");
     wg.value = test::random_normal({2, 5}, rng, 0.7f);
     we.value = test::random_normal({6, 5}, rng, 0.7f);
-    auto objective = [&] {
-      const Routing r = router->forward({.x = x});
-      double total = test::dot(r.weight, d_weight);
-      for (const AuxLoss& l : r.losses) total += l.coeff * l.value;
-      return total;
-    };
-    // Perturbations of 1e-3 must keep every token's group and top-2 (a flipped choice would
-    // show as a mismatch of order 1).
-    const Tensor num_x = test::numeric_gradient(x, objective);
-    const Tensor num_wg = test::numeric_gradient(wg.value, objective);
-    const Tensor num_we = test::numeric_gradient(we.value, objective);
-    const RouterRun r = run(*router, {.x = x}, d_weight);
-    // f32 central differences with eps 1e-3 carry ~1e-3 error.
-    EXPECT_ALL_CLOSE(r.d_x, num_x, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(wg.grad, num_wg, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(we.grad, num_we, 3e-3f, 3e-3f);
+    check_gradients(*router, x, d_weight, {&wg, &we});  // groups and top-2 stay put
   }
 }
 

@@ -88,24 +88,7 @@ TEST(XMoE, GradientsMatchFiniteDifferences) {
     proj.value = test::random_normal({3, 5}, rng, 0.7f);
     emb.value = test::random_normal({4, 3}, rng);
     tau.value = scalar(0.6);
-    auto objective = [&] {
-      const Routing r = router->forward({.x = x});
-      double total = test::dot(r.weight, d_weight);
-      for (const AuxLoss& l : r.losses) total += l.coeff * l.value;
-      return total;
-    };
-    // Perturbations of 1e-3 must keep every token's top-2 (a flipped choice would show as a
-    // mismatch of order 1).
-    const Tensor num_x = test::numeric_gradient(x, objective);
-    const Tensor num_proj = test::numeric_gradient(proj.value, objective);
-    const Tensor num_emb = test::numeric_gradient(emb.value, objective);
-    const Tensor num_tau = test::numeric_gradient(tau.value, objective);
-    const RouterRun r = run(*router, {.x = x}, d_weight);
-    // f32 central differences with eps 1e-3 carry ~1e-3 error.
-    EXPECT_ALL_CLOSE(r.d_x, num_x, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(proj.grad, num_proj, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(emb.grad, num_emb, 3e-3f, 3e-3f);
-    EXPECT_ALL_CLOSE(tau.grad, num_tau, 3e-3f, 3e-3f);
+    check_gradients(*router, x, d_weight, {&proj, &emb, &tau});
     EXPECT_GT(std::abs(scalar_of(tau.grad)), 1e-3);  // the check above is not vacuous
   }
 }
