@@ -4,6 +4,14 @@
 
 namespace sy::test {
 
+nlohmann::json prepend_token_post_processor(const std::string& token, int id) {
+  return {{"type", "TemplateProcessing"},
+          {"single",
+           {{{"SpecialToken", {{"id", token}, {"type_id", 0}}}},
+            {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+          {"special_tokens", {{token, {{"id", token}, {"ids", {id}}, {"tokens", {token}}}}}}};
+}
+
 nlohmann::json spm_bpe_tokenizer_json(nlohmann::json vocab, nlohmann::json merges) {
   using json = nlohmann::json;
   const auto special = [](int id, const char* content) {
@@ -16,12 +24,7 @@ nlohmann::json spm_bpe_tokenizer_json(nlohmann::json vocab, nlohmann::json merge
              {{{"type", "Prepend"}, {"prepend", "▁"}},
               {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}}},
           {"pre_tokenizer", nullptr},
-          {"post_processor",
-           {{"type", "TemplateProcessing"},
-            {"single",
-             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-            {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
+          {"post_processor", prepend_token_post_processor("<s>", 1)},
           {"decoder",
            {{"type", "Sequence"},
             {"decoders",

@@ -2,8 +2,13 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace sy::test {
+
+// A TemplateProcessing post-processor that puts the special token `token` (id `id`) before a
+// single sequence.
+nlohmann::json prepend_token_post_processor(const std::string& token, int id);
 
 // A tokenizer.json in the layout Hugging Face writes for SentencePiece BPE models (Llama 2,
 // Mixtral): a normalizer that prepends "▁" and turns spaces into "▁", no pre-tokenizer, a

@@ -22,6 +22,7 @@
 #include "support/reference.h"
 #include "support/temp_dir.h"
 #include "support/tensor_testing.h"
+#include "support/tokenizer_testing.h"
 
 namespace sy::infer {
 namespace {
@@ -78,12 +79,7 @@ json tokenizer_json(int vocab_size) {
            {"behavior", "Isolated"},
            {"invert", false}},
           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single",
-         {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
+      {"post_processor", test::prepend_token_post_processor("<s>", 1)},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model",
        {{"type", "BPE"},
