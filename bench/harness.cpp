@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace sy::bench {
 
@@ -18,6 +20,25 @@ std::optional<double> ratio_of(double value, const std::optional<double>& other,
   return invert ? *other / value : value / *other;
 }
 }  // namespace
+
+std::optional<double> reference_seconds(const std::string& command, const std::string& what) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return std::nullopt;
+  std::string out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
+  const int rc = pclose(pipe);
+  const size_t start = out.find_last_of('\n', out.size() >= 2 ? out.size() - 2 : 0);
+  const std::string last = out.substr(start == std::string::npos ? 0 : start + 1);
+  char* end = nullptr;
+  const double s = std::strtod(last.c_str(), &end);
+  if (rc != 0 || end == last.c_str() || !(s > 0.0)) {
+    std::fprintf(stderr, "%s: PyTorch reference failed (exit %d): %s\n", what.c_str(), rc,
+                 out.c_str());
+    return std::nullopt;
+  }
+  return s;
+}
 
 std::string to_json_line(const Figure& f) {
   nlohmann::ordered_json j;

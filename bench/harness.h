@@ -35,6 +35,12 @@ struct TimingOptions {
 std::vector<double> time_samples(const std::function<void()>& fn, const TimingOptions& opts);
 double median(std::vector<double> values);
 
+// Runs a reference script (a shell command line) whose last stdout line is a time in seconds, and
+// returns that time; nullopt, with `what` and the script's output on stderr, when it fails or its
+// last line is not a positive number (Python or torch missing), so a suite still reports its own
+// figures.
+std::optional<double> reference_seconds(const std::string& command, const std::string& what);
+
 class Reporter {
  public:
   // Prints the JSON line to stdout and a table row to stderr.

@@ -73,21 +73,7 @@ std::optional<double> torch_seconds(const TrainCase& c, const SuiteOptions& opts
       "--threads {} --steps {} --warmup {}",
       SY_SOURCE_DIR, c.vocab, c.d_model, c.layers, c.heads, c.heads, c.experts, c.top_k, c.d_ff,
       c.seq, c.batch, num_threads(), opts.timing.repeats, std::max(1, opts.timing.warmup));
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return std::nullopt;
-  std::string out;
-  char buf[256];
-  while (fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  const int rc = pclose(pipe);
-  const size_t start = out.find_last_of('\n', out.size() >= 2 ? out.size() - 2 : 0);
-  const std::string last = out.substr(start == std::string::npos ? 0 : start + 1);
-  char* end = nullptr;
-  const double s = std::strtod(last.c_str(), &end);
-  if (rc != 0 || end == last.c_str() || !(s > 0.0)) {
-    std::fprintf(stderr, "bench train: PyTorch reference failed (exit %d): %s\n", rc, out.c_str());
-    return std::nullopt;
-  }
-  return s;
+  return reference_seconds(cmd, "bench train");
 }
 
 void run_case(Reporter& reporter, const MachineLimits& limits, const SuiteOptions& opts,

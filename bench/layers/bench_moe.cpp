@@ -5,7 +5,6 @@
 // measured sgemm throughput.
 #include <fmt/format.h>
 
-#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -32,21 +31,7 @@ std::optional<double> torch_seconds(const MoeCase& c, const SuiteOptions& opts) 
       "--experts {} --top-k {} --shared {} --threads {} --repeats {} --min-seconds {}",
       SY_SOURCE_DIR, c.tokens, c.d_model, c.d_ff, c.experts, c.top_k, c.shared, num_threads(),
       opts.quick ? 1 : opts.timing.repeats, opts.quick ? 0.0 : opts.timing.min_seconds);
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return std::nullopt;
-  std::string out;
-  char buf[256];
-  while (fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
-  const int rc = pclose(pipe);
-  const size_t start = out.find_last_of('\n', out.size() >= 2 ? out.size() - 2 : 0);
-  const std::string last = out.substr(start == std::string::npos ? 0 : start + 1);
-  char* end = nullptr;
-  const double s = std::strtod(last.c_str(), &end);
-  if (rc != 0 || end == last.c_str() || !(s > 0.0)) {
-    std::fprintf(stderr, "bench moe: PyTorch reference failed (exit %d): %s\n", rc, out.c_str());
-    return std::nullopt;
-  }
-  return s;
+  return reference_seconds(cmd, "bench moe");
 }
 
 Tensor random_tensor(const Shape& shape, Rng& rng) {
