@@ -282,10 +282,12 @@ BatchIteratorState BatchIteratorState::from_json(const json& j, const std::strin
     SY_CHECK(it != j.end(), "{}: data iterator state: missing key '{}'", source, key);
     return *it;
   };
+  // Parsed text holds counts as unsigned JSON numbers, to_json() (int64_t fields) as signed ones.
   const auto count = [&](const char* key, uint64_t max = INT64_MAX) {
     const json& v = get(key);
-    SY_CHECK(v.is_number_unsigned() && v.get<uint64_t>() <= max,
-             "{}: data iterator state: '{}' is {}, expected an integer >= 0", source, key,
+    const bool ok = v.is_number_unsigned() ? v.get<uint64_t>() <= max
+                                           : v.is_number_integer() && v.get<int64_t>() >= 0;
+    SY_CHECK(ok, "{}: data iterator state: '{}' is {}, expected an integer >= 0", source, key,
              v.dump().substr(0, 40));
     return v.get<uint64_t>();
   };
