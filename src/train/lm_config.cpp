@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/config.h"
 #include "train/json_keys.h"
 
 namespace sy::train {
@@ -27,9 +28,8 @@ bool LmConfig::is_moe_layer(int64_t layer) const {
 }
 
 int64_t LmConfig::moe_layer_count() const {
-  int64_t n = 0;
-  for (int64_t l = 0; l < n_layers; ++l) n += is_moe_layer(l) ? 1 : 0;
-  return n;
+  if (moe.num_experts <= 0 || moe_every <= 0 || n_layers <= first_k_dense) return 0;
+  return (n_layers - first_k_dense - 1) / moe_every + 1;  // layers first_k_dense + i * moe_every
 }
 
 moe::RouterSpec LmConfig::router_spec(int64_t layer) const {
@@ -44,6 +44,28 @@ moe::RouterSpec LmConfig::router_spec(int64_t layer) const {
 }
 
 void LmConfig::validate() const {
+  // Sizes within int32's range (as the checkpoint config readers take them) and at most
+  // model::kMaxLayers layers, so that the checks and counts below cannot overflow or run long.
+  const std::pair<const char*, int64_t> sizes[] = {{"vocab_size", vocab_size},
+                                                   {"d_model", d_model},
+                                                   {"n_heads", n_heads},
+                                                   {"n_kv_heads", n_kv_heads},
+                                                   {"head_dim", head_dim},
+                                                   {"dense_ffn", dense_ffn},
+                                                   {"first_k_dense", first_k_dense},
+                                                   {"moe_every", moe_every},
+                                                   {"seq_len", seq_len},
+                                                   {"moe.num_experts", moe.num_experts},
+                                                   {"moe.top_k", moe.top_k},
+                                                   {"moe.expert_ffn", moe.expert_ffn},
+                                                   {"moe.shared_experts", moe.shared_experts},
+                                                   {"moe.shared_ffn", moe.shared_ffn}};
+  for (const auto& [key, v] : sizes) {
+    SY_CHECK(v <= model::kMaxConfigInt, "{}: {} = {}, expected at most {}", kWhere, key, v,
+             model::kMaxConfigInt);
+  }
+  SY_CHECK(n_layers <= model::kMaxLayers, "{}: n_layers = {}, expected at most {}", kWhere,
+           n_layers, model::kMaxLayers);
   auto positive = [](const char* key, int64_t v) {
     SY_CHECK(v >= 1, "{}: {} = {}, expected >= 1", kWhere, key, v);
   };
@@ -78,7 +100,10 @@ void LmConfig::validate() const {
     SY_CHECK(dense_ffn >= 1, "{}: dense_ffn = {}, expected >= 1 ({} of the {} layers are dense)",
              kWhere, dense_ffn, n_layers - moe_layer_count(), n_layers);
   }
-  if (moe_layer_count() == 0) return;
+  if (moe_layer_count() == 0) {
+    count_params(*this);  // refuses a model over kMaxLmParams
+    return;
+  }
   SY_CHECK(moe.top_k >= 1 && moe.top_k <= moe.num_experts,
            "{}: moe.top_k = {}, expected 1 <= top_k <= moe.num_experts = {}", kWhere, moe.top_k,
            moe.num_experts);
@@ -95,13 +120,17 @@ void LmConfig::validate() const {
   SY_CHECK(moe.drop_policy == "position" || moe.drop_policy == "score",
            "{}: moe.drop_policy = \"{}\", expected \"position\" or \"score\"", kWhere,
            moe.drop_policy);
-  // Building one router checks its name and options with the router's own messages.
+  // Building one router checks its name and options with the router's own messages. No option
+  // depends on the width, so a router of width 1 does (a full one could be gigabytes).
+  moe::RouterSpec spec = router_spec(0);
+  spec.d_model = 1;
   const auto router =
-      with_context(std::string(kWhere) + ": moe", [&] { return make_router(router_spec(0)); });
+      with_context(std::string(kWhere) + ": moe", [&] { return make_router(spec); });
   SY_CHECK(router->causal() || moe.allow_non_causal,
            "{}: moe.router '{}' is not causal (a token's routing depends on later tokens), so it "
            "would leak the future in a language model; set moe.allow_non_causal to use it anyway",
            kWhere, moe.router);
+  count_params(*this);  // refuses a model over kMaxLmParams
 }
 
 nlohmann::json LmConfig::to_json() const {
@@ -165,35 +194,49 @@ LmConfig LmConfig::from_json(const nlohmann::json& j) {
   return c;
 }
 
-LmParamCount count_params(const LmConfig& c) {
-  const int64_t d = c.d_model, hd = c.head_size();
-  const int64_t q = c.n_heads * hd, kv = c.kv_heads() * hd;
-  LmParamCount n;
-  n.total = c.vocab_size * d + d;  // embedding, final norm
-  if (!c.tie_embeddings) n.total += c.vocab_size * d;
-  int64_t inactive = 0;
-  // The router's trainable parameters (a linear gate for most; some routers have none or more).
-  int64_t router_params = 0;
-  if (c.moe_layer_count() > 0) {
-    const auto router = make_router(c.router_spec(0));  // kept alive while its params are read
-    for (const Param* p : router->params()) router_params += p->value.numel();
-  }
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    n.total += 2 * d + 2 * d * q + 2 * d * kv;  // two norms, q/o and k/v projections
-    if (c.qk_norm) n.total += 2 * hd;
-    if (!c.is_moe_layer(l)) {
-      n.total += 3 * d * c.dense_ffn;
-      continue;
-    }
-    const int64_t expert = 3 * d * c.moe.expert_ffn;
-    const int64_t shared_width = c.moe.shared_ffn > 0 ? c.moe.shared_ffn : c.moe.expert_ffn;
-    n.total += c.moe.num_experts * expert + 3 * d * c.moe.shared_experts * shared_width;
-    if (c.moe.shared_gate) n.total += d;
-    n.total += router_params;
-    inactive += (c.moe.num_experts - c.moe.top_k) * expert;
-  }
-  n.active = n.total - inactive;
+namespace {
+
+// The trainable values of the router of `c` built `width` wide.
+int64_t router_param_count(const LmConfig& c, int64_t width) {
+  moe::RouterSpec spec = c.router_spec(0);
+  spec.d_model = width;
+  const auto router = make_router(spec);  // kept alive while its params are read
+  int64_t n = 0;
+  for (const Param* p : router->params()) n += p->value.numel();
   return n;
+}
+
+}  // namespace
+
+LmParamCount count_params(const LmConfig& c) {
+  // In long double (exact below 2^64): with sizes up to int32's range the products can pass
+  // int64's, and a count over kMaxLmParams is refused rather than wrapped.
+  using Count = long double;
+  const Count d = c.d_model, hd = c.head_size();
+  const Count q = c.n_heads * hd, kv = c.kv_heads() * hd;
+  const Count moe_layers = c.moe_layer_count(), dense_layers = c.n_layers - c.moe_layer_count();
+  Count total = c.vocab_size * d + d;  // embedding, final norm
+  if (!c.tie_embeddings) total += c.vocab_size * d;
+  Count layer = 2 * d + 2 * d * q + 2 * d * kv;  // two norms, q/o and k/v projections
+  if (c.qk_norm) layer += 2 * hd;
+  total += c.n_layers * layer + dense_layers * 3 * d * c.dense_ffn;
+  Count inactive = 0;
+  if (moe_layers > 0) {
+    // Every router's parameters are affine in the width (d_model is one side of each of its
+    // matrices), so two narrow routers give the count without building a full one.
+    const Count r1 = router_param_count(c, 1), r2 = router_param_count(c, 2);
+    const Count expert = 3 * d * c.moe.expert_ffn;
+    const Count shared_width = c.moe.shared_ffn > 0 ? c.moe.shared_ffn : c.moe.expert_ffn;
+    Count moe_layer = c.moe.num_experts * expert + 3 * d * c.moe.shared_experts * shared_width;
+    if (c.moe.shared_gate) moe_layer += d;
+    moe_layer += r1 + (r2 - r1) * (d - 1);
+    total += moe_layers * moe_layer;
+    inactive = moe_layers * (c.moe.num_experts - c.moe.top_k) * expert;
+  }
+  SY_CHECK(total <= static_cast<Count>(kMaxLmParams),
+           "{}: the model would have {:.3g} parameters, more than the {:.3g} (2^40) allowed",
+           kWhere, static_cast<double>(total), static_cast<double>(kMaxLmParams));
+  return {.total = static_cast<int64_t>(total), .active = static_cast<int64_t>(total - inactive)};
 }
 
 }  // namespace sy::train

@@ -63,8 +63,10 @@ struct LmConfig {
   moe::RouterSpec router_spec(int64_t layer) const;
 
   // Throws sy::Error naming the first bad field ("lm config: n_heads = 6 is not a multiple of
-  // n_kv_heads = 4"). Also builds one router from moe.router / moe.router_options when the model
-  // has MoE layers, so unknown routers and bad router options fail here.
+  // n_kv_heads = 4"); sizes must lie in int32's range, n_layers at most model::kMaxLayers, and
+  // the parameter count at most kMaxLmParams. Also builds one router (of width 1) from
+  // moe.router / moe.router_options when the model has MoE layers, so unknown routers and bad
+  // router options fail here.
   void validate() const;
 
   nlohmann::json to_json() const;
@@ -79,6 +81,9 @@ struct LmParamCount {
   int64_t total = 0;
   int64_t active = 0;
 };
+// The largest model a config may describe (2^40 parameters: 16 TiB of f32 training state).
+inline constexpr int64_t kMaxLmParams = int64_t{1} << 40;
+// Throws sy::Error when the total is over kMaxLmParams.
 LmParamCount count_params(const LmConfig& config);
 
 }  // namespace sy::train

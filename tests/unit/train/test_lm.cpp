@@ -428,6 +428,21 @@ TEST(MoeLm, NamesParametersLikeHuggingFace) {
   EXPECT_EQ(count_params(c).total, tied_total);
 }
 
+TEST(MoeLm, CountParamsMatchesTheModelForEveryRouter) {
+  // count_params takes the router's parameters from routers of width 1 and 2; the model builds
+  // them at d_model = 32.
+  for (const std::string& name : moe::router_names()) {
+    SCOPED_TRACE(name);
+    LmConfig c = tiny_config(name, nlohmann::json::object());
+    c.moe.allow_non_causal = true;
+    if (name == "hash" || name == "switch") c.moe.top_k = 1;  // top-1 routers
+    MoeLm model(c);
+    int64_t total = 0;
+    for (const Param* p : model.params()) total += p->value.numel();
+    EXPECT_EQ(count_params(c).total, total);
+  }
+}
+
 TEST(MoeLm, PlainGradientStepsLowerTheLoss) {
   // End to end: gradient descent on one batch with a loss-free-balanced router (end_step every
   // step) memorises it. A sign error or a lost gradient path would stall or diverge.

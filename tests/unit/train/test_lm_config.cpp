@@ -51,6 +51,27 @@ TEST(LmConfig, RoundTripsThroughJson) {
   EXPECT_EQ(c.router_spec(1).prefix, "model.layers.1.mlp.");
 }
 
+TEST(LmConfig, CountsMoeLayersLikeIsMoeLayer) {
+  LmConfig c = LmConfig::from_json(valid_json());
+  for (int64_t experts : {0, 4}) {
+    for (int64_t layers = 1; layers <= 9; ++layers) {
+      for (int64_t first = 0; first <= 4; ++first) {
+        for (int64_t every = 1; every <= 3; ++every) {
+          c.moe.num_experts = experts;
+          c.n_layers = layers;
+          c.first_k_dense = first;
+          c.moe_every = every;
+          int64_t walked = 0;
+          for (int64_t l = 0; l < layers; ++l) walked += c.is_moe_layer(l) ? 1 : 0;
+          EXPECT_EQ(c.moe_layer_count(), walked)
+              << experts << " experts, " << layers << " layers, first " << first << ", every "
+              << every;
+        }
+      }
+    }
+  }
+}
+
 TEST(LmConfig, FillsDefaults) {
   const LmConfig c = LmConfig::from_json({{"vocab_size", 10},
                                           {"d_model", 16},
@@ -114,6 +135,20 @@ TEST(LmConfig, RejectsInvalidValues) {
   };
   const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>> cases = {
       {[](auto& j) { j["vocab_size"] = 0; }, "lm config: vocab_size = 0, expected >= 1"},
+      {[](auto& j) { j["d_model"] = int64_t{1} << 31; },
+       "lm config: d_model = 2147483648, expected at most 2147483647"},
+      {[](auto& j) { j["moe"]["expert_ffn"] = int64_t{1} << 40; },
+       "lm config: moe.expert_ffn = 1099511627776, expected at most 2147483647"},
+      // Found by fuzz_train_config: validation walked 44444444444444 layers.
+      {[](auto& j) { j["n_layers"] = 44444444444444; },
+       "lm config: n_layers = 44444444444444, expected at most 65536"},
+      {[](auto& j) {
+         j["vocab_size"] = 1 << 30;
+         j["d_model"] = 1 << 12;
+         j["head_dim"] = 1024;
+       },
+       "lm config: the model would have 4.4e+12 parameters, more than the 1.1e+12 (2^40) "
+       "allowed"},
       {[](auto& j) { j["n_heads"] = 5; },
        "lm config: n_heads = 5 is not a multiple of n_kv_heads = 2"},
       {[](auto& j) { j["n_kv_heads"] = 3; },
