@@ -318,6 +318,8 @@ StudySummary run_study(const StudyOptions& opt) {
         summary.runs.push_back(StudyRun::from_json(nlohmann::json::parse(io::read_file(record))));
       } catch (const nlohmann::json::exception& e) {  // edited or damaged by hand
         fail("{}: not a study run record: {}", record, e.what());
+      } catch (const Error& e) {  // a field of the wrong type
+        fail("{}: not a study run record: {}", record, e.what());
       }
       if (out)
         std::fprintf(out, "study: [%zu/%zu] %s/%s: done before, kept\n", i + 1, jobs.size(),

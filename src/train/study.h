@@ -117,6 +117,8 @@ struct StudyRun {
   std::vector<std::vector<int64_t>> final_load;  // [MoE layer][expert], final validation pass
 
   nlohmann::json to_json() const;
+  // A missing key or a wrong structure throws nlohmann::json::exception; a count that is not an
+  // integer throws sy::Error naming the key.
   static StudyRun from_json(const nlohmann::json& j);
 };
 
@@ -133,6 +135,8 @@ struct StudySummary {
 };
 
 // Reads a run's train.jsonl lines (the trainer's step and eval events) into the run's curves.
+// Events without a string "event" or with a non-integer "step" or "tokens" are skipped, and
+// fields of other types count as missing: never throws.
 void add_log_event(const nlohmann::json& event, int64_t num_experts, StudyRun& run);
 
 // The paper orderings the study checks, each a sentence with the measured numbers

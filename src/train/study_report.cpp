@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "train/study.h"
 
 namespace sy::train {
@@ -17,6 +18,16 @@ namespace {
 using nlohmann::json;
 
 json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+// An integer of a study record: a float or anything else is refused, naming `what`.
+int64_t integer_of(const json& v, const std::string& what) {
+  SY_CHECK(v.is_number_integer(), "{} is {}, expected an integer", what, v.dump().substr(0, 40));
+  return v.get<int64_t>();
+}
+// j[key] as an integer; 0 when absent.
+int64_t integer_field(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it == j.end() ? 0 : integer_of(*it, fmt::format("'{}'", key));
+}
 double number_of(const json& j, const char* key) {
   const auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : NAN;
@@ -32,7 +43,8 @@ std::vector<StudyPoint> points_of(const json& j, const char* key) {
   const auto it = j.find(key);
   if (it == j.end() || !it->is_array()) return out;
   for (const json& p : *it) {
-    out.push_back({p.at(0).get<int64_t>(), p.at(1).get<int64_t>(),
+    out.push_back({integer_of(p.at(0), fmt::format("a step of '{}'", key)),
+                   integer_of(p.at(1), fmt::format("a token count of '{}'", key)),
                    p.at(2).is_number() ? p.at(2).get<double>() : NAN});
   }
   return out;
@@ -178,11 +190,11 @@ StudyRun StudyRun::from_json(const json& j) {
   r.stable = j.value("stable", true);
   r.finished = j.value("finished", false);
   r.error = j.value("error", "");
-  r.params_total = j.value("params_total", int64_t{0});
-  r.params_active = j.value("params_active", int64_t{0});
-  r.steps = j.value("steps", int64_t{0});
-  r.tokens = j.value("tokens", int64_t{0});
-  r.skipped_steps = j.value("skipped_steps", int64_t{0});
+  r.params_total = integer_field(j, "params_total");
+  r.params_active = integer_field(j, "params_active");
+  r.steps = integer_field(j, "steps");
+  r.tokens = integer_field(j, "tokens");
+  r.skipped_steps = integer_field(j, "skipped_steps");
   r.val_loss = number_of(j, "val_loss");
   r.val_ppl = number_of(j, "val_ppl");
   r.max_vio = number_of(j, "max_vio");
@@ -194,7 +206,10 @@ StudyRun StudyRun::from_json(const json& j) {
   r.sparsity_curve = points_of(j, "sparsity_curve");
   r.lambda_curve = points_of(j, "lambda_curve");
   if (j.contains("final_load")) {
-    for (const json& l : j.at("final_load")) r.final_load.push_back(l.get<std::vector<int64_t>>());
+    for (const json& l : j.at("final_load")) {
+      std::vector<int64_t>& counts = r.final_load.emplace_back();
+      for (const json& c : l) counts.push_back(integer_of(c, "a count of 'final_load'"));
+    }
   }
   return r;
 }
@@ -217,8 +232,9 @@ StudySummary StudySummary::from_json(const json& j) {
   StudySummary s;
   s.settings = j.value("settings", json::object());
   for (const json& v : j.at("variants")) {
-    s.variants.push_back({v.at("name").get<std::string>(), v.at("experts").get<int64_t>(),
-                          v.at("top_k").get<int64_t>(), v.at("expert_ffn").get<int64_t>()});
+    s.variants.push_back({v.at("name").get<std::string>(), integer_of(v.at("experts"), "'experts'"),
+                          integer_of(v.at("top_k"), "'top_k'"),
+                          integer_of(v.at("expert_ffn"), "'expert_ffn'")});
   }
   for (const json& r : j.at("runs")) s.runs.push_back(StudyRun::from_json(r));
   s.plots = j.value("plots", std::vector<std::string>{});
@@ -228,9 +244,20 @@ StudySummary StudySummary::from_json(const json& j) {
 }
 
 void add_log_event(const json& event, int64_t num_experts, StudyRun& run) {
-  const std::string kind = event.value("event", "");
-  const int64_t step = event.value("step", int64_t{0});
-  const int64_t tokens = event.value("tokens", int64_t{0});
+  // Lines the trainer did not write (edited by hand, or from another program) are skipped.
+  const auto field = [&](const char* key) -> const json* {
+    const auto it = event.find(key);
+    return it == event.end() ? nullptr : &*it;
+  };
+  const json* kind_field = field("event");
+  const json* step_field = field("step");
+  const json* tokens_field = field("tokens");
+  if (kind_field == nullptr || !kind_field->is_string()) return;
+  if (step_field != nullptr && !step_field->is_number_integer()) return;
+  if (tokens_field != nullptr && !tokens_field->is_number_integer()) return;
+  const std::string& kind = kind_field->get_ref<const std::string&>();
+  const int64_t step = step_field != nullptr ? step_field->get<int64_t>() : 0;
+  const int64_t tokens = tokens_field != nullptr ? tokens_field->get<int64_t>() : 0;
   if (kind == "eval") {
     run.val_curve.push_back({step, tokens, number_of(event, "val_loss")});
     return;

@@ -81,6 +81,18 @@ TEST(Study, LogEventsBecomeCurves) {
   ASSERT_EQ(run.val_curve.size(), 1u);
   EXPECT_EQ(run.val_curve[0].step, 10);
   EXPECT_DOUBLE_EQ(run.val_curve[0].value, 2.5);
+  // Lines the trainer did not write are skipped, not thrown at the study.
+  for (const char* text :
+       {R"({"event":"eval","step":"10","val_loss":2.5})", R"({"event":"eval","tokens":1.5})",
+        R"({"event":7,"step":10})", R"({"step":10,"layers":[{"max_vio":1}]})"}) {
+    EXPECT_NO_THROW(add_log_event(nlohmann::json::parse(text), 8, run)) << text;
+  }
+  EXPECT_EQ(run.val_curve.size(), 1u);
+  EXPECT_EQ(run.max_vio_curve.size(), 1u);
+  add_log_event(nlohmann::json::parse(R"({"event":"step","layers":[3,{"max_vio":0.5},[]]})"), 8,
+                run);
+  ASSERT_EQ(run.max_vio_curve.size(), 2u);
+  EXPECT_DOUBLE_EQ(run.max_vio_curve[1].value, 0.5);
 }
 
 StudyRun make_run(const std::string& variant, const std::string& router, double loss,
@@ -210,6 +222,28 @@ TEST(Study, SummaryJsonRoundTrip) {
   EXPECT_TRUE(std::isnan(back.runs[3].val_loss));
   EXPECT_EQ(back.runs[0].final_load, s.runs[0].final_load);
   EXPECT_EQ(render_study_report(back), render_study_report(s));
+}
+
+TEST(Study, RunRecordCountsMustBeIntegers) {
+  // Found by fuzz_train_config: a float count was converted to int64_t (undefined past its range).
+  const nlohmann::json good = hand_made_summary().runs[0].to_json();
+  const auto error_with = [&](const char* key, const nlohmann::json& value) {
+    nlohmann::json j = good;
+    j[key] = value;
+    try {
+      StudyRun::from_json(j);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_with("steps", 3e25), "'steps' is 3e+25, expected an integer");
+  EXPECT_EQ(error_with("tokens", "12"), "'tokens' is \"12\", expected an integer");
+  EXPECT_EQ(error_with("val_curve", nlohmann::json::array({nlohmann::json::array({1.5, 2, 3.0})})),
+            "a step of 'val_curve' is 1.5, expected an integer");
+  EXPECT_EQ(error_with("final_load", nlohmann::json::parse("[[1, 2.5]]")),
+            "a count of 'final_load' is 2.5, expected an integer");
+  EXPECT_EQ(error_with("steps", 12), "no error");
 }
 
 }  // namespace
