@@ -1,9 +1,14 @@
-// libFuzzer target: the training config (TOML or JSON text -> TrainConfig::from_json, which
-// validates) and a checkpoint's config.json (lm_config_from_hf: switchyard's own block or Mixtral
-// keys). A read either throws sy::Error or yields a config that survives its own round trip
-// (to_json -> from_json -> the same JSON) and whose derived counts (tokens per step, total steps,
-// parameter counts) compute without a sanitizer report; any other exception (a JSON type error
-// escaping a reader), a crash or a hang is a bug.
+// libFuzzer target: what `switchyard train` reads besides tensors. The training config (TOML or
+// JSON text -> TrainConfig::from_json, which validates), a checkpoint's config.json
+// (lm_config_from_hf: switchyard's own block or Mixtral keys), the batch iterator's saved state
+// in trainer_state.json (BatchIteratorState::from_json, then BatchIterator::restore), the corpus
+// as plain text and as JSONL, and what a resumed study reads back: a run's record
+// (StudyRun::from_json, whose callers catch JSON errors and sy::Error) and its train.jsonl events
+// (add_log_event, which must not throw). A read either throws sy::Error or yields a config or state
+// that survives its own round trip (to_json -> from_json -> the same JSON) and whose derived
+// counts (tokens per step, total steps, parameter counts) compute without a sanitizer report;
+// documents are never empty. Any other exception (a JSON type error escaping a reader), a crash
+// or a hang is a bug.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -14,7 +19,9 @@
 #include "core/error.h"
 #include "io/config_file.h"
 #include "train/checkpoint_config.h"
+#include "train/data.h"
 #include "train/lm_config.h"
+#include "train/study.h"
 #include "train/train_config.h"
 
 namespace {
@@ -47,6 +54,50 @@ void read_checkpoint_config(const nlohmann::json& j, const std::string& name) {
   }
 }
 
+// A restored iterator must give batches of the saved size; the data is 6 sequences of 2 tokens.
+void read_batch_state(const nlohmann::json& j, const std::string& name) {
+  try {
+    const auto state = sy::train::BatchIteratorState::from_json(j, name);
+    if (sy::train::BatchIteratorState::from_json(state.to_json(), name).to_json() !=
+        state.to_json()) {
+      bug("batch state round trip");
+    }
+    static const sy::train::PackedSequences data({{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}}, {0},
+                                                 0, 2);
+    sy::train::BatchIterator it(data, 2, 7);
+    it.restore(state, name);
+    if (it.next().tokens.dim(0) != 2) bug("restored batch size");
+  } catch (const sy::Error&) {
+  }
+}
+
+void read_study_files(const nlohmann::json& j) {
+  try {
+    const sy::train::StudyRun run = sy::train::StudyRun::from_json(j);
+    const nlohmann::json out = run.to_json();
+    if (sy::train::StudyRun::from_json(out).to_json() != out) bug("study run round trip");
+  } catch (const nlohmann::json::exception&) {
+  } catch (const sy::Error&) {
+  }
+  for (const char* router : {"remoe", "topk_softmax"}) {
+    sy::train::StudyRun run;
+    run.router = router;
+    sy::train::add_log_event(j, 8, run);
+  }
+}
+
+void read_corpus(std::string_view text) {
+  for (const std::string& d : sy::train::parse_text_documents(text)) {
+    if (d.empty()) bug("empty text document");
+  }
+  try {
+    for (const std::string& d : sy::train::parse_jsonl_documents(text, "fuzz.jsonl")) {
+      if (d.empty()) bug("empty JSONL document");
+    }
+  } catch (const sy::Error&) {
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -56,9 +107,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const nlohmann::json j = sy::io::parse_config(text, name);
       read_train_config(j, name);
       read_checkpoint_config(j, name);
+      read_batch_state(j, name);
+      read_study_files(j);
     } catch (const sy::Error&) {
       // Not TOML / JSON: the expected outcome for most inputs.
     }
   }
+  read_corpus(text);
   return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes a seed corpus for fuzz_train_config into the folder given as the only argument: the
 embedded default model's train.toml and config.json (a Mixtral config with switchyard's
-lm_config block), the training config again as JSON, and a switchyard_moe checkpoint config.
+lm_config block), the training config again as JSON, a batch iterator state as trainer_state.json
+holds it, corpus samples (plain text, JSONL), and a study run's record and train.jsonl events.
 Python standard library only."""
 import json
 import os
@@ -20,11 +21,34 @@ TRAIN_JSON = {
     "output": {"dir": "runs/x", "save_dtype": "bf16"},
 }
 
+BATCH_STATE = {"seed": 7, "batch_size": 2, "sequences": 6, "shuffle": True, "epoch": 1,
+               "position": 2}
+
+CORPUS_TEXT = "First document,\r\nits second line.\n\n \t\nSecond document.\n"
+CORPUS_JSONL = '{"text": "one"}\n\n{"text": "two", "id": 2}\n{"text": ""}\n'
+
+STUDY_RUN = {"variant": "e8k2", "router": "remoe", "options": {"target_sparsity": 0.75},
+             "settings": "", "causal": True, "stable": True, "finished": True, "error": "",
+             "params_total": 1000, "params_active": 400, "steps": 10, "tokens": 5120,
+             "skipped_steps": 0, "val_loss": 3.5, "val_ppl": 33.1, "max_vio": 0.4,
+             "dropped": 0.0, "active_per_token": 2.0, "tokens_per_s": 900.0,
+             "val_curve": [[5, 2560, 4.0], [10, 5120, 3.5]], "max_vio_curve": [[1, 512, None]],
+             "sparsity_curve": [], "lambda_curve": [], "final_load": [[3, 5], [4, 4]]}
+
+STEP_EVENT = {"event": "step", "step": 3, "tokens": 1536, "loss": 4.2,
+              "layers": [{"layer": 0, "max_vio": 0.5, "active_per_token": 2.0,
+                          "state": {"remoe.l1_coeff": 1e-4}},
+                         {"layer": 1, "max_vio": 0.7, "state": [["remoe.l1_coeff", 2e-4]]}]}
+
 
 def main():
     folder = sys.argv[1]
     os.makedirs(folder, exist_ok=True)
-    seeds = {"train.json": json.dumps(TRAIN_JSON, indent=1).encode()}
+    seeds = {"train.json": json.dumps(TRAIN_JSON, indent=1).encode(),
+             "batch_state.json": json.dumps(BATCH_STATE).encode(),
+             "corpus.txt": CORPUS_TEXT.encode(), "corpus.jsonl": CORPUS_JSONL.encode(),
+             "study_run.json": json.dumps(STUDY_RUN).encode(),
+             "step_event.json": json.dumps(STEP_EVENT).encode()}
     for name in ("train.toml", "config.json"):
         with open(os.path.join(DEFAULT, name), "rb") as f:
             seeds["default_" + name] = f.read()
