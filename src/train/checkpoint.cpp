@@ -276,7 +276,8 @@ TrainingState load_training_state(const std::string& dir) {
   SY_CHECK(fs::exists(trainer_path), "{}: no {} (no training state saved)", dir, kTrainerFile);
   const nlohmann::json j = read_json(trainer_path);
   SY_CHECK(
-      j.is_object() && j.value("format_version", 0) == kStateFormatVersion,
+      j.is_object() && j.contains("format_version") &&
+          j.at("format_version") == kStateFormatVersion,
       "{}: key 'format_version' is {}, expected {}", trainer_path,
       j.is_object() && j.contains("format_version") ? j.at("format_version").dump() : "missing",
       kStateFormatVersion);

@@ -206,7 +206,8 @@ LmConfig lm_config_from_hf(const nlohmann::json& json, const std::string& source
   const nlohmann::json& block = json.at("switchyard");
   SY_CHECK(block.is_object() && block.contains("lm_config"),
            "{}: key 'switchyard' is {}, expected an object with 'lm_config'", source, block.dump());
-  SY_CHECK(block.value("format_version", 0) == kFormatVersion,
+  // Compared as JSON: a float or a string is a mismatch, not a conversion.
+  SY_CHECK(block.contains("format_version") && block.at("format_version") == kFormatVersion,
            "{}: key 'switchyard.format_version' is {}, expected {}", source,
            block.contains("format_version") ? block.at("format_version").dump() : "missing",
            kFormatVersion);

@@ -114,7 +114,7 @@ void truncate_log(const std::string& path, int64_t step, int64_t total) {
     const json j = json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;
     const int64_t at = j["step"].get<int64_t>();
-    const bool final_eval = at == total && j.value("event", "") == "eval";
+    const bool final_eval = at == total && j.contains("event") && j["event"] == "eval";
     if (at < step || (at == step && !final_eval)) kept += line + "\n";
   }
   io::write_file_atomic(path, kept);
@@ -336,6 +336,12 @@ TrainResult run_training(const TrainConfig& config, const TrainHooks& hooks) {
                  t.contains("tokens"),
              "{}: not a switchyard trainer state (expected keys config, step, iterator, tokens)",
              state_where);
+    for (const char* key : {"step", "tokens"}) {
+      const json& v = t.at(key);
+      SY_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0,
+               "{}: key 'trainer.{}' is {}, expected an integer >= 0", state_where, key,
+               v.dump().substr(0, 40));
+    }
     check_resumable(t.at("config"), config_json, state_where);
   }
 

@@ -470,6 +470,13 @@ TEST_F(CheckpointErrors, BadConfigJson) {
   j["switchyard"]["format_version"] = 2;
   write_config(dir_, j);
   EXPECT_EQ(load_error(dir_), config_ + ": key 'switchyard.format_version' is 2, expected 1");
+  // Not converted: a string threw json type_error 302, a float past int's range was undefined.
+  j["switchyard"]["format_version"] = "1";
+  write_config(dir_, j);
+  EXPECT_EQ(load_error(dir_), config_ + ": key 'switchyard.format_version' is \"1\", expected 1");
+  j["switchyard"]["format_version"] = 1e300;
+  write_config(dir_, j);
+  EXPECT_EQ(load_error(dir_), config_ + ": key 'switchyard.format_version' is 1e+300, expected 1");
 
   j = good;
   j["rope_scaling"] = {{"type", "yarn"}};
@@ -606,6 +613,9 @@ TEST(Checkpoint, TrainingState) {
   fs::remove(opt);
   EXPECT_EQ(error_of([&] { load_training_state(dir); }),
             opt + ": missing, but " + dir + "/trainer_state.json refers to it");
+  std::ofstream(dir + "/trainer_state.json") << R"({"format_version": "1", "trainer": {}})";
+  EXPECT_EQ(error_of([&] { load_training_state(dir); }),
+            dir + "/trainer_state.json: key 'format_version' is \"1\", expected 1");
   std::ofstream(dir + "/trainer_state.json") << "[1, 2";
   EXPECT_EQ(error_of([&] {
               load_training_state(dir);

@@ -358,6 +358,22 @@ TEST(Trainer, RefusesToResumeAnotherRunOrACorruptCheckpoint) {
                 "\"expert_ffn\":32,\"num_experts\":4,\"router\":\"topk_softmax\","
                 "\"router_options\":{},\"shared_experts\":0,\"shared_ffn\":0,\"shared_gate\":"
                 "false,\"top_k\":2} in the saved run; use a new output.dir or the same settings");
+  // A trainer state edited by hand: its step must be an integer (a string threw json
+  // type_error 302 from the resume, a float past int64_t's range was undefined).
+  const std::string state = c.output.dir + "/checkpoint/trainer_state.json";
+  const std::string saved = io::read_file(state);
+  nlohmann::json edited = nlohmann::json::parse(saved);
+  edited["trainer"]["step"] = 1e300;
+  io::write_file_atomic(state, edited.dump());
+  EXPECT_EQ(error_of([&] { run_training(c); }),
+            state + ": key 'trainer.step' is 1e+300, expected an integer >= 0");
+  io::write_file_atomic(state, saved);
+  // A log line from elsewhere at the final step (its "event" not a string) is dropped on resume
+  // like any line past the checkpoint; reading its event threw json type_error 302.
+  const std::string log = c.output.dir + "/train.jsonl";
+  io::write_file_atomic(log, io::read_file(log) + R"({"step":12,"event":5})" + "\n");
+  run_training(c);
+  for (const json& line : read_log(c.output.dir)) EXPECT_NE(line.value("event", json()), 5);
   // A flipped byte in the optimizer state: refused by its recorded hash, naming the file.
   const std::string opt = c.output.dir + "/checkpoint/optimizer.safetensors";
   std::string bytes = io::read_file(opt);
