@@ -471,12 +471,22 @@ std::vector<io::GgufKv> tokenizer_metadata(const std::string& folder, const Mode
   const std::optional<json> tok_config = read_json(dir / "tokenizer_config.json");
   const bool spm_file = fs::exists(dir / "tokenizer.model");
   if (!tok && !spm_file) return {};
-  std::optional<Vocab> vocab;
-  if (spm_file && (!tok || gguf_arch(config) == "llama")) {
-    vocab = from_sentencepiece(dir / "tokenizer.model", tok_config, config);
-  } else {
-    vocab = from_tokenizer_json(dir / "tokenizer.json", *tok, config, notes);
-  }
+  // The readers check the structure they rely on; a key of another type elsewhere throws the
+  // JSON library's type_error, named here with the files it can come from.
+  const auto named = [&](auto&& read) {
+    try {
+      return read();
+    } catch (const json::exception& e) {
+      fail("{} / tokenizer_config.json: a key has an unexpected type: {}",
+           (dir / "tokenizer.json").string(), e.what());
+    }
+  };
+  std::optional<Vocab> vocab = named([&]() -> std::optional<Vocab> {
+    if (spm_file && (!tok || gguf_arch(config) == "llama")) {
+      return from_sentencepiece(dir / "tokenizer.model", tok_config, config);
+    }
+    return from_tokenizer_json(dir / "tokenizer.json", *tok, config, notes);
+  });
   if (!vocab) return {};
   std::vector<io::GgufKv> kvs;
   kvs.push_back({"tokenizer.ggml.model", io::GgufValue::string(vocab->model)});
@@ -493,7 +503,10 @@ std::vector<io::GgufKv> tokenizer_metadata(const std::string& folder, const Mode
   if (!vocab->merges.empty()) {
     kvs.push_back({"tokenizer.ggml.merges", io::GgufValue::strings(vocab->merges)});
   }
-  special_keys(tok, tok_config, hf, static_cast<int32_t>(vocab->tokens.size()), kvs);
+  named([&] {
+    special_keys(tok, tok_config, hf, static_cast<int32_t>(vocab->tokens.size()), kvs);
+    return 0;
+  });
   return kvs;
 }
 

@@ -457,6 +457,23 @@ TEST_F(ConvertVocab, TokenizerFileErrors) {
   write_json(file, b.file);
   EXPECT_EQ(error_of([&] { convert(dir); }),
             file + ": key 'model.vocab' is missing or not an object");
+  // Keys of another type name the files (they threw json type_error 302 unnamed).
+  b = byte_level(128);
+  b.file["model"]["type"] = 5;
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }),
+            file +
+                " / tokenizer_config.json: a key has an unexpected type: "
+                "[json.exception.type_error.302] type must be string, but is number");
+  b = byte_level(128);
+  b.file["model"]["byte_fallback"] = "yes";
+  b.file["pre_tokenizer"] = nullptr;
+  b.file["decoder"] = nullptr;
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }),
+            file +
+                " / tokenizer_config.json: a key has an unexpected type: "
+                "[json.exception.type_error.302] type must be boolean, but is string");
   // A tokenizer that GGUF cannot hold is a note; the model still converts.
   write_json(file, {{"model", {{"type", "Unigram"}, {"vocab", json::array()}}}});
   ConvertReport r;
