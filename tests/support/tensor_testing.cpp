@@ -128,4 +128,14 @@ std::string error_of(const std::function<void()>& fn) {
   return "(no error)";
 }
 
+void expect_error(const std::function<void()>& fn, const std::string& message) {
+  EXPECT_EQ(error_of(fn), message);
+}
+
+void expect_error_containing(const std::function<void()>& fn, const std::string& needle) {
+  const std::string e = error_of(fn);
+  EXPECT_NE(e, "(no error)") << "expected an error containing: " << needle;
+  EXPECT_NE(e.find(needle), std::string::npos) << e;
+}
+
 }  // namespace sy::test

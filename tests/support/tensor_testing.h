@@ -46,6 +46,9 @@ bool same_bits(const Tensor& a, const Tensor& b);
 
 // The message of the sy::Error fn throws, or "(no error)".
 std::string error_of(const std::function<void()>& fn);
+// Expects fn to throw sy::Error with exactly `message` / with a message containing `needle`.
+void expect_error(const std::function<void()>& fn, const std::string& message);
+void expect_error_containing(const std::function<void()>& fn, const std::string& needle);
 
 // Calls fn once per SIMD target (Highway) compiled in and supported by this CPU, with that
 // target forced; the target's name is in the gtest trace of any failure.

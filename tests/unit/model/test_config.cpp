@@ -25,10 +25,7 @@ nlohmann::json mixtral() {
           {"rms_norm_eps", 1e-5},    {"rope_theta", 1e6},        {"max_position_embeddings", 128}};
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& needle) {
-  const std::string e = test::error_of(fn);
-  EXPECT_NE(e.find(needle), std::string::npos) << e;
-}
+using test::expect_error_containing;
 
 // config_from_hf_text on mixtral() with `key` set to `value` fails with `needle`.
 void expect_hf_error(const std::string& key, const nlohmann::json& value,
@@ -36,7 +33,8 @@ void expect_hf_error(const std::string& key, const nlohmann::json& value,
   nlohmann::json j = mixtral();
   j[key] = value;
   SCOPED_TRACE(key + " = " + value.dump());
-  expect_error([&] { config_from_hf_text(j.dump(), "m/config.json"); }, "m/config.json: " + needle);
+  expect_error_containing([&] { config_from_hf_text(j.dump(), "m/config.json"); },
+                          "m/config.json: " + needle);
 }
 
 TEST(ModelConfig, ReadsConfigText) {
@@ -79,11 +77,12 @@ TEST(ModelConfig, GgufLayerCountAndFloatsAreChecked) {
     return path;
   };
   const std::string huge = write(100000, 1e-5f);
-  expect_error([&] { config_from_gguf(io::GgufFile::open(huge)); },
-               "m.gguf: key 'llama.block_count' is 100000, expected 1 to 65536 layers");
+  expect_error_containing([&] { config_from_gguf(io::GgufFile::open(huge)); },
+                          "m.gguf: key 'llama.block_count' is 100000, expected 1 to 65536 layers");
   const std::string inf = write(2, INFINITY);
-  expect_error([&] { config_from_gguf(io::GgufFile::open(inf)); },
-               "key 'llama.attention.layer_norm_rms_epsilon' is inf, expected a finite number");
+  expect_error_containing(
+      [&] { config_from_gguf(io::GgufFile::open(inf)); },
+      "key 'llama.attention.layer_norm_rms_epsilon' is inf, expected a finite number");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "support/reference.h"
 #include "support/temp_dir.h"
+#include "support/tensor_testing.h"
 
 namespace sy::model {
 namespace {
@@ -122,14 +123,7 @@ struct Checkpoint {
   }
 };
 
-void expect_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error; expected one containing: " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using test::expect_error_containing;
 
 TEST(ModelLoad, ClearErrors) {
   const Checkpoint ck;
@@ -139,48 +133,52 @@ TEST(ModelLoad, ClearErrors) {
 
   j["model_type"] = "llama4_moe";
   ck.set_config(j);
-  expect_error([&] { Model::load(ck.dir.str()); },
-               config + ": model_type 'llama4_moe' is not supported; supported: mixtral, ");
+  expect_error_containing(
+      [&] { Model::load(ck.dir.str()); },
+      config + ": model_type 'llama4_moe' is not supported; supported: mixtral, ");
 
   j = good;
   j["hidden_size"] = good["hidden_size"].get<int>() * 2;
   ck.set_config(j);
-  expect_error([&] { Model::load(ck.dir.str()); },
-               "tensor 'model.embed_tokens.weight' has shape [" +
-                   std::to_string(good["vocab_size"].get<int>()) + ", " +
-                   std::to_string(good["hidden_size"].get<int>()) + "], expected [");
+  expect_error_containing([&] { Model::load(ck.dir.str()); },
+                          "tensor 'model.embed_tokens.weight' has shape [" +
+                              std::to_string(good["vocab_size"].get<int>()) + ", " +
+                              std::to_string(good["hidden_size"].get<int>()) + "], expected [");
 
   j = good;
   j["num_hidden_layers"] = good["num_hidden_layers"].get<int>() + 1;
   ck.set_config(j);
-  expect_error([&] { Model::load(ck.dir.str()); },
-               "tensor 'model.layers." + std::to_string(good["num_hidden_layers"].get<int>()) +
-                   ".input_layernorm.weight' is missing");
+  expect_error_containing([&] { Model::load(ck.dir.str()); },
+                          "tensor 'model.layers." +
+                              std::to_string(good["num_hidden_layers"].get<int>()) +
+                              ".input_layernorm.weight' is missing");
 
   j = good;
   j.erase("num_local_experts");
   ck.set_config(j);
-  expect_error([&] { Model::load(ck.dir.str()); }, config + ": key 'num_local_experts' is missing");
+  expect_error_containing([&] { Model::load(ck.dir.str()); },
+                          config + ": key 'num_local_experts' is missing");
 
   j = good;
   j["num_experts_per_tok"] = "two";
   ck.set_config(j);
-  expect_error([&] { Model::load(ck.dir.str()); },
-               config + ": key 'num_experts_per_tok' is \"two\", expected an integer");
+  expect_error_containing([&] { Model::load(ck.dir.str()); },
+                          config + ": key 'num_experts_per_tok' is \"two\", expected an integer");
 
   j = good;
   j["num_experts_per_tok"] = 99;
   ck.set_config(j);
-  expect_error([&] { Model::load(ck.dir.str()); }, "experts per token is 99, expected in [1, ");
+  expect_error_containing([&] { Model::load(ck.dir.str()); },
+                          "experts per token is 99, expected in [1, ");
 
   ck.set_config(good);
   const std::unique_ptr<Model> model = Model::load(ck.dir.str());
   KvCache cache = model->new_cache(4);
   const std::vector<int32_t> too_many = {1, 2, 3, 4, 5};
-  expect_error([&] { model->forward(too_many, cache, false); },
-               "forward: 5 tokens do not fit the KV cache (0 of 4 positions used)");
+  expect_error_containing([&] { model->forward(too_many, cache, false); },
+                          "forward: 5 tokens do not fit the KV cache (0 of 4 positions used)");
   const std::vector<int32_t> bad_id = {1, 100000};
-  expect_error([&] { model->forward(bad_id, cache, false); }, "100000");
+  expect_error_containing([&] { model->forward(bad_id, cache, false); }, "100000");
 }
 
 }  // namespace

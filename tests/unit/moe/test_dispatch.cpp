@@ -202,14 +202,7 @@ TEST(Dispatch, DenseModeMixesTokensIntoSlots) {
   }
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& message) {
-  try {
-    fn();
-    FAIL() << "expected sy::Error: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.what(), message);
-  }
-}
+using test::expect_error;
 
 TEST(Dispatch, RejectsBadRoutingAndCapacity) {
   expect_error([] { plan_dispatch(example(), 4, 2); },

@@ -304,14 +304,7 @@ TEST(MoeLayer, ReportsRouterStatistics) {
   }
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& message) {
-  try {
-    fn();
-    FAIL() << "expected sy::Error: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.what(), message);
-  }
-}
+using test::expect_error;
 
 TEST(MoeLayer, RejectsBadConfigurations) {
   const MoeLayerOptions base{.d_model = 4, .d_ff = 4, .num_experts = 4};

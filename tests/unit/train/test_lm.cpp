@@ -476,14 +476,7 @@ TEST(MoeLm, PlainGradientStepsLowerTheLoss) {
   EXPECT_GT(bias, 0.0);
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& message) {
-  try {
-    fn();
-    FAIL() << "expected sy::Error: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), message);
-  }
-}
+using test::expect_error;
 
 TEST(MoeLm, RejectsBadBatches) {
   const LmConfig c = tiny_config("topk_softmax", nlohmann::json::object());

@@ -3,6 +3,7 @@
 #include <functional>
 #include <string>
 
+#include "support/tensor_testing.h"
 #include "train/lm_config.h"
 
 namespace sy::train {
@@ -21,14 +22,7 @@ nlohmann::json valid_json() {
   })");
 }
 
-void expect_error(const std::function<void()>& fn, const std::string& message) {
-  try {
-    fn();
-    FAIL() << "expected sy::Error: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), message);
-  }
-}
+using test::expect_error;
 
 TEST(LmConfig, RoundTripsThroughJson) {
   const LmConfig c = LmConfig::from_json(valid_json());

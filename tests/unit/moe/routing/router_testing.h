@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "moe/routing/router.h"
 #include "support/reference.h"
+#include "support/tensor_testing.h"
 
 namespace sy::moe::test_routing {
 
@@ -61,15 +62,6 @@ void check_in_moe_layer(const std::string& name, nlohmann::json options,
                         const std::function<void(Router&, Rng&)>& set_params,
                         const std::string& checked_param);
 
-// Runs `fn` expecting sy::Error with exactly `message`.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::string& message) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected sy::Error: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), message);
-  }
-}
+using test::expect_error;
 
 }  // namespace sy::moe::test_routing
