@@ -194,31 +194,18 @@ TEST(SwiGlu, BackwardAccumulatesAndMatchesFiniteDifferencesBothLayouts) {
 TEST(Activations, RejectBadShapes) {
   Tensor x = Tensor::zeros({2, 3});
   Tensor out = Tensor::zeros({3, 2});
-  try {
-    gelu_forward(out, x);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "gelu_forward: out: shape [3, 2], expected [2, 3]");
-  }
+  EXPECT_EQ(test::error_of([&] { gelu_forward(out, x); }),
+            "gelu_forward: out: shape [3, 2], expected [2, 3]");
   Tensor gate_up = Tensor::zeros({4, 7});
   Tensor y = Tensor::zeros({4, 3});
-  try {
-    swiglu_fused_forward(y, gate_up);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "swiglu_fused_forward: gate_up: shape [4, 7], expected [..., 2F] (last "
-                 "dimension even)");
-  }
+  EXPECT_EQ(test::error_of([&] { swiglu_fused_forward(y, gate_up); }),
+            "swiglu_fused_forward: gate_up: shape [4, 7], expected [..., 2F] (last "
+            "dimension even)");
   Tensor gate_up_ok = Tensor::zeros({4, 8});
   Tensor d_out = Tensor::zeros({4, 8});
   Tensor d_gate_up = Tensor::zeros({4, 8});
-  try {
-    swiglu_fused_backward(d_gate_up, d_out, gate_up_ok);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "swiglu_fused_backward: d_out: shape [4, 8], expected [4, 4]");
-  }
+  EXPECT_EQ(test::error_of([&] { swiglu_fused_backward(d_gate_up, d_out, gate_up_ok); }),
+            "swiglu_fused_backward: d_out: shape [4, 8], expected [4, 4]");
 }
 
 }  // namespace

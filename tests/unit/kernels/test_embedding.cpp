@@ -95,28 +95,20 @@ TEST(Embedding, BackwardMatchesFiniteDifferences) {
 TEST(Embedding, RejectsOutOfRangeIdsAndBadShapes) {
   const Tensor table = Tensor::zeros({10, 4});
   Tensor out = Tensor::zeros({3, 4});
-  try {
-    embedding_forward(out, table, test::i32_tensor({1, 10, 2}));
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "embedding_forward: ids[1] = 10 is out of range for a vocabulary of V = 10 rows");
-  }
+  EXPECT_EQ(test::error_of([&] {
+              embedding_forward(out, table, test::i32_tensor({1, 10, 2}));
+            }),
+            "embedding_forward: ids[1] = 10 is out of range for a vocabulary of V = 10 rows");
   Tensor d_table = Tensor::zeros({10, 4});
-  try {
-    embedding_backward(d_table, out, test::i32_tensor({0, 0, -3}));
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "embedding_backward: ids[2] = -3 is out of range for a vocabulary of V = 10 rows");
-  }
+  EXPECT_EQ(test::error_of([&] {
+              embedding_backward(d_table, out, test::i32_tensor({0, 0, -3}));
+            }),
+            "embedding_backward: ids[2] = -3 is out of range for a vocabulary of V = 10 rows");
   Tensor wrong_out = Tensor::zeros({3, 5});
-  try {
-    embedding_forward(wrong_out, table, test::i32_tensor({1, 2, 3}));
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "embedding_forward: out: shape [3, 5], expected [3, 4]");
-  }
+  EXPECT_EQ(test::error_of([&] {
+              embedding_forward(wrong_out, table, test::i32_tensor({1, 2, 3}));
+            }),
+            "embedding_forward: out: shape [3, 5], expected [3, 4]");
 }
 
 }  // namespace

@@ -173,28 +173,16 @@ TEST(Gemm, RejectsMismatchedInnerDimensions) {
   const Tensor a = Tensor::zeros({3, 5});
   const Tensor b = Tensor::zeros({4, 7});
   Tensor c = Tensor::zeros({3, 7});
-  try {
-    gemm(c, a, b);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "gemm: inner dimensions differ: op(a) is [3, 5], op(b) is [4, 7]");
-  }
+  EXPECT_EQ(test::error_of([&] { gemm(c, a, b); }),
+            "gemm: inner dimensions differ: op(a) is [3, 5], op(b) is [4, 7]");
   Tensor wrong_c = Tensor::zeros({3, 6});
   const Tensor b_ok = Tensor::zeros({5, 7});
-  try {
-    gemm(wrong_c, a, b_ok);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "gemm: c: shape [3, 6], expected [3, 7]");
-  }
+  EXPECT_EQ(test::error_of([&] { gemm(wrong_c, a, b_ok); }),
+            "gemm: c: shape [3, 6], expected [3, 7]");
   Tensor d_a = Tensor::zeros({3, 5});
   Tensor none;
-  try {
-    gemm_backward(d_a, none, wrong_c, a, b_ok);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "gemm_backward: d_c: shape [3, 6], expected [3, 7]");
-  }
+  EXPECT_EQ(test::error_of([&] { gemm_backward(d_a, none, wrong_c, a, b_ok); }),
+            "gemm_backward: d_c: shape [3, 6], expected [3, 7]");
 }
 
 TEST(Matvec, MatchesPyTorchWithAndWithoutTransposeAndAccumulate) {
@@ -228,12 +216,7 @@ TEST(Matvec, RejectsMismatchedVector) {
   const Tensor a = Tensor::zeros({3, 5});
   const Tensor x = Tensor::zeros({3});
   Tensor y = Tensor::zeros({3});
-  try {
-    matvec(y, a, x);
-    FAIL() << "expected sy::Error";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "matvec: x: shape [3], expected [5]");
-  }
+  EXPECT_EQ(test::error_of([&] { matvec(y, a, x); }), "matvec: x: shape [3], expected [5]");
 }
 
 }  // namespace
