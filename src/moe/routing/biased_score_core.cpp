@@ -181,9 +181,7 @@ Routing BiasedScoreRouter::forward(const RouterInput& in) {
 void BiasedScoreRouter::backward(const RouterInput& in, const Routing& routing,
                                  const RoutingGrad& grad, Tensor& d_x) {
   const auto& saved = saved_state<BiasedScoreSaved>(routing, where_);
-  const int64_t tokens = check_router_input(in, d_model_, where_);
-  check_d_weight(grad, routing, where_);
-  check_backward_tokens(tokens, saved.scores.dim(0), where_);
+  const int64_t tokens = check_backward(in, d_model_, grad, routing, saved.scores.dim(0), where_);
   if (tokens == 0) return;
   const int64_t e_count = experts_, k = top_k_;
   const float* s = saved.scores.data<float>();

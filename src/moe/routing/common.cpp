@@ -34,6 +34,14 @@ void check_backward_tokens(int64_t tokens, int64_t forward_tokens, const std::st
            forward_tokens);
 }
 
+int64_t check_backward(const RouterInput& in, int64_t d_model, const RoutingGrad& grad,
+                       const Routing& routing, int64_t forward_tokens, const std::string& where) {
+  const int64_t tokens = check_router_input(in, d_model, where);
+  check_d_weight(grad, routing, where);
+  check_backward_tokens(tokens, forward_tokens, where);
+  return tokens;
+}
+
 void check_d_weight(const RoutingGrad& grad, const Routing& routing, const std::string& where) {
   SY_CHECK(grad.d_weight.defined(), "{}: backward: d_weight is undefined", where);
   grad.d_weight.expect_dtype(DType::F32, (where + ": d_weight").c_str());

@@ -33,6 +33,11 @@ void check_d_weight(const RoutingGrad& grad, const Routing& routing, const std::
 // Checks that backward sees as many tokens as the forward it differentiates saved.
 void check_backward_tokens(int64_t tokens, int64_t forward_tokens, const std::string& where);
 
+// A backward's checks in order, check_router_input, check_d_weight, check_backward_tokens
+// (forward_tokens: the rows the forward saved); returns T.
+int64_t check_backward(const RouterInput& in, int64_t d_model, const RoutingGrad& grad,
+                       const Routing& routing, int64_t forward_tokens, const std::string& where);
+
 // The router's linear projection. Its parameter is `<prefix>gate.weight`, f32 [E, D].
 class LinearGate {
  public:

@@ -92,9 +92,7 @@ class ExpertChoiceRouter : public Router {
   void backward(const RouterInput& in, const Routing& routing, const RoutingGrad& grad,
                 Tensor& d_x) override {
     const auto& saved = saved_state<ExpertChoiceSaved>(routing, where_);
-    const int64_t tokens = check_router_input(in, d_model_, where_);
-    check_d_weight(grad, routing, where_);
-    check_backward_tokens(tokens, saved.probs.dim(0), where_);
+    const int64_t tokens = check_backward(in, d_model_, grad, routing, saved.probs.dim(0), where_);
     if (tokens == 0) return;
     // weight[s] = S[token[s], expert[s]]: scatter d_weight into dS, then through the softmax.
     Tensor d_probs = Tensor::zeros({tokens, experts_});

@@ -246,9 +246,7 @@ class MoxeRouter : public Router {
   void backward(const RouterInput& in, const Routing& routing, const RoutingGrad& grad,
                 Tensor& d_x) override {
     const auto& saved = saved_state<MoxeSaved>(routing, where_);
-    const int64_t tokens = check_router_input(in, d_model_, where_);
-    check_d_weight(grad, routing, where_);
-    check_backward_tokens(tokens, saved.probs.dim(0), where_);
+    const int64_t tokens = check_backward(in, d_model_, grad, routing, saved.probs.dim(0), where_);
     if (tokens == 0) return;
     const int64_t e_count = experts_, k = top_k_, half = experts_ / 2;
     const auto n = static_cast<double>(tokens);

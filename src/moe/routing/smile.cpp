@@ -195,9 +195,7 @@ class SmileRouter : public Router {
   void backward(const RouterInput& in, const Routing& routing, const RoutingGrad& grad,
                 Tensor& d_x) override {
     const auto& saved = saved_state<SmileSaved>(routing, where_);
-    const int64_t tokens = check_router_input(in, d_model_, where_);
-    check_d_weight(grad, routing, where_);
-    check_backward_tokens(tokens, saved.q.dim(0), where_);
+    const int64_t tokens = check_backward(in, d_model_, grad, routing, saved.q.dim(0), where_);
     if (tokens == 0) return;
     const int64_t e_count = experts_, k = top_k_, groups = config_.groups;
     const int64_t m = e_count / groups;

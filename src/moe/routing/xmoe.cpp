@@ -181,9 +181,7 @@ class XmoeRouter : public Router {
   void backward(const RouterInput& in, const Routing& routing, const RoutingGrad& grad,
                 Tensor& d_x) override {
     const auto& saved = saved_state<XmoeSaved>(routing, where_);
-    const int64_t tokens = check_router_input(in, d_model_, where_);
-    check_d_weight(grad, routing, where_);
-    check_backward_tokens(tokens, saved.probs.dim(0), where_);
+    const int64_t tokens = check_backward(in, d_model_, grad, routing, saved.probs.dim(0), where_);
     if (tokens == 0) return;
     const int64_t e_count = experts_, k = top_k_;
     Tensor d_probs = Tensor::zeros({tokens, e_count});
