@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,15 @@ namespace sy::train {
 namespace {
 
 constexpr const char* kWhere = "lm config";
+
+// The router of MoE layer 0 built `width` wide. Its option checks do not depend on the width and
+// its parameter count is affine in it, so narrow routers serve both (a full one could be
+// gigabytes).
+std::unique_ptr<moe::Router> narrow_router(const LmConfig& c, int64_t width) {
+  moe::RouterSpec spec = c.router_spec(0);
+  spec.d_model = width;
+  return make_router(spec);
+}
 
 }  // namespace
 
@@ -100,36 +110,32 @@ void LmConfig::validate() const {
     SY_CHECK(dense_ffn >= 1, "{}: dense_ffn = {}, expected >= 1 ({} of the {} layers are dense)",
              kWhere, dense_ffn, n_layers - moe_layer_count(), n_layers);
   }
-  if (moe_layer_count() == 0) {
-    count_params(*this);  // refuses a model over kMaxLmParams
-    return;
+  if (moe_layer_count() > 0) {
+    SY_CHECK(moe.top_k >= 1 && moe.top_k <= moe.num_experts,
+             "{}: moe.top_k = {}, expected 1 <= top_k <= moe.num_experts = {}", kWhere, moe.top_k,
+             moe.num_experts);
+    positive("moe.expert_ffn", moe.expert_ffn);
+    SY_CHECK(moe.shared_experts >= 0, "{}: moe.shared_experts = {}, expected >= 0", kWhere,
+             moe.shared_experts);
+    SY_CHECK(moe.shared_ffn >= 0, "{}: moe.shared_ffn = {}, expected >= 0 (0: expert_ffn)", kWhere,
+             moe.shared_ffn);
+    SY_CHECK(!moe.shared_gate || moe.shared_experts > 0,
+             "{}: moe.shared_gate is set but moe.shared_experts = 0", kWhere);
+    SY_CHECK(std::isfinite(moe.capacity_factor) && moe.capacity_factor >= 0.0,
+             "{}: moe.capacity_factor = {}, expected > 0 (capacity) or 0 (dropless)", kWhere,
+             moe.capacity_factor);
+    SY_CHECK(moe.drop_policy == "position" || moe.drop_policy == "score",
+             "{}: moe.drop_policy = \"{}\", expected \"position\" or \"score\"", kWhere,
+             moe.drop_policy);
+    // Building one router checks its name and options with the router's own messages.
+    const auto router =
+        with_context(std::string(kWhere) + ": moe", [&] { return narrow_router(*this, 1); });
+    SY_CHECK(router->causal() || moe.allow_non_causal,
+             "{}: moe.router '{}' is not causal (a token's routing depends on later tokens), so "
+             "it would leak the future in a language model; set moe.allow_non_causal to use it "
+             "anyway",
+             kWhere, moe.router);
   }
-  SY_CHECK(moe.top_k >= 1 && moe.top_k <= moe.num_experts,
-           "{}: moe.top_k = {}, expected 1 <= top_k <= moe.num_experts = {}", kWhere, moe.top_k,
-           moe.num_experts);
-  positive("moe.expert_ffn", moe.expert_ffn);
-  SY_CHECK(moe.shared_experts >= 0, "{}: moe.shared_experts = {}, expected >= 0", kWhere,
-           moe.shared_experts);
-  SY_CHECK(moe.shared_ffn >= 0, "{}: moe.shared_ffn = {}, expected >= 0 (0: expert_ffn)", kWhere,
-           moe.shared_ffn);
-  SY_CHECK(!moe.shared_gate || moe.shared_experts > 0,
-           "{}: moe.shared_gate is set but moe.shared_experts = 0", kWhere);
-  SY_CHECK(std::isfinite(moe.capacity_factor) && moe.capacity_factor >= 0.0,
-           "{}: moe.capacity_factor = {}, expected > 0 (capacity) or 0 (dropless)", kWhere,
-           moe.capacity_factor);
-  SY_CHECK(moe.drop_policy == "position" || moe.drop_policy == "score",
-           "{}: moe.drop_policy = \"{}\", expected \"position\" or \"score\"", kWhere,
-           moe.drop_policy);
-  // Building one router checks its name and options with the router's own messages. No option
-  // depends on the width, so a router of width 1 does (a full one could be gigabytes).
-  moe::RouterSpec spec = router_spec(0);
-  spec.d_model = 1;
-  const auto router =
-      with_context(std::string(kWhere) + ": moe", [&] { return make_router(spec); });
-  SY_CHECK(router->causal() || moe.allow_non_causal,
-           "{}: moe.router '{}' is not causal (a token's routing depends on later tokens), so it "
-           "would leak the future in a language model; set moe.allow_non_causal to use it anyway",
-           kWhere, moe.router);
   count_params(*this);  // refuses a model over kMaxLmParams
 }
 
@@ -198,9 +204,7 @@ namespace {
 
 // The trainable values of the router of `c` built `width` wide.
 int64_t router_param_count(const LmConfig& c, int64_t width) {
-  moe::RouterSpec spec = c.router_spec(0);
-  spec.d_model = width;
-  const auto router = make_router(spec);  // kept alive while its params are read
+  const auto router = narrow_router(c, width);  // kept alive while its params are read
   int64_t n = 0;
   for (const Param* p : router->params()) n += p->value.numel();
   return n;
