@@ -314,8 +314,9 @@ StudySummary run_study(const StudyOptions& opt) {
     const fs::path dir = fs::path(opt.out_dir) / "runs" / job.variant / job.router;
     const std::string record = (dir / "study_run.json").string();
     if (fs::exists(record)) {
+      const std::string text = io::read_file(record);  // names the file itself if unreadable
       try {
-        summary.runs.push_back(StudyRun::from_json(nlohmann::json::parse(io::read_file(record))));
+        summary.runs.push_back(StudyRun::from_json(nlohmann::json::parse(text)));
       } catch (const nlohmann::json::exception& e) {  // edited or damaged by hand
         fail("{}: not a study run record: {}", record, e.what());
       } catch (const Error& e) {  // a field of the wrong type
