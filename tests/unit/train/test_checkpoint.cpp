@@ -25,12 +25,6 @@ namespace fs = std::filesystem;
 
 using ::sy::test::error_of;
 
-#define EXPECT_ERROR_HAS(stmt, needle)                                            \
-  do {                                                                            \
-    const std::string sy_msg_ = error_of([&] { stmt; });                          \
-    EXPECT_NE(sy_msg_.find(needle), std::string::npos) << "message: " << sy_msg_; \
-  } while (0)
-
 LmConfig tiny(const std::string& router, nlohmann::json options) {
   LmConfig c;
   c.vocab_size = 40;
@@ -318,8 +312,9 @@ TEST(Checkpoint, HalfPrecisionParametersBuffersStayF32) {
       EXPECT_EQ(std::memcmp(x.bytes(), back->buffers()[i]->value.bytes(), x.nbytes()), 0);
     }
   }
-  EXPECT_ERROR_HAS(save_model(*model, tmp.str() + "/i", {.dtype = DType::I32}),
-                   "checkpoint: parameters can be saved as f32, bf16 or f16, not i32");
+  test::expect_error_containing(
+      [&] { save_model(*model, tmp.str() + "/i", {.dtype = DType::I32}); },
+      "checkpoint: parameters can be saved as f32, bf16 or f16, not i32");
 }
 
 TEST(Checkpoint, ConfigWithoutSwitchyardBlockIsReadFromHfKeys) {
