@@ -27,6 +27,8 @@
 
 namespace sy::io {
 
+class AtomicFile;  // io/atomic_file.h
+
 // Metadata value types by their on-disk id.
 enum class GgufValueType : uint32_t {
   kU8 = 0,
@@ -293,10 +295,9 @@ class GgufStreamWriter {
   void write_out(std::string_view bytes);
   void flush();
   void skip_complete();
-  void abandon() noexcept;
 
-  std::string path_, tmp_;
-  int fd_ = -1;
+  std::string path_;
+  std::unique_ptr<AtomicFile> file_;
   std::string buffer_;
   std::vector<std::string> names_;
   std::vector<uint64_t> sizes_;
@@ -304,7 +305,6 @@ class GgufStreamWriter {
   size_t current_ = 0;
   uint64_t written_ = 0;  // bytes of tensor current_ written so far
   uint64_t left_ = 0;     // bytes of all tensors still to come
-  bool finished_ = false;
 };
 
 }  // namespace sy::io

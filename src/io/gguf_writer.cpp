@@ -1,11 +1,6 @@
 // GgufWriter and GgufStreamWriter: GGUF v3, little-endian, kvs and tensors in the order given.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <bit>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <map>
 
 #include "io/atomic_file.h"
@@ -153,16 +148,6 @@ uint64_t check_content(const std::vector<GgufKv>& kvs, const std::vector<GgufTen
   return alignment;
 }
 
-void write_all(int fd, std::string_view bytes, const std::string& path) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    SY_CHECK(n > 0, "{}: write failed: {}", path, std::strerror(errno));
-    done += static_cast<size_t>(n);
-  }
-}
-
 constexpr size_t kBufferBytes = size_t{8} << 20;
 
 }  // namespace
@@ -250,28 +235,13 @@ GgufStreamWriter::GgufStreamWriter(std::string path, const std::vector<GgufKv>& 
   for (uint64_t n : sizes_) left_ += n;  // cannot overflow: header_bytes checked the offsets
   names_.reserve(tensors.size());
   for (const GgufTensorDecl& d : tensors) names_.push_back(d.name);
-  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  SY_CHECK(fd_ >= 0, "{}: cannot create: {}", tmp_, std::strerror(errno));
+  file_ = std::make_unique<AtomicFile>(path_);
   buffer_.reserve(kBufferBytes);
-  try {  // a constructor that throws gets no destructor call: clean up here
-    write_out(header);
-    skip_complete();
-  } catch (...) {
-    abandon();
-    throw;
-  }
+  write_out(header);  // on a throw the file's destructor removes the temporary
+  skip_complete();
 }
 
-GgufStreamWriter::~GgufStreamWriter() { abandon(); }
-
-void GgufStreamWriter::abandon() noexcept {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-    ::unlink(tmp_.c_str());
-  }
-}
+GgufStreamWriter::~GgufStreamWriter() = default;
 
 uint64_t GgufStreamWriter::remaining() const {
   return current_ < sizes_.size() ? sizes_[current_] - written_ : 0;
@@ -280,14 +250,14 @@ uint64_t GgufStreamWriter::remaining() const {
 void GgufStreamWriter::write_out(std::string_view bytes) {
   if (buffer_.size() + bytes.size() > kBufferBytes) flush();
   if (bytes.size() >= kBufferBytes) {
-    write_all(fd_, bytes, tmp_);
+    file_->write(bytes);
   } else {
     buffer_.append(bytes);
   }
 }
 
 void GgufStreamWriter::flush() {
-  write_all(fd_, buffer_, tmp_);
+  file_->write(buffer_);
   buffer_.clear();
 }
 
@@ -302,8 +272,8 @@ void GgufStreamWriter::skip_complete() {
 }
 
 void GgufStreamWriter::append(std::string_view bytes) {
-  SY_CHECK(!finished_ && fd_ >= 0,
-           "gguf writer: {}: append to a writer already finished or abandoned", path_);
+  SY_CHECK(file_->is_open(), "gguf writer: {}: append to a writer already finished or abandoned",
+           path_);
   SY_CHECK(bytes.size() <= left_,
            "gguf writer: {}: {} more bytes appended, but the tensors need only {} more", path_,
            bytes.size(), left_);
@@ -317,42 +287,27 @@ void GgufStreamWriter::append(std::string_view bytes) {
       skip_complete();
     }
   } catch (...) {
-    abandon();
+    file_->abandon();
     throw;
   }
 }
 
 void GgufStreamWriter::finish() {
-  SY_CHECK(!finished_ && fd_ >= 0,
-           "gguf writer: {}: finish of a writer already finished or abandoned", path_);
+  SY_CHECK(file_->is_open(), "gguf writer: {}: finish of a writer already finished or abandoned",
+           path_);
   if (current_ < sizes_.size()) {
     const std::string message = fmt::format("gguf writer: {}: tensor '{}' has {} of its {} bytes",
                                             path_, names_[current_], written_, sizes_[current_]);
-    abandon();
+    file_->abandon();
     throw Error(message);
   }
   try {
     flush();
-    SY_CHECK(::fsync(fd_) == 0, "{}: fsync failed: {}", tmp_, std::strerror(errno));
   } catch (...) {
-    abandon();
+    file_->abandon();
     throw;
   }
-  ::close(fd_);
-  fd_ = -1;
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp_.c_str());
-    fail("{}: cannot rename temporary into place: {}", path_, std::strerror(err));
-  }
-  finished_ = true;
-  std::string dir = std::filesystem::path(path_).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  file_->commit();
 }
 
 }  // namespace sy::io

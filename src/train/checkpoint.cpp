@@ -91,16 +91,6 @@ std::vector<Entry> checkpoint_entries(MoeLm& model, bool mixtral) {
   return out;
 }
 
-void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  SY_CHECK(fd >= 0, "{}: cannot open folder: {}", dir.string(), std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  // Some file systems cannot sync a directory (EINVAL); the rename is then as durable as they go.
-  SY_CHECK(rc == 0 || err == EINVAL, "{}: fsync failed: {}", dir.string(), std::strerror(err));
-}
-
 // "ckpt/" -> "ckpt"; refuses names that are not a folder of their own.
 fs::path target_path(const std::string& dir) {
   fs::path p(dir);
@@ -150,7 +140,7 @@ void commit_folder(const fs::path& tmp, const fs::path& target, const fs::path& 
       fs::remove_all(old, ec);
     }
   }
-  fsync_dir(parent);
+  io::fsync_dir(parent.string());
 }
 
 uint64_t fnv1a64(const void* data, size_t n) {
@@ -217,7 +207,7 @@ void save_model(const MoeLm& model_ref, const std::string& dir, const SaveOption
                "{}: extra file name '{}' is not a plain file name of its own", dir, name);
       io::write_file_atomic((tmp / name).string(), bytes);
     }
-    fsync_dir(tmp);
+    io::fsync_dir(tmp.string());
     commit_folder(tmp, target, parent);
   } catch (...) {
     fs::remove_all(tmp, ec);

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 
-#include "io/atomic_file.h"
 #include "io/npy.h"
 #include "support/reference.h"
 #include "support/tensor_testing.h"
@@ -78,24 +77,6 @@ TEST(Npy, BadFilesGiveErrorsNamingTheField) {
     EXPECT_THROW(parse_npy(std::string_view(good).substr(0, n), "t.npy"), Error) << n;
   }
   EXPECT_NO_THROW(parse_npy(good, "t.npy"));
-}
-
-TEST(AtomicFile, ReplacesWholeFilesAndNamesMissingPaths) {
-  const std::string path = ::testing::TempDir() + "/sy_atomic.txt";
-  write_file_atomic(path, "first version");
-  write_file_atomic(path, "second");
-  EXPECT_EQ(read_file(path), "second");
-  // No temporary files are left beside the target.
-  int siblings = 0;
-  for (const auto& e : std::filesystem::directory_iterator(::testing::TempDir())) {
-    if (e.path().filename().string().rfind("sy_atomic.txt", 0) == 0) ++siblings;
-  }
-  EXPECT_EQ(siblings, 1);
-  std::filesystem::remove(path);
-  const std::string err = error_of([] { write_file_atomic("/nonexistent-dir/x.txt", "x"); });
-  EXPECT_NE(err.find("/nonexistent-dir/x.txt"), std::string::npos) << err;
-  EXPECT_NE(error_of([] { (void)read_file("/nonexistent-dir/y"); }).find("/nonexistent-dir/y"),
-            std::string::npos);
 }
 
 }  // namespace
