@@ -152,8 +152,8 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 // dtypes: f32, f16, bf16, i32, i64, u8. Throws on a duplicate or non-UTF-8 name.
 std::string serialize_safetensors(const NamedTensors& tensors,
                                   const std::map<std::string, std::string>& metadata = {});
-// serialize_safetensors written atomically (io/atomic_file.h). The file is built in memory
-// first, so writing needs its size in free RAM (the sharded writer bounds that per shard).
+// The bytes of serialize_safetensors written atomically (io/atomic_file.h), the header first and
+// then each tensor straight from its storage: no copy of the data is made.
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

@@ -57,9 +57,15 @@ bool is_shard_name(const std::string& file, const std::string& prefix) {
   return digits(0) && mid.compare(5, 4, "-of-") == 0 && digits(9);
 }
 
-std::string serialize(const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata,
-                      const std::string& where) {
+// A file's bytes: `head` (the length, the JSON header and its padding), then the data of the
+// tensors in `order`.
+struct Layout {
+  std::string head;
+  std::vector<size_t> order;
+};
+
+Layout plan(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata,
+            const std::string& where) {
   std::set<std::string_view> seen;
   std::vector<size_t> order(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -97,27 +103,37 @@ std::string serialize(const NamedTensors& tensors,
     fail("{}: a tensor name or metadata string is not valid UTF-8 ({})", where, e.what());
   }
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::string out;
-  out.reserve(8 + text.size() + offset);
+  Layout out{std::string(8, '\0'), std::move(order)};
   const uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  out += text;
-  for (size_t i : order) {
-    const Tensor& t = tensors[i].second;
-    if (t.nbytes() > 0) out.append(reinterpret_cast<const char*>(t.bytes()), t.nbytes());
-  }
+  for (size_t i = 0; i < 8; ++i) out.head[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out.head += text;
   return out;
+}
+
+std::string_view data_of(const Tensor& t) {
+  return t.nbytes() == 0 ? std::string_view()
+                         : std::string_view(reinterpret_cast<const char*>(t.bytes()), t.nbytes());
 }
 }  // namespace
 
 std::string serialize_safetensors(const NamedTensors& tensors,
                                   const std::map<std::string, std::string>& metadata) {
-  return serialize(tensors, metadata, "safetensors writer");
+  Layout layout = plan(tensors, metadata, "safetensors writer");
+  size_t bytes = layout.head.size();
+  for (const auto& named : tensors) bytes += named.second.nbytes();
+  std::string out = std::move(layout.head);
+  out.reserve(bytes);
+  for (size_t i : layout.order) out += data_of(tensors[i].second);
+  return out;
 }
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  write_file_atomic(path, serialize(tensors, metadata, path));
+  const Layout layout = plan(tensors, metadata, path);
+  AtomicFile file(path);
+  file.write(layout.head);
+  for (size_t i : layout.order) file.write(data_of(tensors[i].second));
+  file.commit();
 }
 
 std::vector<std::string> write_safetensors_sharded(
