@@ -118,6 +118,35 @@ double z_loss(const float* logits, int64_t tokens, int64_t experts, std::vector<
   return total / static_cast<double>(tokens);
 }
 
+void load_balance_backward(float* d_probs, const std::vector<double>& d_p_per_expert,
+                           int64_t tokens, int64_t experts, double coeff) {
+  if (coeff == 0.0) return;
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t e = 0; e < experts; ++e) {
+      d_probs[t * experts + e] +=
+          static_cast<float>(coeff * d_p_per_expert[static_cast<size_t>(e)]);
+    }
+  }
+}
+
+void topk_weights_backward(bool renormalised, const float* dg, const float* g, const int32_t* ex,
+                           int64_t tokens, int64_t top_k, int64_t experts, float* d_probs,
+                           float* d_logits) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t base = t * top_k;
+    if (!renormalised) {
+      for (int64_t j = 0; j < top_k; ++j) d_probs[t * experts + ex[base + j]] += dg[base + j];
+      continue;
+    }
+    double dot = 0.0;
+    for (int64_t j = 0; j < top_k; ++j) dot += static_cast<double>(dg[base + j]) * g[base + j];
+    for (int64_t j = 0; j < top_k; ++j) {
+      d_logits[t * experts + ex[base + j]] +=
+          static_cast<float>(g[base + j] * (dg[base + j] - dot));
+    }
+  }
+}
+
 void z_loss_backward(float* d_logits, const float* p, const std::vector<float>& lse, int64_t tokens,
                      int64_t experts, double coeff) {
   if (coeff == 0.0 || tokens == 0) return;

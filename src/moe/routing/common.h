@@ -67,6 +67,19 @@ double mean_normalized_entropy(const float* p, int64_t tokens, int64_t experts);
 double load_balance_loss(const float* p, const int32_t* selected, int64_t tokens, int64_t experts,
                          int64_t top_k, std::vector<double>& d_p_per_expert);
 
+// d_probs[t, e] += coeff * d_p_per_expert[e] for every token t: load_balance_loss's gradient.
+void load_balance_backward(float* d_probs, const std::vector<double>& d_p_per_expert,
+                           int64_t tokens, int64_t experts, double coeff);
+
+// Backward of token-choice top-K weights (slots t*K + j: weight g, expert ex, incoming dg):
+//   raw weights (g_j = p[t, ex_j]):  d_probs[t, ex_j] += dg_j;
+//   renormalised (g = softmax over the chosen logits): d_logits[t, ex_j] += g_j (dg_j - sum_i
+//   dg_i g_i); the full softmax's denominator cancels, so unchosen logits get nothing.
+// d_probs and d_logits are f32 [T, E]; only the one the mode writes is touched.
+void topk_weights_backward(bool renormalised, const float* dg, const float* g, const int32_t* ex,
+                           int64_t tokens, int64_t top_k, int64_t experts, float* d_probs,
+                           float* d_logits);
+
 // ST-MoE router z-loss: value = mean_t (logsumexp_t)^2. Writes lse [T].
 double z_loss(const float* logits, int64_t tokens, int64_t experts, std::vector<float>& lse);
 // d_logits[t, e] += coeff * 2 lse_t p[t, e] / T.

@@ -258,18 +258,14 @@ class MoxeRouter : public Router {
     Tensor d_cond = Tensor::zeros({tokens, e_count});
     float* dp = d_probs.mutable_data<float>();
     float* dc = d_cond.mutable_data<float>();
-    const float* dg = grad.d_weight.data<float>();
-    const float* g = routing.weight.data<float>();
     const int32_t* ex = routing.expert.data<int32_t>();
     const double lb_scale = 2.0 * config_.aux_loss_coeff / (n * static_cast<double>(k));
+    // Renormalised top-K weights are a softmax over the chosen conditioned logits.
+    topk_weights_backward(true, grad.d_weight.data<float>(), routing.weight.data<float>(), ex,
+                          tokens, k, e_count, dp, dc);
     for (int64_t t = 0; t < tokens; ++t) {
-      // Renormalised top-K weights are a softmax over the chosen conditioned logits.
-      const int64_t base = t * k;
-      double dot = 0.0;
-      for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(dg[base + j]) * g[base + j];
       for (int64_t j = 0; j < k; ++j) {
-        const int64_t e = ex[base + j];
-        dc[t * e_count + e] += static_cast<float>(g[base + j] * (dg[base + j] - dot));
+        const int64_t e = ex[t * k + j];
         const double dev = saved.usage[static_cast<size_t>(e)] - 1.0 / static_cast<double>(e_count);
         dp[t * e_count + e] += static_cast<float>(lb_scale * dev);
       }

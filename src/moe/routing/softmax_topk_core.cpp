@@ -120,30 +120,11 @@ void SoftmaxTopKRouter::backward(const RouterInput& in, const Routing& routing,
   Tensor d_probs = Tensor::zeros({tokens, e_count});
   float* dl = d_logits.mutable_data<float>();
   float* dp = d_probs.mutable_data<float>();
-  const float* dg = grad.d_weight.data<float>();
-  const float* g = routing.weight.data<float>();
-  const int32_t* ex = routing.expert.data<int32_t>();
-  for (int64_t t = 0; t < tokens; ++t) {
-    const int64_t base = t * k;
-    if (config_.weights == TopKWeights::kRaw) {
-      for (int64_t j = 0; j < k; ++j) dp[t * e_count + ex[base + j]] += dg[base + j];
-    } else {
-      // g = softmax over the chosen logits: dl_j = g_j (dg_j - sum_i dg_i g_i); the full
-      // softmax's denominator cancels, so unchosen logits get nothing from this path.
-      double dot = 0.0;
-      for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(dg[base + j]) * g[base + j];
-      for (int64_t j = 0; j < k; ++j) {
-        dl[t * e_count + ex[base + j]] += static_cast<float>(g[base + j] * (dg[base + j] - dot));
-      }
-    }
-  }
-  if (config_.report_losses && config_.aux_loss_coeff != 0.0) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      for (int64_t e = 0; e < e_count; ++e) {
-        dp[t * e_count + e] +=
-            static_cast<float>(config_.aux_loss_coeff * saved.d_p_lb[static_cast<size_t>(e)]);
-      }
-    }
+  topk_weights_backward(config_.weights != TopKWeights::kRaw, grad.d_weight.data<float>(),
+                        routing.weight.data<float>(), routing.expert.data<int32_t>(), tokens, k,
+                        e_count, dp, dl);
+  if (config_.report_losses) {
+    load_balance_backward(dp, saved.d_p_lb, tokens, e_count, config_.aux_loss_coeff);
   }
   kernels::softmax_backward(d_logits, d_probs, saved.probs);
   if (config_.report_losses) {

@@ -188,30 +188,10 @@ class XmoeRouter : public Router {
     Tensor d_logits = Tensor::zeros({tokens, e_count});
     float* dp = d_probs.mutable_data<float>();
     float* dl = d_logits.mutable_data<float>();
-    const float* dg = grad.d_weight.data<float>();
-    const float* g = routing.weight.data<float>();
-    const int32_t* ex = routing.expert.data<int32_t>();
-    for (int64_t t = 0; t < tokens; ++t) {
-      const int64_t base = t * k;
-      if (!config_.normalize) {
-        for (int64_t j = 0; j < k; ++j) dp[t * e_count + ex[base + j]] += dg[base + j];
-        continue;
-      }
-      // Renormalised weights are a softmax over the chosen logits.
-      double dot = 0.0;
-      for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(dg[base + j]) * g[base + j];
-      for (int64_t j = 0; j < k; ++j) {
-        dl[t * e_count + ex[base + j]] += static_cast<float>(g[base + j] * (dg[base + j] - dot));
-      }
-    }
-    if (config_.aux_loss_coeff != 0.0) {
-      for (int64_t t = 0; t < tokens; ++t) {
-        for (int64_t e = 0; e < e_count; ++e) {
-          dp[t * e_count + e] +=
-              static_cast<float>(config_.aux_loss_coeff * saved.d_p_lb[static_cast<size_t>(e)]);
-        }
-      }
-    }
+    topk_weights_backward(config_.normalize, grad.d_weight.data<float>(),
+                          routing.weight.data<float>(), routing.expert.data<int32_t>(), tokens, k,
+                          e_count, dp, dl);
+    load_balance_backward(dp, saved.d_p_lb, tokens, e_count, config_.aux_loss_coeff);
     kernels::softmax_backward(d_logits, d_probs, saved.probs);
 
     // logits = cos / tau: d_cos = d_logits / tau, d_tau = -sum d_logits * cos / tau^2.
