@@ -4,7 +4,8 @@
 // in trainer_state.json (BatchIteratorState::from_json, then BatchIterator::restore), the corpus
 // as plain text and as JSONL, and what a resumed study reads back: a run's record
 // (StudyRun::from_json, whose callers catch JSON errors and sy::Error) and its train.jsonl events
-// (add_log_event, which must not throw). A read either throws sy::Error or yields a config or state
+// (add_log_event, which must not throw), and a study's summary.json (StudySummary::from_json,
+// likewise), rendered into its report. A read either throws sy::Error or yields a config or state
 // that survives its own round trip (to_json -> from_json -> the same JSON) and whose derived
 // counts (tokens per step, total steps, parameter counts) compute without a sanitizer report;
 // documents are never empty. Any other exception (a JSON type error escaping a reader), a crash
@@ -76,6 +77,15 @@ void read_study_files(const nlohmann::json& j) {
     const sy::train::StudyRun run = sy::train::StudyRun::from_json(j);
     const nlohmann::json out = run.to_json();
     if (sy::train::StudyRun::from_json(out).to_json() != out) bug("study run round trip");
+  } catch (const nlohmann::json::exception&) {
+  } catch (const sy::Error&) {
+  }
+  try {
+    const sy::train::StudySummary summary = sy::train::StudySummary::from_json(j);
+    const nlohmann::json out = summary.to_json();
+    if (sy::train::StudySummary::from_json(out).to_json() != out) bug("study summary round trip");
+    volatile size_t keep = sy::train::render_study_report(summary).size();
+    (void)keep;
   } catch (const nlohmann::json::exception&) {
   } catch (const sy::Error&) {
   }

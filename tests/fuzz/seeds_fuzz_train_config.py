@@ -2,7 +2,8 @@
 """Writes a seed corpus for fuzz_train_config into the folder given as the only argument: the
 embedded default model's train.toml and config.json (a Mixtral config with switchyard's
 lm_config block), the training config again as JSON, a batch iterator state as trainer_state.json
-holds it, corpus samples (plain text, JSONL), and a study run's record and train.jsonl events.
+holds it, corpus samples (plain text, JSONL), a study run's record and train.jsonl events, and a
+study's summary.json.
 Python standard library only."""
 import json
 import os
@@ -35,6 +36,14 @@ STUDY_RUN = {"variant": "e8k2", "router": "remoe", "options": {"target_sparsity"
              "val_curve": [[5, 2560, 4.0], [10, 5120, 3.5]], "max_vio_curve": [[1, 512, None]],
              "sparsity_curve": [], "lambda_curve": [], "final_load": [[3, 5], [4, 4]]}
 
+DENSE_RUN = dict(STUDY_RUN, variant="dense", router="dense_ffn", options={}, val_loss=3.9,
+                 max_vio=None, val_curve=[[10, 5120, 3.9]], final_load=[])
+STUDY_SUMMARY = {"settings": {"model": {"d_model": 32}, "tokens": 5120},
+                 "variants": [{"name": "e8k2", "experts": 8, "top_k": 2, "expert_ffn": 24}],
+                 "runs": [STUDY_RUN, dict(STUDY_RUN, router="topk_softmax", options={}),
+                          DENSE_RUN],
+                 "plots": ["loss.png"], "plot_error": "", "interrupted": False}
+
 STEP_EVENT = {"event": "step", "step": 3, "tokens": 1536, "loss": 4.2,
               "layers": [{"layer": 0, "max_vio": 0.5, "active_per_token": 2.0,
                           "state": {"remoe.l1_coeff": 1e-4}},
@@ -48,7 +57,8 @@ def main():
              "batch_state.json": json.dumps(BATCH_STATE).encode(),
              "corpus.txt": CORPUS_TEXT.encode(), "corpus.jsonl": CORPUS_JSONL.encode(),
              "study_run.json": json.dumps(STUDY_RUN).encode(),
-             "step_event.json": json.dumps(STEP_EVENT).encode()}
+             "step_event.json": json.dumps(STEP_EVENT).encode(),
+             "study_summary.json": json.dumps(STUDY_SUMMARY).encode()}
     for name in ("train.toml", "config.json"):
         with open(os.path.join(DEFAULT, name), "rb") as f:
             seeds["default_" + name] = f.read()
