@@ -27,11 +27,15 @@
 // tokenizer_config.json's; chat_template (a string) from tokenizer_config.json.
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "io/tokenizer/pretokenize.h"
@@ -193,6 +197,9 @@ std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
              "{}: token '{}' has id {}, outside the model's vocabulary [0, {}) (config.json "
              "vocab_size)",
              file, token, id, n);
+    SY_CHECK(type_id != kNormal || !seen[static_cast<size_t>(id)],
+             "{}: model.vocab: tokens '{}' and '{}' both have id {}", file,
+             v.tokens[static_cast<size_t>(id)], token, id);
     v.tokens[static_cast<size_t>(id)] = token;
     v.types[static_cast<size_t>(id)] = type_id;
     seen[static_cast<size_t>(id)] = true;
@@ -248,6 +255,28 @@ std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
       place(content, a.at("id"), control ? kControl : kUserDefined);
     }
   }
+  // Each token has one id, and merges join two tokens into a third, all three in the vocabulary:
+  // the tokenizers library refuses the file otherwise, and the GGUF loader the vocabulary
+  // written from it. An added token that takes another token's id removes that token.
+  std::unordered_map<std::string_view, int32_t> present;
+  for (int32_t i = 0; i < n; ++i) {
+    if (!seen[static_cast<size_t>(i)]) continue;
+    const auto [at, fresh] = present.emplace(v.tokens[static_cast<size_t>(i)], i);
+    SY_CHECK(fresh, "{}: token '{}' has ids {} and {}", file, at->first, at->second, i);
+  }
+  for (size_t r = 0; r < merges.size(); ++r) {
+    auto [a, b] = merges[r];
+    if (byte_level) {  // a space inside a part of a pair is the byte-level U+0120
+      a = replace_all(a, " ", "\xC4\xA0");
+      b = replace_all(b, " ", "\xC4\xA0");
+    }
+    const std::string joined = a + b;
+    for (const std::string* t : std::initializer_list<const std::string*>{&a, &b, &joined}) {
+      SY_CHECK(present.contains(*t), "{}: model.merges[{}]: {}token '{}' is not in the vocabulary",
+               file, r, t == &joined ? "merged " : "", *t);
+    }
+    merges[r] = {std::move(a), std::move(b)};
+  }
   for (int32_t i = 0; i < n; ++i) {
     if (!seen[static_cast<size_t>(i)]) v.tokens[static_cast<size_t>(i)] = fmt::format("[PAD{}]", i);
   }
@@ -262,9 +291,7 @@ std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
           file));
       return std::nullopt;
     }
-    for (const auto& [a, b] : merges) {
-      v.merges.push_back(replace_all(a, " ", "\xC4\xA0") + " " + replace_all(b, " ", "\xC4\xA0"));
-    }
+    for (const auto& [a, b] : merges) v.merges.push_back(a + " " + b);
     return v;
   }
 
@@ -407,19 +434,29 @@ void template_adds(const std::optional<json>& tok, const std::optional<json>& to
 // SpecialVocab: special ids, add_*_token flags (the template's, overridden by
 // tokenizer_config.json's) and the chat template.
 void special_keys(const std::optional<json>& tok, const std::optional<json>& tok_config,
-                  const HfConfig& hf, int32_t n, std::vector<io::GgufKv>& kvs) {
+                  const HfConfig& hf, const Vocab& vocab, const std::string& where,
+                  std::vector<io::GgufKv>& kvs, std::vector<std::string>& notes) {
+  const auto n = static_cast<int64_t>(vocab.tokens.size());
   static const std::pair<const char*, const char*> kTypes[] = {
       {"bos", "bos_token_id"},       {"eos", "eos_token_id"},     {"unk", "unknown_token_id"},
       {"sep", "seperator_token_id"}, {"pad", "padding_token_id"}, {"cls", "cls_token_id"},
       {"mask", "mask_token_id"}};
   std::vector<std::pair<std::string, uint32_t>> ids;
-  const auto set = [&](const char* key, const json& id) {
+  // The first id found for a key wins; one that names no token is dropped with a note.
+  const auto set = [&](const char* key, const json& id, const std::string& from) {
     if (!id.is_number_integer()) return;
     const auto v = id.get<int64_t>();
     for (const auto& [k, _] : ids) {
       if (k == key) return;
     }
-    if (v >= 0 && v < n) ids.emplace_back(key, static_cast<uint32_t>(v));
+    if (v < 0 || v >= n || vocab.types[static_cast<size_t>(v)] == kUnused) {
+      notes.push_back(
+          fmt::format("{} is {}, which is no token of the vocabulary; "
+                      "tokenizer.ggml.{} not written",
+                      from, v, key));
+      return;
+    }
+    ids.emplace_back(key, static_cast<uint32_t>(v));
   };
   std::vector<std::pair<std::string, bool>> adds;
   template_adds(tok, tok_config, adds);
@@ -439,7 +476,7 @@ void special_keys(const std::optional<json>& tok, const std::optional<json>& tok
       for (const json& a : tok->at("added_tokens")) {
         if (a.is_object() && a.contains("content") && a.at("content") == *content &&
             a.contains("id")) {
-          set(key, a.at("id"));
+          set(key, a.at("id"), fmt::format("the id of added token '{}'", *content));
           break;
         }
       }
@@ -447,7 +484,27 @@ void special_keys(const std::optional<json>& tok, const std::optional<json>& tok
   }
   for (const auto& [typ, key] : kTypes) {
     const std::string k = fmt::format("{}_token_id", typ);
-    if (hf.json().contains(k)) set(key, hf.json().at(k));
+    if (hf.json().contains(k)) set(key, hf.json().at(k), fmt::format("{}: {}", hf.path(), k));
+  }
+  // Adding a BOS or EOS needs its id. Without one the flag is written false (a loader's default
+  // for an absent add_bos_token can be true: SentencePiece vocabularies, Llama 3's), with a note
+  // when the files asked for it.
+  for (const auto& [typ, key] : {std::pair{"bos", "bos_token_id"}, {"eos", "eos_token_id"}}) {
+    if (std::ranges::find(ids, std::string(key), &std::pair<std::string, uint32_t>::first) !=
+        ids.end()) {
+      continue;
+    }
+    const std::string add = fmt::format("add_{}_token", typ);
+    const auto it = std::ranges::find(adds, add, &std::pair<std::string, bool>::first);
+    if (it == adds.end()) {
+      if (std::string_view(typ) == "bos") adds.emplace_back(add, false);
+    } else if (it->second) {
+      it->second = false;
+      notes.push_back(
+          fmt::format("{}: {} is true, but no {} token id was found; "
+                      "tokenizer.ggml.{} written as false",
+                      where, add, typ, add));
+    }
   }
   for (const auto& [key, id] : ids) {
     kvs.push_back({"tokenizer.ggml." + key, io::GgufValue::u32(id)});
@@ -500,11 +557,12 @@ std::vector<io::GgufKv> tokenizer_metadata(const std::string& folder, const Mode
     kvs.push_back(
         {"tokenizer.ggml.add_space_prefix", io::GgufValue::boolean(*vocab->add_space_prefix)});
   }
-  if (!vocab->merges.empty()) {
+  // llama.cpp refuses a gpt2 vocabulary without the key, even when it has no merges.
+  if (!vocab->merges.empty() || vocab->model == "gpt2") {
     kvs.push_back({"tokenizer.ggml.merges", io::GgufValue::strings(vocab->merges)});
   }
   named([&] {
-    special_keys(tok, tok_config, hf, static_cast<int32_t>(vocab->tokens.size()), kvs);
+    special_keys(tok, tok_config, hf, *vocab, folder, kvs, notes);
     return 0;
   });
   return kvs;

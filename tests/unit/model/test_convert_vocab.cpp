@@ -223,10 +223,10 @@ TEST_F(ConvertVocab, ByteLevelTokenizerJson) {
     const size_t space = m.find(' ');
     pairs["model"]["merges"].push_back({m.substr(0, space), m.substr(space + 1)});
   }
-  pairs["model"]["merges"].back() = {"l o", "x"};
+  pairs["model"]["merges"].back() = {" t", "he"};
   write_json(dir / "tokenizer.json", pairs);
   std::vector<std::string> merges = b.merges;
-  merges.back() = "l\xC4\xA0o x";
+  merges.back() = "\xC4\xA0t he";
   EXPECT_EQ(convert(dir).get_strings("tokenizer.ggml.merges"), merges);
 
   // Without tokenizer_config.json the ids come from config.json, add_bos_token from the
@@ -434,6 +434,61 @@ TEST_F(ConvertVocab, SentencePieceModel) {
   }
 }
 
+// A byte-level BPE without merges (every token a single byte) still gets the merges key, which
+// llama.cpp requires of a gpt2 vocabulary: empty.
+TEST_F(ConvertVocab, ByteLevelWithoutMerges) {
+  const fs::path dir = folder("mixtral");
+  ByteLevel b = byte_level(128);
+  b.file["model"]["merges"] = json::array();
+  write_json(dir / "tokenizer.json", b.file);
+  const io::GgufFile f = convert(dir);
+  ASSERT_NE(f.find("tokenizer.ggml.merges"), nullptr);
+  EXPECT_TRUE(f.get_strings("tokenizer.ggml.merges").empty());
+  const auto t = io::load_tokenizer((dir / "out.gguf").string());
+  EXPECT_EQ(t->encode("hi", false), (Ids{b.file["model"]["vocab"]["h"].get<int32_t>(),
+                                         b.file["model"]["vocab"]["i"].get<int32_t>()}));
+}
+
+// A special id that names no token (a hole of the vocabulary, or past it) is left out with a
+// note: the GGUF vocabulary loader refuses such an id.
+TEST_F(ConvertVocab, SpecialIdsThatNameNoTokenAreNotes) {
+  const fs::path dir = folder("mixtral");
+  const ByteLevel b = byte_level(128);
+  write_json(dir / "tokenizer.json", b.file);
+  json config = json::parse(io::read_file((dir / "config.json").string()));
+  config["pad_token_id"] = 126;  // the hole of byte_level(128)
+  config["sep_token_id"] = 500;
+  write_json(dir / "config.json", config);
+  ConvertReport r;
+  const io::GgufFile f = convert(dir, &r);
+  EXPECT_EQ(f.find("tokenizer.ggml.padding_token_id"), nullptr);
+  EXPECT_EQ(f.find("tokenizer.ggml.seperator_token_id"), nullptr);
+  EXPECT_EQ(f.get("tokenizer.ggml.bos_token_id"), io::GgufValue::u32(1));
+  const std::string where = (dir / "config.json").string();
+  EXPECT_EQ(r.notes, (std::vector<std::string>{
+                         where + ": sep_token_id is 500, which is no token of the vocabulary; "
+                                 "tokenizer.ggml.seperator_token_id not written",
+                         where + ": pad_token_id is 126, which is no token of the vocabulary; "
+                                 "tokenizer.ggml.padding_token_id not written"}));
+  expect_same_encoding(dir, dir);
+
+  // No BOS id at all, though BOS is to be added: the flag is written false (a loader would
+  // otherwise look for a BOS to add, and could not load the vocabulary).
+  config.erase("bos_token_id");
+  config.erase("sep_token_id");
+  config.erase("pad_token_id");
+  write_json(dir / "config.json", config);
+  write_json(dir / "tokenizer_config.json", {{"bos_token", "<q>"}, {"add_bos_token", true}});
+  const io::GgufFile g = convert(dir, &r);
+  EXPECT_EQ(g.find("tokenizer.ggml.bos_token_id"), nullptr);
+  EXPECT_EQ(g.get("tokenizer.ggml.add_bos_token"), io::GgufValue::boolean(false));
+  EXPECT_EQ(r.notes, std::vector<std::string>{
+                         dir.string() + ": add_bos_token is true, but no bos token id was found; "
+                                        "tokenizer.ggml.add_bos_token written as false"});
+  EXPECT_EQ(io::load_tokenizer((dir / "out.gguf").string())->encode("the cat", true),
+            io::load_tokenizer((dir / "tokenizer.json").string())->encode("the cat", false));
+}
+
 TEST_F(ConvertVocab, TokenizerFileErrors) {
   const fs::path dir = folder("mixtral");
   const std::string file = (dir / "tokenizer.json").string();
@@ -457,6 +512,31 @@ TEST_F(ConvertVocab, TokenizerFileErrors) {
   write_json(file, b.file);
   EXPECT_EQ(error_of([&] { convert(dir); }),
             file + ": key 'model.vocab' is missing or not an object");
+  // Files the tokenizers library refuses, whose merges the GGUF loader could not read back
+  // (the converter used to write them).
+  b = byte_level(128);
+  b.file["model"]["vocab"]["zz"] = 5;
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }),
+            file + ": model.vocab: tokens '" + b.tokens[5] + "' and 'zz' both have id 5");
+  b = byte_level(128);
+  b.file["model"]["merges"][3] = "i q";
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }),
+            file + ": model.merges[3]: merged token 'iq' is not in the vocabulary");
+  b.file["model"]["merges"][3] = json::array({"i", "\u00e9"});
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }),
+            file + ": model.merges[3]: token '\u00e9' is not in the vocabulary");
+  b = byte_level(128);
+  b.file["added_tokens"].push_back({{"id", 5}, {"content", "<s>"}, {"special", true}});
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }), file + ": token '<s>' has ids 1 and 5");
+  b = byte_level(128);  // an added token takes the id of "he", which merges 1 and 2 use
+  b.file["added_tokens"].push_back({{"id", b.file["model"]["vocab"]["he"]}, {"content", "<x>"}});
+  write_json(file, b.file);
+  EXPECT_EQ(error_of([&] { convert(dir); }),
+            file + ": model.merges[1]: merged token 'he' is not in the vocabulary");
   // Keys of another type name the files (they threw json type_error 302 unnamed).
   b = byte_level(128);
   b.file["model"]["type"] = 5;
