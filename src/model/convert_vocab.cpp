@@ -166,6 +166,39 @@ std::string pre_name(const std::vector<json>& steps, const ModelConfig& config) 
   return "";
 }
 
+// What llama.cpp does to text before BPE: nothing for gpt2 vocabularies (it leaves out NFC, as
+// the Python converter does for Qwen2), and for llama ones spaces to "▁" and perhaps a "▁" in
+// front. Says which step of a tokenizer.json does something else, or nullopt when none does.
+std::optional<std::string> unsupported_text_steps(const json& tok, const std::vector<json>& pre,
+                                                  bool byte_level) {
+  const std::string space(kSpmSpace);
+  bool spaces = false;  // spaces become "▁" (SentencePiece style)
+  for (const json& s : steps_of(tok, "normalizer")) {
+    const std::string type = s.value("type", "");
+    const bool ok = byte_level ? type == "NFC"
+                               : (type == "Prepend" && s.value("prepend", "") == space) ||
+                                     (type == "Replace" && s.value("content", "") == space &&
+                                      s.contains("pattern") && s.at("pattern").is_object() &&
+                                      s.at("pattern").value("String", "") == " ");
+    if (!ok) return fmt::format("the normalizer step '{}' changes the text", type);
+    spaces = spaces || type == "Replace";
+  }
+  if (byte_level) return std::nullopt;  // pre_name judges the pre-tokenizer steps
+  for (const json& s : pre) {
+    const std::string type = s.value("type", "");
+    if (type != "Metaspace" || s.value("replacement", space) != space) {
+      return fmt::format("the pre-tokenizer step '{}' splits or changes the text", type);
+    }
+    spaces = true;
+  }
+  if (!spaces) {
+    return std::optional<std::string>(
+        "spaces stay spaces (no Replace normalizer or Metaspace pre-tokenizer makes them "
+        "\"\xE2\x96\x81\")");
+  }
+  return std::nullopt;
+}
+
 // tokenizer.json's BPE model as a vocabulary; nullopt (with a note) when it cannot be one.
 std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
                                          const ModelConfig& config,
@@ -215,6 +248,11 @@ std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
   if (!byte_level && !spm) {
     notes.push_back(fmt::format(
         "{}: neither byte-level nor SentencePiece-style BPE; no tokenizer embedded", file));
+    return std::nullopt;
+  }
+  if (const std::optional<std::string> why = unsupported_text_steps(tok, pre, byte_level)) {
+    notes.push_back(fmt::format("{}: {}, which a GGUF vocabulary cannot do; no tokenizer embedded",
+                                file, *why));
     return std::nullopt;
   }
 
@@ -283,6 +321,15 @@ std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
 
   if (byte_level) {
     v.model = "gpt2";
+    for (const json& s : pre) {
+      if (s.value("type", "") == "ByteLevel" && s.value("add_prefix_space", true)) {
+        notes.push_back(fmt::format(
+            "{}: the ByteLevel pre-tokenizer adds a space before the text (add_prefix_space, "
+            "true when absent), which llama.cpp's gpt2 vocabularies do not; no tokenizer embedded",
+            file));
+        return std::nullopt;
+      }
+    }
     v.pre = pre_name(pre, config);
     if (v.pre.empty()) {
       notes.push_back(fmt::format(

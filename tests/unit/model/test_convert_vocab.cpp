@@ -312,6 +312,23 @@ TEST_F(ConvertVocab, PreTokenizerNames) {
                          (dir / "tokenizer.json").string() +
                          ": the pre-tokenizer is not one whose llama.cpp name is known (GPT-2, "
                          "Llama 3, Qwen2, DeepSeek-V3, DeepSeek LLM); no tokenizer embedded"});
+  // GPT-2's regex with a space put before the text: the tokenizers library's ByteLevel default.
+  b.file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"use_regex", true}};
+  write_json(dir / "tokenizer.json", b.file);
+  EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
+  EXPECT_EQ(r.notes,
+            std::vector<std::string>{(dir / "tokenizer.json").string() +
+                                     ": the ByteLevel pre-tokenizer adds a space before the text "
+                                     "(add_prefix_space, true when absent), which llama.cpp's gpt2 "
+                                     "vocabularies do not; no tokenizer embedded"});
+  b.file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
+  b.file["normalizer"] = {{"type", "Lowercase"}};
+  write_json(dir / "tokenizer.json", b.file);
+  EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
+  EXPECT_EQ(r.notes, std::vector<std::string>{
+                         (dir / "tokenizer.json").string() +
+                         ": the normalizer step 'Lowercase' changes the text, which a GGUF "
+                         "vocabulary cannot do; no tokenizer embedded"});
 }
 
 // SentencePiece-style BPE in tokenizer.json: model "llama", byte tokens, scores in merge order.
@@ -365,6 +382,32 @@ TEST_F(ConvertVocab, SentencePieceStyleTokenizerJson) {
       {"type", "Metaspace"}, {"replacement", sp}, {"prepend_scheme", "never"}, {"split", false}};
   write_json(dir / "tokenizer.json", file);
   EXPECT_EQ(convert(dir).get("tokenizer.ggml.add_space_prefix"), io::GgufValue::boolean(false));
+
+  // Text steps a GGUF vocabulary cannot do are notes, and no vocabulary is written (the fuzzer
+  // found the first: its GGUF split spaces as "▁" where tokenizer.json kept them).
+  const auto note_for = [&](const json& normalizer, const json& pre_tokenizer) {
+    file["normalizer"] = normalizer;
+    file["pre_tokenizer"] = pre_tokenizer;
+    write_json(dir / "tokenizer.json", file);
+    ConvertReport r;
+    EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
+    return r.notes.size() == 1 ? r.notes[0] : "";
+  };
+  const std::string head = (dir / "tokenizer.json").string() + ": ";
+  const std::string tail = ", which a GGUF vocabulary cannot do; no tokenizer embedded";
+  EXPECT_EQ(note_for(nullptr, nullptr),
+            head +
+                "spaces stay spaces (no Replace normalizer or Metaspace pre-tokenizer makes them "
+                "\"\xE2\x96\x81\")" +
+                tail);
+  EXPECT_EQ(
+      note_for({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", sp}}, nullptr),
+      head + "the normalizer step 'Replace' changes the text" + tail);
+  EXPECT_EQ(note_for(nullptr, {{"type", "Sequence"},
+                               {"pretokenizers",
+                                {{{"type", "Metaspace"}, {"replacement", sp}},
+                                 {{"type", "Digits"}, {"individual_digits", true}}}}}),
+            head + "the pre-tokenizer step 'Digits' splits or changes the text" + tail);
 }
 
 // tokenizer.model through the SentencePiece library, preferred for Mixtral as in llama.cpp.
