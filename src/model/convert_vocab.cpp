@@ -24,7 +24,15 @@
 // tokenizer_config.json's "<type>_token" looked up among tokenizer.json's added tokens, else
 // config.json's "<type>_token_id"; add_bos_token / add_eos_token from the post-processor's
 // template (both written, true or false, when there is a TemplateProcessing), overridden by
-// tokenizer_config.json's; chat_template (a string) from tokenizer_config.json.
+// tokenizer_config.json's; chat_template (a string) from tokenizer_config.json. An id that names
+// no token is left out with a note; with no BOS (EOS) id, add_bos_token (add_eos_token) is
+// written false.
+// What is written always loads back as a GGUF vocabulary that splits text as tokenizer.json does
+// (tests/fuzz/fuzz_convert_vocab.cpp checks both): files the tokenizers library refuses (merges
+// of tokens not in the vocabulary, one token at two ids) are errors, and text steps llama.cpp
+// does not have (a ByteLevel prefix space, normalizers other than NFC on byte-level BPE, other
+// than "▁" for spaces on SentencePiece-style BPE, pre-tokenizers other than Metaspace there) are
+// notes with no tokenizer written.
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
