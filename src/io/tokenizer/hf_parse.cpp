@@ -168,6 +168,9 @@ void parse_normalizer(const Node& root, HfSpec& spec) {
       SY_CHECK(!pattern.empty(), "{}: {}.pattern.String is empty", root.file, n.path);
       spec.normalizers.push_back(
           {NormalizerStep::Kind::kReplace, std::move(pattern), n.at("content").str()});
+    } else if (type == "NFC" || type == "NFKC") {
+      spec.normalizers.push_back(
+          {type == "NFC" ? NormalizerStep::Kind::kNfc : NormalizerStep::Kind::kNfkc, {}, {}});
     } else {
       fail("{}: {}: unsupported normalizer type '{}'", root.file, n.path, type);
     }
@@ -285,6 +288,11 @@ void parse_decoder(const Node& root, HfSpec& spec) {
 // Metaspace's replacement) compound along a chain, so a small file could make encode() build
 // gigabytes; real files stay far below this bound (GPT-2 x2, Llama 2 x3).
 constexpr double kMaxGrowth = 1024;
+// The most UTF-8 bytes per input byte that NFC and NFKC write: 3 (U+1D160 MUSICAL SYMBOL EIGHTH
+// NOTE, 4 bytes, decomposes into three 4-byte code points) and 11 (U+FDFA, 3 bytes, becomes 18
+// code points of 33 bytes).
+constexpr double kNfcGrowth = 3;
+constexpr double kNfkcGrowth = 11;
 
 double ratio(const std::string& from, const std::string& to) {
   return from.empty() ? 1.0 : std::max(1.0, static_cast<double>(to.size()) / from.size());
@@ -294,6 +302,8 @@ void check_growth(const HfSpec& spec, const std::string& file) {
   double encode = 1;
   for (const NormalizerStep& n : spec.normalizers) {
     if (n.kind == NormalizerStep::Kind::kReplace) encode *= ratio(n.text, n.replacement);
+    if (n.kind == NormalizerStep::Kind::kNfc) encode *= kNfcGrowth;
+    if (n.kind == NormalizerStep::Kind::kNfkc) encode *= kNfkcGrowth;
   }
   for (const PreTokenizerStep& p : spec.pre_tokenizers) {
     if (p.kind == PreTokenizerStep::Kind::kByteLevel) encode *= 2;

@@ -24,7 +24,7 @@ struct AddedToken {
 };
 
 struct NormalizerStep {
-  enum class Kind { kPrepend, kReplace } kind;
+  enum class Kind { kPrepend, kReplace, kNfc, kNfkc } kind;
   std::string text;         // prepended text, or the replaced pattern
   std::string replacement;  // kReplace only
 };

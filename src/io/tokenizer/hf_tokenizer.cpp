@@ -210,10 +210,19 @@ class HfTokenizer final : public Tokenizer {
     if (section.empty()) return;
     std::string text(section);
     for (const NormalizerStep& n : spec_.normalizers) {
-      if (n.kind == NormalizerStep::Kind::kPrepend) {
-        if (!text.empty()) text.insert(0, n.text);
-      } else {
-        replace_all(text, n.text, n.replacement);
+      switch (n.kind) {
+        case NormalizerStep::Kind::kPrepend:
+          if (!text.empty()) text.insert(0, n.text);
+          break;
+        case NormalizerStep::Kind::kReplace:
+          replace_all(text, n.text, n.replacement);
+          break;
+        case NormalizerStep::Kind::kNfc:
+          text = normalize_unicode(text, UnicodeForm::kNfc);
+          break;
+        case NormalizerStep::Kind::kNfkc:
+          text = normalize_unicode(text, UnicodeForm::kNfkc);
+          break;
       }
     }
     std::vector<std::string> pieces{std::move(text)};

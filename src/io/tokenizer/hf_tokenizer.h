@@ -6,7 +6,8 @@
 //                  subword prefix/suffix null or empty.
 //   added_tokens   id, content, special, lstrip, rstrip; matched in the raw text before
 //                  normalization (leftmost, longest), whether "normalized" or not.
-//   normalizer     Sequence, Prepend, Replace (String pattern).
+//   normalizer     Sequence, Prepend, Replace (String pattern), NFC, NFKC (ICU; Qwen2 and
+//                  GPT-NeoX files use NFC).
 //   pre_tokenizer  Sequence, Split (a known Regex, see pretokenize.h; behavior Isolated, not
 //                  inverted), ByteLevel (add_prefix_space, use_regex = GPT-2 pattern),
 //                  Metaspace (replacement, prepend_scheme, split).
@@ -15,8 +16,9 @@
 //   decoder        Sequence, ByteLevel, Replace (String pattern), ByteFallback, Fuse, Strip,
 //                  Metaspace.
 // A character missing from the vocabulary with neither byte_fallback nor unk_token is dropped,
-// as Hugging Face does. Chains of steps that enlarge the text (Replace, ByteLevel, Metaspace)
-// may grow it at most 1024-fold, so that a small file cannot make encode() build gigabytes.
+// as Hugging Face does. Chains of steps that enlarge the text (Replace, NFC, NFKC, ByteLevel,
+// Metaspace) may grow it at most 1024-fold, so that a small file cannot make encode() build
+// gigabytes.
 // Text between added tokens is normalized, pre-tokenized and BPE-encoded section by section,
 // as Hugging Face does. decode() emits added tokens' content verbatim and runs the decoder
 // chain over each run of ordinary tokens.

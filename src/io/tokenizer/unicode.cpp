@@ -1,6 +1,13 @@
 #include "io/tokenizer/unicode.h"
 
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
+#include <unicode/utypes.h>
+
+#include <algorithm>
+
+#include "core/error.h"
 
 namespace sy::io::tok {
 
@@ -123,6 +130,37 @@ const std::array<std::string, 256>& byte_to_unicode() { return byte_map().forwar
 
 int unicode_to_byte(char32_t cp) {
   return cp < byte_map().inverse.size() ? byte_map().inverse[cp] : -1;
+}
+
+std::string normalize_unicode(std::string_view text, UnicodeForm form) {
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<uint8_t>(c) < 0x80; })) {
+    return std::string(text);
+  }
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* normalizer = form == UnicodeForm::kNfc
+                                           ? icu::Normalizer2::getNFCInstance(status)
+                                           : icu::Normalizer2::getNFKCInstance(status);
+  SY_CHECK(U_SUCCESS(status), "tokenizer: ICU has no normalizer: {}", u_errorName(status));
+  std::string out;
+  out.reserve(text.size());
+  icu::StringByteSink<std::string> sink(&out);
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t end = i;
+    for (size_t n = 0; end < text.size() && (n = utf8_sequence_size(text.substr(end))) > 0;) {
+      end += n;
+    }
+    if (end == i) {  // an invalid byte: kept
+      out.push_back(text[i++]);
+      continue;
+    }
+    normalizer->normalizeUTF8(0, icu::StringPiece(text.data() + i, static_cast<int32_t>(end - i)),
+                              sink, nullptr, status);
+    SY_CHECK(U_SUCCESS(status), "tokenizer: normalization failed: {}", u_errorName(status));
+    i = end;
+  }
+  return out;
 }
 
 }  // namespace sy::io::tok

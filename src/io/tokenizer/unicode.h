@@ -41,6 +41,12 @@ CharClass char_class(char32_t cp);
 enum class Category : uint8_t { kLetter, kMark, kNumber, kPunct, kSymbol, kOther };
 Category category(char32_t cp);
 
+// Unicode normalization forms (UAX #15) that tokenizer.json normalizers ask for.
+enum class UnicodeForm : uint8_t { kNfc, kNfkc };
+// `text` in normalization form `form` (ICU's tables). Bytes that are not valid UTF-8 are kept as
+// they are, each ending the valid run before it; ASCII comes back unchanged.
+std::string normalize_unicode(std::string_view text, UnicodeForm form);
+
 // GPT-2's reversible byte -> code point map: printable Latin-1 bytes map to themselves, the
 // other 68 bytes to U+0100 onwards, in byte order. byte_to_unicode()[b] is the UTF-8 encoding.
 const std::array<std::string, 256>& byte_to_unicode();

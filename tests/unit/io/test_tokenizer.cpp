@@ -12,6 +12,7 @@
 #include "io/tokenizer/hf_tokenizer.h"
 #include "io/tokenizer/pretokenize.h"
 #include "io/tokenizer/tokenizer.h"
+#include "io/tokenizer/unicode.h"
 #include "support/tensor_testing.h"
 #include "support/tokenizer_testing.h"
 
@@ -169,6 +170,47 @@ TEST(TokenizerByteLevel, EncodesHandCheckedVectors) {
   EXPECT_FALSE(t->is_special(9999));
   // é is two bytes C3 A9, mapped to two vocabulary characters.
   EXPECT_EQ(t->encode("é", false), (Ids{0xC3, 0xA9}));
+}
+
+// Expected strings from Python's unicodedata.normalize (Unicode 14), an implementation
+// independent of ICU's.
+TEST(TokenizerNormalizers, NfcAndNfkcMatchUnicodedata) {
+  using tok::UnicodeForm;
+  const auto nfc = [](std::string_view s) { return tok::normalize_unicode(s, UnicodeForm::kNfc); };
+  const auto nfkc = [](std::string_view s) {
+    return tok::normalize_unicode(s, UnicodeForm::kNfkc);
+  };
+  EXPECT_EQ(nfc("plain ASCII\n"), "plain ASCII\n");
+  EXPECT_EQ(nfc("e\xCC\x81"), "\xC3\xA9");                     // e + U+0301 -> U+00E9
+  EXPECT_EQ(nfc("\xE2\x84\xAB"), "\xC3\x85");                  // U+212B ANGSTROM SIGN -> U+00C5
+  EXPECT_EQ(nfc("\xEF\xAC\x81"), "\xEF\xAC\x81");              // U+FB01 stays under NFC
+  EXPECT_EQ(nfkc("\xEF\xAC\x81"), "fi");                       // and is "fi" under NFKC
+  EXPECT_EQ(nfkc("\xE2\x91\xA0"), "1");                        // U+2460 CIRCLED DIGIT ONE
+  EXPECT_EQ(nfc("\xE1\x84\x80\xE1\x85\xA1"), "\xEA\xB0\x80");  // Hangul L + V -> U+AC00
+  EXPECT_EQ(nfc("A\xCC\x8A\xCC\xA7"), "\xC3\x85\xCC\xA7");     // marks reordered, composed
+  EXPECT_EQ(nfkc("\xEF\xB7\xBA").size(), 33u);                 // U+FDFA: 18 code points
+  EXPECT_EQ(nfc("\xF0\x9D\x85\xA0"),                           // U+1D160 decomposes (excluded)
+            "\xF0\x9D\x85\x98\xF0\x9D\x85\xA5\xF0\x9D\x85\xAE");
+  // Invalid bytes stay where they were; the valid runs around them are normalized.
+  EXPECT_EQ(nfc(std::string_view("e\xCC\x81\xFF"
+                                 "e\xCC\x81\x80",
+                                 8)),
+            std::string_view("\xC3\xA9\xFF\xC3\xA9\x80", 6));
+}
+
+// Qwen2's and GPT-NeoX's tokenizer.json normalize to NFC before splitting.
+TEST(TokenizerNormalizers, TokenizerJsonNfcAndNfkc) {
+  json j = byte_level_json(kQwenRegex);
+  const Ids composed = parse(j)->encode("\xC3\xA9", false);
+  EXPECT_EQ(composed, (Ids{0xC3, 0xA9}));
+  EXPECT_EQ(parse(j)->encode("e\xCC\x81", false), (Ids{'e', 0xCC, 0x81}));
+  j["normalizer"] = {{"type", "NFC"}};
+  EXPECT_EQ(parse(j)->encode("e\xCC\x81", false), composed);
+  EXPECT_EQ(parse(j)->encode("\xEF\xAC\x81", false), (Ids{0xEF, 0xAC, 0x81}));
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFKC"}}}}};
+  EXPECT_EQ(parse(j)->encode("\xEF\xAC\x81", false), (Ids{'f', 'i'}));
+  // Added tokens are matched before normalizing; only the text between them is normalized.
+  EXPECT_EQ(parse(j)->encode("\xEF\xAC\x81<|endoftext|>", false), (Ids{'f', 'i', 263}));
 }
 
 TEST(TokenizerByteLevel, DecodesAndStreamsPartialUtf8) {
@@ -351,9 +393,9 @@ TEST(TokenizerErrors, BadFilesNameTheField) {
             }),
             "t.json: pre_tokenizer: unsupported pre_tokenizer type 'Whitespace'");
   EXPECT_EQ(hf_error([](json& j) {
-              j["normalizer"] = {{"type", "NFKC"}};
+              j["normalizer"] = {{"type", "Lowercase"}};
             }),
-            "t.json: normalizer: unsupported normalizer type 'NFKC'");
+            "t.json: normalizer: unsupported normalizer type 'Lowercase'");
   EXPECT_EQ(hf_error([](json& j) {
               j["decoder"] = {{"type", "WordPiece"}};
             }),
