@@ -24,7 +24,8 @@ DEEPSEEK_V3 = [
     "[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
 ]
 DEEPSEEK_LLM = ["[\r\n]", r"\s+$", "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+", r"\p{N}+"]
-TEXT = "Hello world! It's 12345 caf\u00e9 \u4f60\u597d\n\n  <|im_start|>x <s>\U0001f44b"
+TEXT = ("Hello world! It's 12345 caf\u00e9 cafe\u0301 \ufb01 \u4f60\u597d\n\n  <|im_start|>x "
+        "<s>\U0001f44b")
 
 
 def byte_level_char(b):
@@ -61,7 +62,7 @@ def split(regex):
     return {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False}
 
 
-def byte_json(pre_tokenizer, ignore_merges=False, pair_merges=False):
+def byte_json(pre_tokenizer, ignore_merges=False, pair_merges=False, normalizer=None):
     tokens, merges = byte_vocab()
     n = len(tokens)
     return {
@@ -71,7 +72,7 @@ def byte_json(pre_tokenizer, ignore_merges=False, pair_merges=False):
             {"id": n + 1, "content": "<|im_start|>", "special": True, "lstrip": True},
             {"id": n + 2, "content": "<tool>", "special": False, "rstrip": True},
         ],
-        "normalizer": None,
+        "normalizer": normalizer,
         "pre_tokenizer": pre_tokenizer,
         "post_processor": {
             "type": "TemplateProcessing",
@@ -191,7 +192,7 @@ def seeds():
         {"type": "ByteLevel", "add_prefix_space": True, "use_regex": True}, pair_merges=True))
     yield "gpt2_split", as_json(byte_json(sequence([GPT2])))
     yield "llama3", as_json(byte_json(sequence([LLAMA3]), ignore_merges=True))
-    yield "qwen2", as_json(byte_json(sequence([QWEN2])))
+    yield "qwen2", as_json(byte_json(sequence([QWEN2]), normalizer={"type": "NFC"}))
     yield "deepseek_v3", as_json(byte_json(sequence(DEEPSEEK_V3)))
     yield "deepseek_llm", as_json(byte_json(sequence(DEEPSEEK_LLM)))
     yield "spm", as_json(spm_json())
