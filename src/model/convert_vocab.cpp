@@ -346,7 +346,7 @@ std::optional<Vocab> from_tokenizer_json(const fs::path& path, const json& tok,
           file));
       return std::nullopt;
     }
-    for (const auto& [a, b] : merges) v.merges.push_back(a + " " + b);
+    for (const auto& [a, b] : merges) v.merges.push_back(std::string(a).append(" ").append(b));
     return v;
   }
 
