@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace sy::test {
 
@@ -28,5 +30,15 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string str() const { return path.string(); }
 };
+
+// The names of the entries of `dir`, sorted: to see what a write left behind.
+inline std::vector<std::string> file_names(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 }  // namespace sy::test

@@ -1,7 +1,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,21 +15,13 @@ namespace {
 namespace fs = std::filesystem;
 using ::sy::test::error_of;
 
-// Names in `dir`, sorted: to see which temporaries are left behind.
-std::vector<std::string> listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 TEST(AtomicFile, ReplacesWholeFilesAndNamesMissingPaths) {
   test::TempDir dir("sy_atomic");
   const std::string path = (dir.path / "a.txt").string();
   write_file_atomic(path, "first version");
   write_file_atomic(path, "second");
   EXPECT_EQ(read_file(path), "second");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"a.txt"});  // no temporary left
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"a.txt"});  // no temporary left
   const std::string err = error_of([] { write_file_atomic("/nonexistent-dir/x.txt", "x"); });
   EXPECT_NE(err.find("/nonexistent-dir/x.txt"), std::string::npos) << err;
   EXPECT_NE(error_of([] { (void)read_file("/nonexistent-dir/y"); }).find("/nonexistent-dir/y"),
@@ -58,16 +49,16 @@ TEST(AtomicFile, TargetChangesOnlyOnCommit) {
               path + ": commit of a file already committed or abandoned");
   }
   EXPECT_EQ(read_file(path), "new contents");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"f.bin"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"f.bin"});
 
   {  // dropped without a commit: the target keeps its bytes, the temporary goes
     AtomicFile file(path);
     file.write("never seen");
-    EXPECT_EQ(listing(dir.path),
+    EXPECT_EQ(test::file_names(dir.path),
               (std::vector<std::string>{"f.bin", "f.bin.tmp." + std::to_string(::getpid())}));
   }
   EXPECT_EQ(read_file(path), "new contents");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"f.bin"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"f.bin"});
 
   AtomicFile file(path);
   file.write("abandoned");
@@ -77,7 +68,7 @@ TEST(AtomicFile, TargetChangesOnlyOnCommit) {
   EXPECT_EQ(error_of([&] { file.write("x"); }),
             path + ": write to a file already committed or abandoned");
   EXPECT_EQ(read_file(path), "new contents");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"f.bin"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"f.bin"});
 }
 
 TEST(AtomicFile, FailedCommitKeepsTheTargetAndRemovesTheTemporary) {
@@ -91,7 +82,7 @@ TEST(AtomicFile, FailedCommitKeepsTheTargetAndRemovesTheTemporary) {
   EXPECT_EQ(err.rfind(target.string() + ": cannot rename temporary into place: ", 0), 0u) << err;
   EXPECT_FALSE(file.is_open());
   EXPECT_TRUE(fs::is_directory(target / "inside"));
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"taken"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"taken"});
 }
 
 TEST(AtomicFile, FsyncDirNamesTheFolder) {

@@ -56,14 +56,6 @@ std::string writer_bytes(const Content& c) {
   return w.to_bytes();
 }
 
-// Names in `dir`, to see that no temporary is left behind.
-std::vector<std::string> listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 TEST(GgufStream, BytesEqualGgufWriterWhateverThePieces) {
   test::TempDir dir("sy_gguf_stream");
   for (uint32_t alignment : {32u, 64u, 8u}) {
@@ -87,7 +79,7 @@ TEST(GgufStream, BytesEqualGgufWriterWhateverThePieces) {
       EXPECT_EQ(w.remaining(), 0u);
       w.finish();
       EXPECT_EQ(read_file(path), expected);
-      EXPECT_EQ(listing(dir.path), std::vector<std::string>{"out.gguf"});
+      EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"out.gguf"});
     }
   }
   // The file parses back with the data where the infos say.
@@ -153,7 +145,7 @@ TEST(GgufStream, RejectsInconsistentContent) {
   EXPECT_EQ(make({}, {{"a", GgmlType::kI8, {int64_t{1} << 62, 3}},
                       {"b", GgmlType::kI8, {int64_t{1} << 62}}}),
             "gguf writer: tensor 'b' ends past 2^64 bytes");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{});
   const std::string missing = (dir.path / "no" / "x.gguf").string();
   EXPECT_EQ(error_of([&] { GgufStreamWriter w(missing, {}, {}); }),
             missing + ".tmp." + std::to_string(::getpid()) +
@@ -183,16 +175,16 @@ TEST(GgufStream, UnfinishedFilesLeaveTheOldFileAndNoTemporary) {
   {
     GgufStreamWriter w(path, c.kvs, c.decls);
     w.append(std::string(20, 'x'));
-    EXPECT_EQ(listing(dir.path).size(), 2u);  // x.gguf and the temporary
+    EXPECT_EQ(test::file_names(dir.path).size(), 2u);  // x.gguf and the temporary
   }  // destroyed half way, as by an exception while converting
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"x.gguf"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"x.gguf"});
   EXPECT_EQ(read_file(path), "old");
 
   GgufStreamWriter w(path, c.kvs, c.decls);
   w.append(std::string(20, 'x'));
   EXPECT_EQ(error_of([&] { w.finish(); }),
             "gguf writer: " + path + ": tensor 'q' has 8 of its 288 bytes");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"x.gguf"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"x.gguf"});
   EXPECT_EQ(read_file(path), "old");
   EXPECT_EQ(error_of([&] { w.append("x"); }),
             "gguf writer: " + path + ": append to a writer already finished or abandoned");
@@ -210,7 +202,7 @@ TEST(GgufStream, FinishReplacesTheOldFileOnce) {
   EXPECT_EQ(GgufFile::open(path).tensor_info("t").nbytes, 4u);
   EXPECT_EQ(error_of([&] { w.append("x"); }),
             "gguf writer: " + path + ": append to a writer already finished or abandoned");
-  EXPECT_EQ(listing(dir.path), std::vector<std::string>{"x.gguf"});
+  EXPECT_EQ(test::file_names(dir.path), std::vector<std::string>{"x.gguf"});
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "support/temp_dir.h"
 #include "support/tensor_testing.h"
 
 namespace sy::io {
@@ -229,10 +230,7 @@ TEST(Safetensors, ShardedFolderRoundTripAndResave) {
                 dir + "/other-00001-of-00004.safetensors");
   EXPECT_EQ(write_safetensors_sharded(dir, tensors, {}, {}),
             std::vector<std::string>{dir + "/model.safetensors"});
-  std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(dir)) left.push_back(e.path().filename().string());
-  std::sort(left.begin(), left.end());
-  EXPECT_EQ(left,
+  EXPECT_EQ(test::file_names(dir),
             (std::vector<std::string>{"model.safetensors", "other-00001-of-00004.safetensors"}));
   const SafetensorsCheckpoint single = SafetensorsCheckpoint::open(dir);
   EXPECT_EQ(single.index_path(), "");

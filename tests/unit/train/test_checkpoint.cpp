@@ -532,11 +532,7 @@ TEST(Checkpoint, AtomicReplace) {
   // The failure came after config.json and model.safetensors were written: the old checkpoint
   // is untouched and the partial folder is gone.
   EXPECT_TRUE(bit_identical(*first, *load_model(dir)));
-  std::vector<std::string> entries;
-  for (const auto& e : fs::directory_iterator(tmp.path / "run")) {
-    entries.push_back(e.path().filename().string());
-  }
-  EXPECT_EQ(entries, std::vector<std::string>{"ckpt"});
+  EXPECT_EQ(test::file_names(tmp.path / "run"), std::vector<std::string>{"ckpt"});
 
   // A successful save replaces it, with the trailing slash spelling too.
   state.optimizer.pop_back();
@@ -544,11 +540,7 @@ TEST(Checkpoint, AtomicReplace) {
   save_model(*second, dir + "/", {}, &state);
   EXPECT_TRUE(bit_identical(*second, *load_model(dir)));
   EXPECT_TRUE(has_training_state(dir));
-  entries.clear();
-  for (const auto& e : fs::directory_iterator(tmp.path / "run")) {
-    entries.push_back(e.path().filename().string());
-  }
-  EXPECT_EQ(entries, std::vector<std::string>{"ckpt"});
+  EXPECT_EQ(test::file_names(tmp.path / "run"), std::vector<std::string>{"ckpt"});
   // A save without a state drops the old one (it belongs to other weights).
   save_model(*first, dir);
   EXPECT_FALSE(has_training_state(dir));
