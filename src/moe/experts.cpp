@@ -187,6 +187,17 @@ bool InMemoryExperts::runs_per_expert(const std::vector<int64_t>& offsets) const
   return active >= 4 * threads && avg_rows * opts_.d_ff < int64_t{1} << 20;
 }
 
+template <class Run>
+void InMemoryExperts::for_each_expert(const std::vector<int64_t>& offsets, const Run& run) const {
+  const int64_t experts = opts_.num_experts;
+  if (runs_per_expert(offsets)) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t e = 0; e < experts; ++e) run(e);
+  } else {
+    for (int64_t e = 0; e < experts; ++e) run(e);
+  }
+}
+
 void InMemoryExperts::check(const Tensor& buffer, const std::vector<int64_t>& offsets,
                             const char* op) const {
   SY_CHECK(static_cast<int64_t>(offsets.size()) == opts_.num_experts + 1,
@@ -219,13 +230,7 @@ void InMemoryExperts::forward(Tensor& out, const Tensor& buffer,
     ffn_forward(o, buffer.slice_rows(b, end), wg, slab(up_.value, e), slab(down_.value, e),
                 opts_.activation, se);
   };
-  const int64_t experts = opts_.num_experts;
-  if (runs_per_expert(offsets)) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t e = 0; e < experts; ++e) run(e);
-  } else {
-    for (int64_t e = 0; e < experts; ++e) run(e);
-  }
+  for_each_expert(offsets, run);
 }
 
 void InMemoryExperts::backward(Tensor& d_buffer, const Tensor& d_out, const Tensor& buffer,
@@ -246,13 +251,7 @@ void InMemoryExperts::backward(Tensor& d_buffer, const Tensor& d_out, const Tens
                  slab(up_.value, e), slab(down_.value, e), opts_.activation,
                  slice_saved(saved, b, end));
   };
-  const int64_t experts = opts_.num_experts;
-  if (runs_per_expert(offsets)) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t e = 0; e < experts; ++e) run(e);
-  } else {
-    for (int64_t e = 0; e < experts; ++e) run(e);
-  }
+  for_each_expert(offsets, run);
 }
 
 // ---- SharedExperts ---------------------------------------------------------------------------

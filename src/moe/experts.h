@@ -117,6 +117,10 @@ class InMemoryExperts final : public ExpertBank {
   bool runs_per_expert(const std::vector<int64_t>& offsets) const;
 
  private:
+  // run(e) for every expert e: spread over the team one expert at a time when runs_per_expert
+  // says so, else in order on this thread (each GEMM then uses the threaded BLAS).
+  template <class Run>
+  void for_each_expert(const std::vector<int64_t>& offsets, const Run& run) const;
   void check(const Tensor& buffer, const std::vector<int64_t>& offsets, const char* op) const;
 
   ExpertBankOptions opts_;
