@@ -9,8 +9,6 @@
 // vocabulary that load_gguf_tokenizer accepts and that encodes and decodes sample texts, into the
 // ids our tokenizer.json reader gives them (when it takes the file; load_back says which texts
 // are compared).
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -96,7 +94,9 @@ void load_back(const std::vector<sy::io::GgufKv>& kvs, std::string_view tokenize
   } catch (const sy::Error&) {
     return;  // a file our reader does not take has nothing to compare with
   } catch (const nlohmann::json::exception&) {
+    // added_tokens missing or malformed: none to leave out
   }
+  if (original == nullptr) bug("the tokenizer.json reader", "threw something other than sy::Error");
   for (const char* text : kTexts) {
     const std::vector<int32_t> want = original->encode(text, false);
     // Compared where the two agree by design: text the vocabulary covers (decoding gives it
