@@ -113,6 +113,14 @@ ByteLevel byte_level(int n) {
 }
 
 // Tiny Mixtral (vocab 128) and OLMoE (vocab 112) checkpoints, copied into each test's folder.
+std::vector<std::string> keys_of(const io::GgufFile& f, std::string_view prefix) {
+  std::vector<std::string> out;
+  for (const io::GgufKv& kv : f.kvs()) {
+    if (kv.key.rfind(prefix, 0) == 0) out.push_back(kv.key);
+  }
+  return out;
+}
+
 class ConvertVocab : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -147,6 +155,20 @@ class ConvertVocab : public ::testing::Test {
     if (report != nullptr) *report = r;
     return io::GgufFile::open(out);
   }
+  // Writes `tokenizer` as dir's tokenizer.json and converts: the message convert throws.
+  std::string error_converting(const fs::path& dir, const json& tokenizer) {
+    write_json(dir / "tokenizer.json", tokenizer);
+    return error_of([&] { convert(dir); });
+  }
+  // Writes `tokenizer` as dir's tokenizer.json and converts, expecting no tokenizer embedded:
+  // the report's notes.
+  std::vector<std::string> notes_without_tokenizer(const fs::path& dir, const json& tokenizer) {
+    write_json(dir / "tokenizer.json", tokenizer);
+    ConvertReport r;
+    EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
+    EXPECT_FALSE(r.tokenizer);
+    return r.notes;
+  }
   // Both tokenizers give the same ids for every text, with and without special tokens.
   void expect_same_encoding(const fs::path& dir, const fs::path& original) {
     const auto want = io::load_tokenizer(original.string());
@@ -168,14 +190,6 @@ class ConvertVocab : public ::testing::Test {
   test::TempDir tmp_{"sy_convert_vocab"};
 };
 test::TempDir* ConvertVocab::source_ = nullptr;
-
-std::vector<std::string> keys_of(const io::GgufFile& f, std::string_view prefix) {
-  std::vector<std::string> out;
-  for (const io::GgufKv& kv : f.kvs()) {
-    if (kv.key.rfind(prefix, 0) == 0) out.push_back(kv.key);
-  }
-  return out;
-}
 
 TEST_F(ConvertVocab, ByteLevelTokenizerJson) {
   const fs::path dir = folder("mixtral");
@@ -304,31 +318,25 @@ TEST_F(ConvertVocab, PreTokenizerNames) {
   const fs::path dir = folder("mixtral");
   ByteLevel b = byte_level(128);
   b.file["pre_tokenizer"] = sequence({SplitPattern::kGpt2, SplitPattern::kDigit});
-  write_json(dir / "tokenizer.json", b.file);
-  ConvertReport r;
-  EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
-  EXPECT_FALSE(r.tokenizer);
-  EXPECT_EQ(r.notes, std::vector<std::string>{
-                         (dir / "tokenizer.json").string() +
-                         ": the pre-tokenizer is not one whose llama.cpp name is known (GPT-2, "
-                         "Llama 3, Qwen2, DeepSeek-V3, DeepSeek LLM); no tokenizer embedded"});
+  EXPECT_EQ(notes_without_tokenizer(dir, b.file),
+            std::vector<std::string>{
+                (dir / "tokenizer.json").string() +
+                ": the pre-tokenizer is not one whose llama.cpp name is known (GPT-2, "
+                "Llama 3, Qwen2, DeepSeek-V3, DeepSeek LLM); no tokenizer embedded"});
   // GPT-2's regex with a space put before the text: the tokenizers library's ByteLevel default.
   b.file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"use_regex", true}};
-  write_json(dir / "tokenizer.json", b.file);
-  EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
-  EXPECT_EQ(r.notes,
+  EXPECT_EQ(notes_without_tokenizer(dir, b.file),
             std::vector<std::string>{(dir / "tokenizer.json").string() +
                                      ": the ByteLevel pre-tokenizer adds a space before the text "
                                      "(add_prefix_space, true when absent), which llama.cpp's gpt2 "
                                      "vocabularies do not; no tokenizer embedded"});
   b.file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
   b.file["normalizer"] = {{"type", "Lowercase"}};
-  write_json(dir / "tokenizer.json", b.file);
-  EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
-  EXPECT_EQ(r.notes, std::vector<std::string>{
-                         (dir / "tokenizer.json").string() +
-                         ": the normalizer step 'Lowercase' changes the text, which a GGUF "
-                         "vocabulary cannot do; no tokenizer embedded"});
+  EXPECT_EQ(
+      notes_without_tokenizer(dir, b.file),
+      std::vector<std::string>{(dir / "tokenizer.json").string() +
+                               ": the normalizer step 'Lowercase' changes the text, which a GGUF "
+                               "vocabulary cannot do; no tokenizer embedded"});
 }
 
 // SentencePiece-style BPE in tokenizer.json: model "llama", byte tokens, scores in merge order.
@@ -385,29 +393,26 @@ TEST_F(ConvertVocab, SentencePieceStyleTokenizerJson) {
 
   // Text steps a GGUF vocabulary cannot do are notes, and no vocabulary is written (the fuzzer
   // found the first: its GGUF split spaces as "▁" where tokenizer.json kept them).
-  const auto note_for = [&](const json& normalizer, const json& pre_tokenizer) {
+  const auto notes_for = [&](const json& normalizer, const json& pre_tokenizer) {
     file["normalizer"] = normalizer;
     file["pre_tokenizer"] = pre_tokenizer;
-    write_json(dir / "tokenizer.json", file);
-    ConvertReport r;
-    EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
-    return r.notes.size() == 1 ? r.notes[0] : "";
+    return notes_without_tokenizer(dir, file);
   };
-  const std::string head = (dir / "tokenizer.json").string() + ": ";
-  const std::string tail = ", which a GGUF vocabulary cannot do; no tokenizer embedded";
-  EXPECT_EQ(note_for(nullptr, nullptr),
-            head +
-                "spaces stay spaces (no Replace normalizer or Metaspace pre-tokenizer makes them "
-                "\"\xE2\x96\x81\")" +
-                tail);
+  const auto note = [&](const std::string& what) {
+    return std::vector<std::string>{(dir / "tokenizer.json").string() + ": " + what +
+                                    ", which a GGUF vocabulary cannot do; no tokenizer embedded"};
+  };
+  EXPECT_EQ(notes_for(nullptr, nullptr),
+            note("spaces stay spaces (no Replace normalizer or Metaspace pre-tokenizer makes them "
+                 "\"\xE2\x96\x81\")"));
   EXPECT_EQ(
-      note_for({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", sp}}, nullptr),
-      head + "the normalizer step 'Replace' changes the text" + tail);
-  EXPECT_EQ(note_for(nullptr, {{"type", "Sequence"},
-                               {"pretokenizers",
-                                {{{"type", "Metaspace"}, {"replacement", sp}},
-                                 {{"type", "Digits"}, {"individual_digits", true}}}}}),
-            head + "the pre-tokenizer step 'Digits' splits or changes the text" + tail);
+      notes_for({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", sp}}, nullptr),
+      note("the normalizer step 'Replace' changes the text"));
+  EXPECT_EQ(notes_for(nullptr, {{"type", "Sequence"},
+                                {"pretokenizers",
+                                 {{{"type", "Metaspace"}, {"replacement", sp}},
+                                  {{"type", "Digits"}, {"individual_digits", true}}}}}),
+            note("the pre-tokenizer step 'Digits' splits or changes the text"));
 }
 
 // tokenizer.model through the SentencePiece library, preferred for Mixtral as in llama.cpp.
@@ -539,52 +544,42 @@ TEST_F(ConvertVocab, TokenizerFileErrors) {
   EXPECT_EQ(error_of([&] { convert(dir); }), file + ": not a JSON object");
   ByteLevel b = byte_level(128);
   b.file["model"]["vocab"]["zz"] = 128;
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file +
                 ": token 'zz' has id 128, outside the model's vocabulary [0, 128) (config.json "
                 "vocab_size)");
   b = byte_level(128);
   b.file["model"]["merges"][3] = "inn";
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }), file + ": merge 'inn' is not 'left right'");
+  EXPECT_EQ(error_converting(dir, b.file), file + ": merge 'inn' is not 'left right'");
   b.file["model"]["merges"][3] = json::array({"i"});
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }), file + ": merge [\"i\"] is not a pair of strings");
+  EXPECT_EQ(error_converting(dir, b.file), file + ": merge [\"i\"] is not a pair of strings");
   b.file["model"].erase("vocab");
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file + ": key 'model.vocab' is missing or not an object");
   // Files the tokenizers library refuses, whose merges the GGUF loader could not read back
   // (the converter used to write them).
   b = byte_level(128);
   b.file["model"]["vocab"]["zz"] = 5;
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file + ": model.vocab: tokens '" + b.tokens[5] + "' and 'zz' both have id 5");
   b = byte_level(128);
   b.file["model"]["merges"][3] = "i q";
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file + ": model.merges[3]: merged token 'iq' is not in the vocabulary");
   b.file["model"]["merges"][3] = json::array({"i", "\u00e9"});
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file + ": model.merges[3]: token '\u00e9' is not in the vocabulary");
   b = byte_level(128);
   b.file["added_tokens"].push_back({{"id", 5}, {"content", "<s>"}, {"special", true}});
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }), file + ": token '<s>' has ids 1 and 5");
+  EXPECT_EQ(error_converting(dir, b.file), file + ": token '<s>' has ids 1 and 5");
   b = byte_level(128);  // an added token takes the id of "he", which merges 1 and 2 use
   b.file["added_tokens"].push_back({{"id", b.file["model"]["vocab"]["he"]}, {"content", "<x>"}});
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file + ": model.merges[1]: merged token 'he' is not in the vocabulary");
   // Keys of another type name the files (they threw json type_error 302 unnamed).
   b = byte_level(128);
   b.file["model"]["type"] = 5;
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file +
                 " / tokenizer_config.json: a key has an unexpected type: "
                 "[json.exception.type_error.302] type must be string, but is number");
@@ -592,18 +587,16 @@ TEST_F(ConvertVocab, TokenizerFileErrors) {
   b.file["model"]["byte_fallback"] = "yes";
   b.file["pre_tokenizer"] = nullptr;
   b.file["decoder"] = nullptr;
-  write_json(file, b.file);
-  EXPECT_EQ(error_of([&] { convert(dir); }),
+  EXPECT_EQ(error_converting(dir, b.file),
             file +
                 " / tokenizer_config.json: a key has an unexpected type: "
                 "[json.exception.type_error.302] type must be boolean, but is string");
   // A tokenizer that GGUF cannot hold is a note; the model still converts.
-  write_json(file, {{"model", {{"type", "Unigram"}, {"vocab", json::array()}}}});
-  ConvertReport r;
-  EXPECT_TRUE(keys_of(convert(dir, &r), "tokenizer.").empty());
-  EXPECT_EQ(r.notes, std::vector<std::string>{
-                         file + ": model type 'Unigram' cannot be written as a GGUF vocabulary "
-                                "(BPE only); no tokenizer embedded"});
+  EXPECT_EQ(
+      notes_without_tokenizer(dir, {{"model", {{"type", "Unigram"}, {"vocab", json::array()}}}}),
+      std::vector<std::string>{file +
+                               ": model type 'Unigram' cannot be written as a GGUF vocabulary "
+                               "(BPE only); no tokenizer embedded"});
   fs::remove(file);
   io::write_file_atomic((dir / "tokenizer.model").string(), "junk");
   EXPECT_EQ(error_of([&] { convert(dir); }).rfind((dir / "tokenizer.model").string() + ": ", 0),
