@@ -169,55 +169,137 @@ class LineStream {
   size_t lines_, at_ = 0;
 };
 
+// Accumulators the value pass keeps in registers: 16 with 32 vector registers (AVX-512, Arm),
+// 8 on AVX2 and older x86 (16 registers).
+#if HWY_ARCH_X86 && HWY_TARGET > HWY_AVX3
+constexpr size_t kValueSums = 8;
+#else
+constexpr size_t kValueSums = 16;
+#endif
+
+// Query heads summed together over a value row: up to 4 of a kv head's group, each over as many
+// column vectors (at most 4) as keeps the sums within kValueSums.
+constexpr size_t kValueHeads = 4;
+template <size_t G>
+constexpr size_t kValueVectors = std::min<size_t>(4, kValueSums / G);
+
+// The column chunks AddValueHeads<G> takes for dv columns of n lanes: kValueVectors<G> vectors
+// at a time, then 2 and 1 for what is left.
+template <size_t G>
+inline size_t ValueChunks(size_t dv, size_t n) {
+  constexpr size_t kW = kValueVectors<G>;
+  size_t rest = dv % (kW * n), chunks = dv / (kW * n);
+  for (size_t w = kW / 2; w >= 1; w /= 2) {
+    if (rest >= w * n) chunks += 1, rest -= w * n;
+  }
+  return chunks;
+}
+
+// o[g] += sum_j w[g * hs + j * js] v[j * ldv + (c .. c + W n)] for the G query heads g (outputs
+// dv apart) that read the kv head at v: each value vector is widened once for all G heads, and
+// the G * W sums stay in registers across the block's positions, in position order.
+template <size_t G, size_t W, class T>
+HWY_INLINE void AddValueChunk(float* HWY_RESTRICT o, size_t dv, const T* HWY_RESTRICT v, size_t ldv,
+                              size_t nb, const float* HWY_RESTRICT w, size_t hs, size_t js,
+                              size_t c, size_t per_step, LineStream& next) {
+  const hn::ScalableTag<float> df;
+  const size_t n = hn::Lanes(df);
+  hn::Vec<decltype(df)> sum[G][W];
+  for (size_t g = 0; g < G; ++g) {
+    for (size_t x = 0; x < W; ++x) sum[g][x] = hn::LoadU(df, o + g * dv + c + x * n);
+  }
+  for (size_t j = 0; j < nb; ++j) {
+    next.step(per_step);
+    const T* vr = v + j * ldv + c;
+    hn::Vec<decltype(df)> val[W];
+    for (size_t x = 0; x < W; ++x) val[x] = LoadKv(df, vr + x * n);
+    for (size_t g = 0; g < G; ++g) {
+      const auto p = hn::Set(df, w[g * hs + j * js]);
+      for (size_t x = 0; x < W; ++x) sum[g][x] = hn::MulAdd(p, val[x], sum[g][x]);
+    }
+  }
+  for (size_t g = 0; g < G; ++g) {
+    for (size_t x = 0; x < W; ++x) hn::StoreU(sum[g][x], df, o + g * dv + c + x * n);
+  }
+}
+
+// AddValueChunk over all dv columns of G query heads (lane tails one value at a time).
+template <size_t G, class T>
+HWY_INLINE void AddValueHeads(float* HWY_RESTRICT o, size_t dv, const T* HWY_RESTRICT v, size_t ldv,
+                              size_t nb, const float* HWY_RESTRICT w, size_t hs, size_t js,
+                              size_t per_step, LineStream& next) {
+  constexpr size_t kW = kValueVectors<G>;
+  const hn::ScalableTag<float> df;
+  const size_t n = hn::Lanes(df);
+  size_t c = 0;
+  for (; c + kW * n <= dv; c += kW * n) {
+    AddValueChunk<G, kW>(o, dv, v, ldv, nb, w, hs, js, c, per_step, next);
+  }
+  if constexpr (kW >= 4) {
+    if (c + 2 * n <= dv) {
+      AddValueChunk<G, 2>(o, dv, v, ldv, nb, w, hs, js, c, per_step, next);
+      c += 2 * n;
+    }
+  }
+  if constexpr (kW >= 2) {
+    if (c + n <= dv) {
+      AddValueChunk<G, 1>(o, dv, v, ldv, nb, w, hs, js, c, per_step, next);
+      c += n;
+    }
+  }
+  for (size_t g = 0; g < G; ++g) {
+    for (size_t x = c; x < dv; ++x) {
+      for (size_t j = 0; j < nb; ++j) o[g * dv + x] += w[g * hs + j * js] * KvValue(v[j * ldv + x]);
+    }
+  }
+}
+
+// The query heads of one kv head in batches of 4, 2 and 1: body(first head, batch size).
+template <class Body>
+HWY_INLINE void ForValueBatches(size_t group, const Body& body) {
+  size_t h = 0;
+  for (; h + kValueHeads <= group; h += kValueHeads) body(h, kValueHeads);
+  if (h + 2 <= group) body(h, 2), h += 2;
+  if (h < group) body(h, 1);
+}
+
 // o += weights x value rows for the block of nb positions at v (whole cache rows, ldv apart):
-// head h's weight of position j is w[h * hs + j * js]. Head by head and 4 vectors of columns at a
-// time, the sums in registers across the block's positions (same order of additions as row by
-// row). The block's value rows were fetched into L2 while its keys were read, so reading one
-// head's piece of each row (a page apart) hits the cache. `next` (the next block's key rows) is
-// fetched a few lines per step of the loop meanwhile.
+// head h's weight of position j is w[h * hs + j * js]. Kv head by kv head, its query heads in
+// batches (ForValueBatches) and their columns a few vectors at a time (AddValueHeads), the sums
+// in registers across the block's positions (same order of additions as row by row). The
+// block's value rows were fetched into L2 while its keys were read, so reading one head's piece
+// of each row (a page apart) hits the cache. `next` (the next block's key rows) is fetched a
+// few lines per step of the loop meanwhile.
 template <class T>
 HWY_INLINE void AddWeightedValues(float* HWY_RESTRICT o, const T* HWY_RESTRICT v, size_t nb,
                                   size_t heads, size_t group, size_t dv, size_t ldv,
                                   const float* HWY_RESTRICT w, size_t hs, size_t js,
                                   LineStream& next) {
-  const hn::ScalableTag<float> df;
-  const size_t n = hn::Lanes(df);
-  const size_t steps = std::max<size_t>(1, heads * (dv / (4 * n)) * nb);
+  const size_t n = hn::Lanes(hn::ScalableTag<float>());
+  size_t chunks = 0;
+  ForValueBatches(group, [&](size_t, size_t g) {
+    chunks += g == 4   ? ValueChunks<4>(dv, n)
+              : g == 2 ? ValueChunks<2>(dv, n)
+                       : ValueChunks<1>(dv, n);
+  });
+  const size_t steps = std::max<size_t>(1, (heads / group) * chunks * nb);
   const size_t per_step = (next.lines() + steps - 1) / steps;
-  for (size_t h = 0; h < heads; ++h) {
-    const T* vh = v + (h / group) * dv;
-    const float* wh = w + h * hs;
-    float* HWY_RESTRICT oh = o + h * dv;
-    size_t c = 0;
-    for (; c + 4 * n <= dv; c += 4 * n) {
-      auto o0 = hn::LoadU(df, oh + c), o1 = hn::LoadU(df, oh + c + n);
-      auto o2 = hn::LoadU(df, oh + c + 2 * n), o3 = hn::LoadU(df, oh + c + 3 * n);
-      for (size_t j = 0; j < nb; ++j) {
-        next.step(per_step);
-        const T* vr = vh + j * ldv + c;
-        const auto p = hn::Set(df, wh[j * js]);
-        o0 = hn::MulAdd(p, LoadKv(df, vr), o0);
-        o1 = hn::MulAdd(p, LoadKv(df, vr + n), o1);
-        o2 = hn::MulAdd(p, LoadKv(df, vr + 2 * n), o2);
-        o3 = hn::MulAdd(p, LoadKv(df, vr + 3 * n), o3);
+  for (size_t h0 = 0; h0 < heads; h0 += group) {
+    const T* vh = v + (h0 / group) * dv;
+    ForValueBatches(group, [&](size_t first, size_t g) {
+      const size_t h = h0 + first;
+      float* oh = o + h * dv;
+      const float* wh = w + h * hs;
+      if (g == 4) {
+        AddValueHeads<4>(oh, dv, vh, ldv, nb, wh, hs, js, per_step, next);
+      } else if (g == 2) {
+        AddValueHeads<2>(oh, dv, vh, ldv, nb, wh, hs, js, per_step, next);
+      } else {
+        AddValueHeads<1>(oh, dv, vh, ldv, nb, wh, hs, js, per_step, next);
       }
-      hn::StoreU(o0, df, oh + c);
-      hn::StoreU(o1, df, oh + c + n);
-      hn::StoreU(o2, df, oh + c + 2 * n);
-      hn::StoreU(o3, df, oh + c + 3 * n);
-    }
-    for (; c + n <= dv; c += n) {
-      auto o0 = hn::LoadU(df, oh + c);
-      for (size_t j = 0; j < nb; ++j) {
-        o0 = hn::MulAdd(hn::Set(df, wh[j * js]), LoadKv(df, vh + j * ldv + c), o0);
-      }
-      hn::StoreU(o0, df, oh + c);
-    }
-    for (; c < dv; ++c) {
-      for (size_t j = 0; j < nb; ++j) oh[c] += wh[j * js] * KvValue(vh[j * ldv + c]);
-    }
+    });
   }
-  next.step(next.lines());  // what the steps left (dv not a multiple of 4 vectors)
+  next.step(next.lines());  // what the steps left
 }
 
 // Fetches into L2, while key row j of a range of `keys` rows is scored: value row j (its block
@@ -286,6 +368,45 @@ HWY_INLINE __m512 SumLanes16(const __m512 (&a)[16]) {
                        _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+// The 16 lanes of q . k (dk values, a multiple of 16) summed into one vector: even 16-lane
+// chunks into one sum and odd ones into another, then the two added.
+template <class T>
+HWY_INLINE __m512 DotKv16(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, size_t dk) {
+  const hn::ScalableTag<float> df;
+  auto a = hn::Zero(df), b = hn::Zero(df);
+  size_t c = 0;
+  for (; c + 32 <= dk; c += 32) {
+    a = hn::MulAdd(hn::LoadU(df, q + c), LoadKv(df, k + c), a);
+    b = hn::MulAdd(hn::LoadU(df, q + c + 16), LoadKv(df, k + c + 16), b);
+  }
+  if (c < dk) a = hn::MulAdd(hn::LoadU(df, q + c), LoadKv(df, k + c), a);
+  return hn::Add(a, b).raw;
+}
+
+// DotKv16 for the 16 query heads at q (NK vectors each) over key row kr, where head i reads the
+// kv head piece at kr + k_at[i]: each piece is widened once, when the head's kv head differs from
+// the one before it (grouped-query attention), and kept in registers for the group's heads. The
+// same sums in the same order as DotKv16.
+template <size_t NK, class T>
+HWY_INLINE void GroupDots16(__m512 (&acc)[16], const float* HWY_RESTRICT q,
+                            const T* HWY_RESTRICT kr, const size_t* HWY_RESTRICT k_at) {
+  const hn::ScalableTag<float> df;
+  hn::Vec<decltype(df)> key[NK];
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 0 || k_at[i] != k_at[i - 1]) {
+      for (size_t x = 0; x < NK; ++x) key[x] = LoadKv(df, kr + k_at[i] + 16 * x);
+    }
+    const float* qh = q + i * NK * 16;
+    auto a = hn::Zero(df), b = hn::Zero(df);
+    for (size_t x = 0; x + 1 < NK; x += 2) {
+      a = hn::MulAdd(hn::LoadU(df, qh + 16 * x), key[x], a);
+      b = hn::MulAdd(hn::LoadU(df, qh + 16 * x + 16), key[x + 1], b);
+    }
+    if constexpr (NK % 2 == 1) a = hn::MulAdd(hn::LoadU(df, qh + 16 * (NK - 1)), key[NK - 1], a);
+    acc[i] = hn::Add(a, b).raw;
+  }
+}
+
 // AttendRange for 16 heads at a time (heads, dk and dv multiples of 16): each key row's 16 scores
 // come out of one vector reduction, and the online softmax runs across the heads' lanes. scores
 // holds [kKeyBlock, heads] here (position-major).
@@ -297,7 +418,10 @@ void AttendRange16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_REST
   const hn::ScalableTag<float> df;
   const size_t heads = kv_heads * group, ldk = kv_heads * dk, ldv = kv_heads * dv;
   const std::vector<size_t> k_at = StartRange(o, m, l, heads, group, dk, dv);
-  const RowFetcher<T> fetch(k, v, ldk, ldv, keys, heads);
+  // Query heads that share a kv head widen its piece of each key row once (head dims of 32, 64
+  // and 128); the row's prefetches are then spread over the kv heads instead of the query heads.
+  const bool shared = group > 1 && (dk == 32 || dk == 64 || dk == 128);
+  const RowFetcher<T> fetch(k, v, ldk, ldv, keys, shared ? kv_heads : heads);
   const auto vscale = hn::Set(df, scale), ninf = hn::Set(df, -INFINITY), one = hn::Set(df, 1.0f);
   for (size_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const size_t nb = std::min(kKeyBlock, keys - j0);
@@ -305,18 +429,24 @@ void AttendRange16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_REST
       const T* kr = k + (j0 + j) * ldk;
       for (size_t h0 = 0; h0 < heads; h0 += 16) {
         __m512 acc[16];
-        for (size_t i = 0; i < 16; ++i) {
-          fetch(j0 + j, h0 + i);
-          const float* qh = q + (h0 + i) * dk;
-          const T* kh = kr + k_at[h0 + i];
-          auto a = hn::Zero(df), b = hn::Zero(df);
-          size_t c = 0;
-          for (; c + 32 <= dk; c += 32) {
-            a = hn::MulAdd(hn::LoadU(df, qh + c), LoadKv(df, kh + c), a);
-            b = hn::MulAdd(hn::LoadU(df, qh + c + 16), LoadKv(df, kh + c + 16), b);
+        if (shared) {
+          for (size_t g = h0 / group; g * group < h0 + 16; ++g) fetch(j0 + j, g);
+          switch (dk) {
+            case 32:
+              GroupDots16<2>(acc, q + h0 * dk, kr, k_at.data() + h0);
+              break;
+            case 64:
+              GroupDots16<4>(acc, q + h0 * dk, kr, k_at.data() + h0);
+              break;
+            default:
+              GroupDots16<8>(acc, q + h0 * dk, kr, k_at.data() + h0);
+              break;
           }
-          if (c < dk) a = hn::MulAdd(hn::LoadU(df, qh + c), LoadKv(df, kh + c), a);
-          acc[i] = hn::Add(a, b).raw;
+        } else {
+          for (size_t i = 0; i < 16; ++i) {
+            fetch(j0 + j, h0 + i);
+            acc[i] = DotKv16(q + (h0 + i) * dk, kr + k_at[h0 + i], dk);
+          }
         }
         const hn::Vec<decltype(df)> sums{SumLanes16(acc)};
         hn::StoreU(hn::Mul(sums, vscale), df, scores + j * heads + h0);

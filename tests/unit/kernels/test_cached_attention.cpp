@@ -78,6 +78,14 @@ TEST(CachedAttention, MatchesPyTorch) {
       {1, 150, 16, 4, 48, 48, {}, true},
       {2, 300, 32, 8, 32, 32, {}},
       {1, 576, 32, 8, 32, 32, {.scale = 0.5f}, true},
+      // Grouped-query decode: a kv head's piece of a key row is widened once for its group's
+      // heads (head dims 32, 64, 128), and its value rows summed for up to 4 heads at a time.
+      {1, 100, 16, 8, 64, 64, {}, true},   // group 2, Dk of 4 vectors
+      {1, 90, 32, 4, 128, 128, {}, true},  // group 8: two batches of 4 heads per value row
+      {1, 70, 48, 16, 32, 32, {}, true},   // group 3: kv heads straddle the 16-head batches
+      {2, 60, 48, 16, 32, 32, {}},         // the same in f32, two tokens
+      {1, 80, 7, 1, 20, 44, {}, true},     // group 7 (4 + 2 + 1 heads), lane tails
+      {1, 80, 6, 2, 16, 40, {}},           // group 3 (2 + 1), Dv of 2 vectors + a tail
   };
   check_against_reference(shapes, 5, {0});
 }
