@@ -3,7 +3,9 @@
 // against OpenBLAS called directly on the same shape, in the same run.
 #include <cblas.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "bench/kernels/bench_qmatmul.h"
 #include "bench/suites.h"
@@ -153,6 +155,53 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
                      .value = flops / sec / 1e9,
                      .limit = limits.fma_gflop_per_s,
                      .limit_kind = "fma_peak"});
+    }
+  }
+
+  if (wanted(opts, "cached_attention_decode")) {
+    // One decode step's attention over an f16 cache of S positions, for the heads of OLMoE (16
+    // query and kv heads of 128), Mixtral (32 and 8) and Qwen3-MoE (32 and 4). The calls cycle
+    // over enough layers' caches (at least 256 MB) that each reads its keys and values from
+    // memory, as a decode step does after streaming weights. GB/s of keys and values read,
+    // against the lower of the triad and what the FMA peak allows: Hq / Hkv query heads share
+    // each kv row (2 MACs per key or value per query head), so a group of 8 needs 8 FMAs per
+    // 2-byte value and is compute-bound here, a group of 1 memory-bound.
+    struct Heads {
+      int64_t q, kv, dim;
+    };
+    const int64_t s = opts.quick ? 512 : 4096;
+    for (const Heads h : {Heads{16, 16, 128}, Heads{32, 8, 128}, Heads{32, 4, 128}}) {
+      const double bytes = 2.0 * static_cast<double>(s * h.kv * h.dim) * 2.0;
+      const double flops = 2.0 * 2.0 * static_cast<double>(s * h.q * h.dim);
+      const int64_t layers =
+          std::max<int64_t>(2, static_cast<int64_t>((256e6 + bytes - 1) / bytes));
+      std::vector<Tensor> k, v;
+      for (int64_t l = 0; l < layers; ++l) {
+        k.push_back(
+            random_tensor({s, h.kv, h.dim}, 20 + 2 * static_cast<uint64_t>(l)).to(DType::F16));
+        v.push_back(
+            random_tensor({s, h.kv, h.dim}, 21 + 2 * static_cast<uint64_t>(l)).to(DType::F16));
+      }
+      const Tensor q = random_tensor({1, h.q, h.dim}, 19);
+      Tensor out = Tensor::zeros({1, h.q, h.dim});
+      int64_t next = 0;
+      const double sec = median(time_samples(
+          [&] {
+            kernels::cached_attention(out, q, k[static_cast<size_t>(next)],
+                                      v[static_cast<size_t>(next)]);
+            next = (next + 1) % layers;
+          },
+          opts.timing));
+      const double compute_gb_per_s = limits.fma_gflop_per_s * bytes / flops;
+      const bool memory = limits.triad_gb_per_s <= compute_gb_per_s;
+      reporter.emit({.bench = "kernels",
+                     .name = "cached_attention_decode/f16/s" + std::to_string(s) + "/q" +
+                             std::to_string(h.q) + "kv" + std::to_string(h.kv) + "d" +
+                             std::to_string(h.dim) + threads,
+                     .metric = "GB_per_s",
+                     .value = bytes / sec / 1e9,
+                     .limit = memory ? limits.triad_gb_per_s : compute_gb_per_s,
+                     .limit_kind = memory ? "bandwidth_bound" : "fma_peak"});
     }
   }
 
