@@ -25,11 +25,40 @@ bool ends_with(const std::string& s, std::string_view suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix.data(), suffix.size()) == 0;
 }
 
+// The decimal number right after the first occurrence of `marker` that starts `name` or
+// follows a '.', when a '.' follows it ("model.layers.12.mlp" with "layers." gives 12).
+std::optional<int64_t> index_after(const std::string& name, const std::string& marker,
+                                   size_t from = 0) {
+  for (size_t at = name.find(marker, from); at != std::string::npos;
+       at = name.find(marker, at + 1)) {
+    if (at != 0 && name[at - 1] != '.') continue;
+    size_t i = at + marker.size(), digits = 0;
+    int64_t v = 0;
+    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 18) {
+      v = v * 10 + (name[i] - '0');
+      ++i;
+      ++digits;
+    }
+    if (digits > 0 && i < name.size() && name[i] == '.') return v;
+  }
+  return std::nullopt;
+}
+
+// The expert index of llama.cpp's older per-expert GGUF tensors,
+// "blk.N.ffn_{gate,up,down}.<j>.weight" (Mixtral and Grok files from before April 2024).
+std::optional<int64_t> gguf_split_expert(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return std::nullopt;
+  for (const char* marker : {"ffn_gate.", "ffn_up.", "ffn_down."}) {
+    if (const auto j = index_after(name, marker)) return j;
+  }
+  return std::nullopt;
+}
+
 // Routed experts: HF per-expert weights "...experts.<i>.<proj>..." (Mixtral, Qwen-MoE, OLMoE,
-// DeepSeek; "shared_expert(s)" is not matched), switchyard's stacked "experts.<proj>_proj", and
-// GGUF's stacked "blk.N.ffn_{gate,up,down}_exps".
+// DeepSeek; "shared_expert(s)" is not matched), switchyard's stacked "experts.<proj>_proj",
+// GGUF's stacked "blk.N.ffn_{gate,up,down}_exps" and its older per-expert tensors.
 bool is_routed_expert(const std::string& name) {
-  if (name.find("_exps.") != std::string::npos) return true;
+  if (name.find("_exps.") != std::string::npos || gguf_split_expert(name)) return true;
   const size_t at = name.find("experts.");
   return at != std::string::npos && (at == 0 || name[at - 1] == '.');
 }
@@ -114,25 +143,6 @@ void read_gguf(const std::string& path, CheckpointSummary& s) {
   }
 }
 
-// The decimal number right after the first occurrence of `marker` that starts `name` or
-// follows a '.', when a '.' follows it ("model.layers.12.mlp" with "layers." gives 12).
-std::optional<int64_t> index_after(const std::string& name, const std::string& marker,
-                                   size_t from = 0) {
-  for (size_t at = name.find(marker, from); at != std::string::npos;
-       at = name.find(marker, at + 1)) {
-    if (at != 0 && name[at - 1] != '.') continue;
-    size_t i = at + marker.size(), digits = 0;
-    int64_t v = 0;
-    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && digits < 18) {
-      v = v * 10 + (name[i] - '0');
-      ++i;
-      ++digits;
-    }
-    if (digits > 0 && i < name.size() && name[i] == '.') return v;
-  }
-  return std::nullopt;
-}
-
 // Layer index named in a tensor name ("model.layers.<i>." or "blk.<i>.").
 std::optional<int64_t> layer_of(const std::string& name) {
   if (auto l = index_after(name, "layers.")) return l;
@@ -161,11 +171,13 @@ void check(CheckpointSummary& s) {
     }
   }
   if (const auto experts = hp("experts")) {
-    // HF: count distinct experts.<i> per layer; GGUF/stacked: the leading dimension.
+    // HF and GGUF's per-expert tensors: count distinct experts per layer; stacked: the leading
+    // dimension.
     std::map<int64_t, std::set<int64_t>> per_layer;
     for (const TensorSummary& t : s.tensors) {
       const auto layer = layer_of(t.name);
-      const auto expert = index_after(t.name, "experts.");
+      auto expert = index_after(t.name, "experts.");
+      if (!expert) expert = gguf_split_expert(t.name);
       if (t.routed_expert && layer && expert) {
         per_layer[*layer].insert(*expert);
       } else if (t.routed_expert && t.shape.size() == 3 && t.shape[0] != *experts) {

@@ -35,12 +35,12 @@ std::unique_ptr<moe::MoeLayer> load_moe(const ModelConfig& c, const LayerWeights
   opts.router.top_k = c.top_k;
   opts.router.options = c.router_options;
   opts.prefix = "model.layers." + std::to_string(layer) + ".mlp.";
-  const int64_t d = c.hidden_size, f = c.expert_ffn, e = c.num_experts;
+  const int64_t d = c.hidden_size, f = c.expert_ffn;
   const std::string& m = c.hf.moe;
   // The experts go straight into the layer: a default layer would first allocate every expert's
   // f32 weights and gradients (3.2 GB per OLMoE layer) only to drop them.
-  auto bank = std::make_unique<LinearExperts>(e, d, f, w.experts("gate", f, d),
-                                              w.experts("up", f, d), w.experts("down", d, f));
+  auto bank = std::make_unique<LinearExperts>(d, f, w.experts("gate", f, d), w.experts("up", f, d),
+                                              w.experts("down", d, f));
   expert_bytes = bank->expert_bytes();
   auto moe = moe::MoeLayer::with_bank(opts, std::move(bank));
   // The router's parameters and buffers by their names after the layer prefix: the gate [E, D]

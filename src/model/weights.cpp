@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
@@ -149,23 +148,33 @@ Linear LayerWeights::linear(const std::string& hf, const std::string& gguf,
   return reader_.read_linear(name(hf, gguf), shape);
 }
 
-Linear LayerWeights::experts(const std::string& which, int64_t rows, int64_t cols) const {
+std::vector<Linear> LayerWeights::experts(const std::string& which, int64_t rows,
+                                          int64_t cols) const {
   const int64_t e = config_.num_experts;
+  std::vector<Linear> out;
+  out.reserve(static_cast<size_t>(e));
   if (config_.gguf) {
-    return reader_.read_linear(name("", "ffn_" + which + "_exps.weight"), {e, rows, cols});
+    const std::string stacked = name("", "ffn_" + which + "_exps.weight");
+    const auto one = [&](int64_t j) {
+      return name("", "ffn_" + which + "." + std::to_string(j) + ".weight");
+    };
+    if (reader_.has(stacked) || !reader_.has(one(0))) {
+      const Linear all = reader_.read_linear(stacked, {e, rows, cols});
+      for (int64_t j = 0; j < e; ++j) out.push_back(all.slice_rows(j * rows, (j + 1) * rows));
+      return out;
+    }
+    for (int64_t j = 0; j < e; ++j) out.push_back(reader_.read_linear(one(j), {rows, cols}));
+    return out;
   }
   const HfNames& n = config_.hf;
   const std::string& proj = which == "gate" ? n.expert_gate
                             : which == "up" ? n.expert_up
                                             : n.expert_down;
-  Tensor out = Tensor::empty({e, rows, cols});
-  const size_t bytes = static_cast<size_t>(rows * cols) * sizeof(float);
   for (int64_t j = 0; j < e; ++j) {
-    const Tensor t =
-        read(n.moe + "experts." + std::to_string(j) + "." + proj + ".weight", "", {rows, cols});
-    std::memcpy(out.mutable_data<float>() + j * rows * cols, t.data<float>(), bytes);
+    out.push_back(
+        linear(n.moe + "experts." + std::to_string(j) + "." + proj + ".weight", "", {rows, cols}));
   }
-  return Linear::dense(out.reshape({e * rows, cols}));
+  return out;
 }
 
 }  // namespace sy::model

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "model/config.h"
@@ -42,11 +43,12 @@ class LayerWeights {
   bool has(const std::string& hf, const std::string& gguf) const;
   Tensor read(const std::string& hf, const std::string& gguf, const Shape& shape) const;
   Linear linear(const std::string& hf, const std::string& gguf, const Shape& shape) const;
-  // Routed experts' weights stacked as f32 [E, rows, cols]: HF stores one tensor per expert,
-  // "<moe>experts.<j>.<proj>.weight"; GGUF one tensor "ffn_<which>_exps.weight".
-  // which: "gate", "up" or "down".
-  // Returned as one Linear of [E*rows, cols]; expert j is slice_rows(j*rows, (j+1)*rows).
-  Linear experts(const std::string& which, int64_t rows, int64_t cols) const;
+  // Routed experts' weights, one [rows, cols] Linear per expert (which: "gate", "up" or
+  // "down"). HF stores one tensor per expert, "<moe>experts.<j>.<proj>.weight"; GGUF one tensor
+  // "ffn_<which>_exps.weight" of [E, rows, cols] (each expert a slice of it), or, in files
+  // llama.cpp wrote before it stacked them (Mixtral and Grok files from before April 2024), one
+  // tensor per expert, "ffn_<which>.<j>.weight", each of its own type.
+  std::vector<Linear> experts(const std::string& which, int64_t rows, int64_t cols) const;
 
  private:
   const WeightReader& reader_;

@@ -9,6 +9,20 @@
 
 namespace sy::model {
 
+namespace {
+
+// Rows [j * rows, (j + 1) * rows) of `stacked` for each of its experts.
+std::vector<Linear> split_experts(const Linear& stacked, int64_t num_experts, int64_t rows) {
+  std::vector<Linear> out;
+  out.reserve(static_cast<size_t>(std::max<int64_t>(num_experts, 0)));
+  for (int64_t j = 0; j < num_experts; ++j) {
+    out.push_back(stacked.slice_rows(j * rows, (j + 1) * rows));
+  }
+  return out;
+}
+
+}  // namespace
+
 LinearExperts::LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, const Linear& gate,
                              const Linear& up, const Linear& down)
     : e_(num_experts), d_(d_model), f_(d_ff) {
@@ -16,15 +30,46 @@ LinearExperts::LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff,
                down.rows() == e_ * d_ && down.cols() == f_,
            "LinearExperts: gate [{}, {}], up [{}, {}], down [{}, {}] for {} experts of [{} -> {}]",
            gate.rows(), gate.cols(), up.rows(), up.cols(), down.rows(), down.cols(), e_, d_, f_);
-  for (int64_t j = 0; j < e_; ++j) {
-    gate_.push_back(gate.slice_rows(j * f_, (j + 1) * f_));
-    up_.push_back(up.slice_rows(j * f_, (j + 1) * f_));
-    down_.push_back(down.slice_rows(j * d_, (j + 1) * d_));
+  gate_ = split_experts(gate, e_, f_);
+  up_ = split_experts(up, e_, f_);
+  down_ = split_experts(down, e_, d_);
+  quantized_ = all_quantized();
+}
+
+LinearExperts::LinearExperts(int64_t d_model, int64_t d_ff, std::vector<Linear> gate,
+                             std::vector<Linear> up, std::vector<Linear> down)
+    : e_(static_cast<int64_t>(gate.size())),
+      d_(d_model),
+      f_(d_ff),
+      gate_(std::move(gate)),
+      up_(std::move(up)),
+      down_(std::move(down)) {
+  SY_CHECK(e_ > 0 && up_.size() == gate_.size() && down_.size() == gate_.size(),
+           "LinearExperts: {} gate, {} up and {} down matrices, expected the same number > 0",
+           gate_.size(), up_.size(), down_.size());
+  for (size_t j = 0; j < gate_.size(); ++j) {
+    const Linear &g = gate_[j], &u = up_[j], &w = down_[j];
+    SY_CHECK(g.rows() == f_ && g.cols() == d_ && u.rows() == f_ && u.cols() == d_ &&
+                 w.rows() == d_ && w.cols() == f_,
+             "LinearExperts: expert {} has gate [{}, {}], up [{}, {}], down [{}, {}], expected "
+             "[{}, {}], [{}, {}], [{}, {}]",
+             j, g.rows(), g.cols(), u.rows(), u.cols(), w.rows(), w.cols(), f_, d_, f_, d_, d_, f_);
   }
+  quantized_ = all_quantized();
+}
+
+bool LinearExperts::all_quantized() const {
+  const auto quant = [](const Linear& l) { return l.quant() != nullptr; };
+  return std::ranges::all_of(gate_, quant) && std::ranges::all_of(up_, quant) &&
+         std::ranges::all_of(down_, quant);
 }
 
 uint64_t LinearExperts::expert_bytes() const {
-  return gate_.front().nbytes() + up_.front().nbytes() + down_.front().nbytes();
+  uint64_t total = 0;
+  for (size_t j = 0; j < gate_.size(); ++j) {
+    total += gate_[j].nbytes() + up_[j].nbytes() + down_[j].nbytes();
+  }
+  return total / static_cast<uint64_t>(gate_.size());
 }
 
 void LinearExperts::check_offsets(const std::vector<int64_t>& offsets) const {
@@ -69,13 +114,12 @@ void LinearExperts::forward_rows(Tensor& out, const Tensor& x, const Tensor& row
 
 void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
                         const std::vector<Tensor>& inputs) {
-  const bool quantized = gate_.front().quant() != nullptr && down_.front().quant() != nullptr;
   // Gate, up and hidden rows of all experts in one buffer each, in the order of `out`'s rows, so
   // one activation call covers every expert (a decode step has 8 experts of one row each). The
   // quantized path needs no hidden rows: its down products take silu(gate) * up directly.
   const int64_t first = offsets.front(), rows = offsets.back() - first;
   Tensor gate = Tensor::empty({rows, f_}), up = Tensor::empty({rows, f_});
-  Tensor hidden = quantized ? Tensor() : Tensor::empty({rows, f_});
+  Tensor hidden = quantized_ ? Tensor() : Tensor::empty({rows, f_});
   // The active experts' inputs, and gate/up/hidden/output slices.
   struct Active {
     int64_t expert;
@@ -91,10 +135,10 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
     active.push_back({j, &inputs[static_cast<size_t>(j)],
                       gate.slice_rows(begin - first, end - first),
                       up.slice_rows(begin - first, end - first),
-                      quantized ? Tensor() : hidden.slice_rows(begin - first, end - first),
+                      quantized_ ? Tensor() : hidden.slice_rows(begin - first, end - first),
                       out.slice_rows(begin, end)});
   }
-  if (!quantized) {
+  if (!quantized_) {
     for (Active& a : active) {
       const auto j = static_cast<size_t>(a.expert);
       gate_[j].apply(a.gate, *a.x);

@@ -17,6 +17,10 @@ class LinearExperts final : public moe::ExpertBank {
   // gate, up: [E*F, D]; down: [E*D, F] (expert j's rows at j*F or j*D), SwiGLU.
   LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, const Linear& gate,
                 const Linear& up, const Linear& down);
+  // One Linear per expert: gate[j], up[j] [F, D] and down[j] [D, F]. Experts may differ in
+  // type (each matrix is multiplied as it is stored).
+  LinearExperts(int64_t d_model, int64_t d_ff, std::vector<Linear> gate, std::vector<Linear> up,
+                std::vector<Linear> down);
   int64_t num_experts() const override { return e_; }
   int64_t d_model() const override { return d_; }
   int64_t d_ff() const override { return f_; }
@@ -30,7 +34,8 @@ class LinearExperts final : public moe::ExpertBank {
                     const std::vector<int64_t>& offsets, moe::FfnSaved* saved) override;
   void backward(Tensor& d_buffer, const Tensor& d_out, const Tensor& buffer,
                 const std::vector<int64_t>& offsets, const moe::FfnSaved& saved) override;
-  // Bytes of one expert's three matrices (the decode bandwidth bound counts them).
+  // Bytes of one expert's three matrices, averaged over the experts (the decode bandwidth bound
+  // counts them).
   uint64_t expert_bytes() const;
 
  private:
@@ -41,6 +46,10 @@ class LinearExperts final : public moe::ExpertBank {
   void check_offsets(const std::vector<int64_t>& offsets) const;
 
   std::vector<Linear> gate_, up_, down_;  // per expert
+  // Whether every expert's three matrices go through the quantized kernels (they then run in
+  // one batch); otherwise each product runs as its Linear does.
+  bool quantized_ = false;
+  bool all_quantized() const;
 };
 
 }  // namespace sy::model

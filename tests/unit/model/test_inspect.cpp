@@ -92,6 +92,35 @@ TEST(Inspect, ReadsGgufMetadataAndStackedExperts) {
   EXPECT_EQ(s.tensors[0].dtype, "f32");
 }
 
+// llama.cpp's files from before April 2024 hold each expert as its own tensor,
+// "blk.N.ffn_{gate,up,down}.<j>.weight".
+TEST(Inspect, ReadsGgufPerExpertTensors) {
+  TempDir dir;
+  const auto write = [&](int64_t experts_written) {
+    io::GgufWriter w;
+    w.add_kv("general.architecture", io::GgufValue::string("llama"));
+    w.add_kv("llama.block_count", io::GgufValue::u32(1));
+    w.add_kv("llama.embedding_length", io::GgufValue::u32(8));
+    w.add_kv("llama.expert_count", io::GgufValue::u32(4));
+    w.add_kv("llama.expert_used_count", io::GgufValue::u32(2));
+    w.add_tensor("token_embd.weight", Tensor::zeros({16, 8}));
+    w.add_tensor("blk.0.ffn_gate_inp.weight", Tensor::zeros({4, 8}));
+    for (int64_t j = 0; j < experts_written; ++j) {
+      w.add_tensor("blk.0.ffn_up." + std::to_string(j) + ".weight", Tensor::zeros({4, 8}));
+    }
+    const fs::path file = dir.path / ("m" + std::to_string(experts_written) + ".gguf");
+    w.write(file.string());
+    return inspect_checkpoint(file.string());
+  };
+  const CheckpointSummary s = write(4);
+  EXPECT_EQ(s.expert_params, 128);
+  EXPECT_EQ(*s.active_params, 128 + 32 + 64);
+  EXPECT_TRUE(s.problems.empty());
+  const CheckpointSummary short_of_one = write(3);
+  ASSERT_EQ(short_of_one.problems.size(), 1u);
+  EXPECT_EQ(short_of_one.problems[0], "layer 0 has 3 experts, the config says 4");
+}
+
 TEST(Inspect, MissingPathIsAClearError) {
   try {
     inspect_checkpoint("/nonexistent/model");
