@@ -158,6 +158,16 @@ std::vector<Linear> LayerWeights::experts(const std::string& which, int64_t rows
     const auto one = [&](int64_t j) {
       return name("", "ffn_" + which + "." + std::to_string(j) + ".weight");
     };
+    const std::string fused = name("", "ffn_gate_up_exps.weight");
+    if (which != "down" && !reader_.has(stacked) && reader_.has(fused)) {
+      // Expert j's gate rows, then its up rows: [E, 2 rows, cols], read once for both.
+      if (!gate_up_.defined()) gate_up_ = reader_.read_linear(fused, {e, 2 * rows, cols});
+      const int64_t skip = which == "gate" ? 0 : rows;
+      for (int64_t j = 0; j < e; ++j) {
+        out.push_back(gate_up_.slice_rows(2 * j * rows + skip, 2 * j * rows + skip + rows));
+      }
+      return out;
+    }
     if (reader_.has(stacked) || !reader_.has(one(0))) {
       const Linear all = reader_.read_linear(stacked, {e, rows, cols});
       for (int64_t j = 0; j < e; ++j) out.push_back(all.slice_rows(j * rows, (j + 1) * rows));

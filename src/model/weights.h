@@ -47,13 +47,16 @@ class LayerWeights {
   // "down"). HF stores one tensor per expert, "<moe>experts.<j>.<proj>.weight"; GGUF one tensor
   // "ffn_<which>_exps.weight" of [E, rows, cols] (each expert a slice of it), or, in files
   // llama.cpp wrote before it stacked them (Mixtral and Grok files from before April 2024), one
-  // tensor per expert, "ffn_<which>.<j>.weight", each of its own type.
+  // tensor per expert, "ffn_<which>.<j>.weight", each of its own type; or gate and up fused as
+  // llama.cpp's --fuse_gate_up_exps writes them, "ffn_gate_up_exps.weight" [E, 2 rows, cols]
+  // (each expert's gate rows, then its up rows).
   std::vector<Linear> experts(const std::string& which, int64_t rows, int64_t cols) const;
 
  private:
   const WeightReader& reader_;
   const ModelConfig& config_;
   int64_t layer_;
+  mutable Linear gate_up_;  // the fused gate and up tensor, once read
 };
 
 }  // namespace sy::model

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
@@ -21,13 +22,18 @@ namespace {
 
 const std::vector<int32_t> kTokens = {1, 17, 42, 5, 99, 23, 64, 8, 31, 77, 2, 50};
 
+// How rewrite() stores the routed experts: as the source does, stacked per projection
+// ("blk.N.ffn_<p>_exps.weight" [E, rows, cols]); one tensor per expert ("blk.N.ffn_<p>.<j>.weight",
+// as llama.cpp wrote Mixtral files before April 2024); or gate and up fused per expert
+// ("blk.N.ffn_gate_up_exps.weight" [E, 2 F, D], llama.cpp's --fuse_gate_up_exps).
+enum class Experts { kStacked, kSplit, kFused };
+
 // Writes `src` again with each 2-D tensor whose rows are whole blocks of `type` quantized; with
-// `dequantized`, those tensors are stored as the f32 values the quantized blocks decode to. With
-// `split`, each stacked expert tensor "blk.N.ffn_<p>_exps.weight" [E, rows, cols] is written as E
-// tensors "blk.N.ffn_<p>.<j>.weight", as llama.cpp wrote Mixtral files before April 2024, expert
-// j in expert_types[j % size] (`type` when empty). F32 leaves a tensor as it is.
+// `dequantized`, those tensors are stored as the f32 values the quantized blocks decode to. Split
+// experts take expert_types[j % size] for expert j (`type` when empty). F32 leaves a tensor as
+// it is.
 void rewrite(const io::GgufFile& src, GgmlType type, bool dequantized, const std::string& path,
-             bool split = false, const std::vector<GgmlType>& expert_types = {}) {
+             Experts experts = Experts::kStacked, const std::vector<GgmlType>& expert_types = {}) {
   io::GgufWriter w;
   for (const io::GgufKv& kv : src.kvs()) w.add_kv(kv.key, kv.value);
   const auto put = [&](const std::string& name, const Tensor& t, GgmlType as) {
@@ -47,23 +53,37 @@ void rewrite(const io::GgufFile& src, GgmlType type, bool dequantized, const std
                    std::string_view(reinterpret_cast<const char*>(q.data()), q.size()));
     }
   };
-  const std::string stacked = "_exps.weight";
+  const auto ends_with = [](const std::string& n, std::string_view tail) {
+    return n.size() >= tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0;
+  };
   for (const io::GgufTensorInfo& info : src.tensors()) {
     const Tensor t = src.tensor(info);
     const std::string& n = info.name;
-    if (!split || n.size() < stacked.size() ||
-        n.compare(n.size() - stacked.size(), stacked.size(), stacked) != 0) {
+    if (experts == Experts::kSplit && ends_with(n, "_exps.weight")) {
+      const std::string stem = n.substr(0, n.size() - std::string_view("_exps.weight").size());
+      const int64_t e = t.dim(0), rows = t.dim(1);
+      const Tensor all = t.reshape({e * rows, t.dim(2)});
+      for (int64_t j = 0; j < e; ++j) {
+        const GgmlType as = expert_types.empty()
+                                ? type
+                                : expert_types[static_cast<size_t>(j) % expert_types.size()];
+        put(stem + "." + std::to_string(j) + ".weight",
+            all.slice_rows(j * rows, (j + 1) * rows).clone(), as);
+      }
+    } else if (experts == Experts::kFused && ends_with(n, "ffn_gate_exps.weight")) {
+      const std::string stem = n.substr(0, n.size() - std::string_view("gate_exps.weight").size());
+      const Tensor up = src.tensor(stem + "up_exps.weight");
+      const int64_t e = t.dim(0), f = t.dim(1), d = t.dim(2);
+      Tensor both = Tensor::empty({e, 2 * f, d});
+      for (int64_t j = 0; j < e; ++j) {
+        const auto bytes = static_cast<size_t>(f * d) * sizeof(float);
+        std::memcpy(both.mutable_data<float>() + 2 * j * f * d, t.data<float>() + j * f * d, bytes);
+        std::memcpy(both.mutable_data<float>() + (2 * j + 1) * f * d, up.data<float>() + j * f * d,
+                    bytes);
+      }
+      put(stem + "gate_up_exps.weight", both, type);
+    } else if (!(experts == Experts::kFused && ends_with(n, "ffn_up_exps.weight"))) {
       put(n, t, type);
-      continue;
-    }
-    const std::string stem = n.substr(0, n.size() - stacked.size());
-    const int64_t e = t.dim(0), rows = t.dim(1);
-    const Tensor all = t.reshape({e * rows, t.dim(2)});
-    for (int64_t j = 0; j < e; ++j) {
-      const GgmlType as =
-          expert_types.empty() ? type : expert_types[static_cast<size_t>(j) % expert_types.size()];
-      put(stem + "." + std::to_string(j) + ".weight",
-          all.slice_rows(j * rows, (j + 1) * rows).clone(), as);
     }
   }
   w.write(path);
@@ -160,8 +180,9 @@ TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
 }
 
 // llama.cpp's files from before April 2024 (Mixtral, Grok) hold each routed expert's matrices as
-// their own tensors: the same weights split that way give the stacked file's logits bit for bit.
-TEST(ModelQuant, PerExpertGgufTensorsGiveTheStackedLogits) {
+// their own tensors, and its --fuse_gate_up_exps files each expert's gate and up rows in one
+// tensor: the same weights stored either way give the stacked file's logits bit for bit.
+TEST(ModelQuant, PerExpertAndFusedGgufExpertsGiveTheStackedLogits) {
   test::TempDir dir("sy_quant_split");
   const std::string f32_path = write_f32_model(dir);
   const io::GgufFile src = io::GgufFile::open(f32_path);
@@ -170,11 +191,17 @@ TEST(ModelQuant, PerExpertGgufTensorsGiveTheStackedLogits) {
     SCOPED_TRACE(name);
     const std::string stacked = (dir.path / ("stacked_" + name + ".gguf")).string();
     const std::string split = (dir.path / ("split_" + name + ".gguf")).string();
+    const std::string fused = (dir.path / ("fused_" + name + ".gguf")).string();
     rewrite(src, type, false, stacked);
-    rewrite(src, type, false, split, /*split=*/true);
+    rewrite(src, type, false, split, Experts::kSplit);
+    rewrite(src, type, false, fused, Experts::kFused);
     ASSERT_EQ(io::GgufFile::open(split).find_tensor("blk.0.ffn_gate_exps.weight"), nullptr);
     ASSERT_NE(io::GgufFile::open(split).find_tensor("blk.0.ffn_down.3.weight"), nullptr);
-    EXPECT_TRUE(test::same_bits(logits_of(split), logits_of(stacked)));
+    ASSERT_EQ(io::GgufFile::open(fused).find_tensor("blk.0.ffn_up_exps.weight"), nullptr);
+    ASSERT_NE(io::GgufFile::open(fused).find_tensor("blk.1.ffn_gate_up_exps.weight"), nullptr);
+    const Tensor want = logits_of(stacked);
+    EXPECT_TRUE(test::same_bits(logits_of(split), want));
+    EXPECT_TRUE(test::same_bits(logits_of(fused), want));
   }
 }
 
@@ -195,7 +222,7 @@ TEST(ModelQuant, MissingExpertTensorsAreNamed) {
   test::TempDir dir("sy_quant_missing");
   const std::string f32_path = write_f32_model(dir);
   const std::string split = (dir.path / "split.gguf").string();
-  rewrite(io::GgufFile::open(f32_path), GgmlType::kF32, false, split, /*split=*/true);
+  rewrite(io::GgufFile::open(f32_path), GgmlType::kF32, false, split, Experts::kSplit);
   const std::string no_expert = (dir.path / "no_expert.gguf").string();
   copy_without(split, no_expert, {"blk.1.ffn_up.2.weight"});
   EXPECT_EQ(test::error_of([&] { Model::load(no_expert); }),
@@ -219,8 +246,8 @@ TEST(ModelQuant, PerExpertGgufTensorsMayDifferInType) {
     SCOPED_TRACE("mix " + std::to_string(i));
     const std::string packed = (dir.path / ("mixed" + std::to_string(i) + ".gguf")).string();
     const std::string twin = (dir.path / ("twin" + std::to_string(i) + ".gguf")).string();
-    rewrite(src, GgmlType::kQ8_0, false, packed, true, mixes[i]);
-    rewrite(src, GgmlType::kQ8_0, true, twin, true, mixes[i]);
+    rewrite(src, GgmlType::kQ8_0, false, packed, Experts::kSplit, mixes[i]);
+    rewrite(src, GgmlType::kQ8_0, true, twin, Experts::kSplit, mixes[i]);
     // Measured: KL 3.2e-4 for both mixes, the argmax moved at 1 and 2 of the 12 near-tied
     // positions. An expert read with another's bytes or type gives KL of the order of the
     // weights' own quantization error (5e-2 .. 8e-2 for 4-bit types, first test).
