@@ -27,8 +27,12 @@ GEOMETRY = {
     "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2),
     "q4_0": (32, 18), "q4_1": (32, 20), "q5_0": (32, 22), "q5_1": (32, 24), "q8_0": (32, 34),
     "q2_K": (256, 84), "q3_K": (256, 110), "q4_K": (256, 144), "q5_K": (256, 176),
-    "q6_K": (256, 210), "mxfp4": (32, 17),
+    "q6_K": (256, 210), "mxfp4": (32, 17), "iq4_nl": (32, 18), "iq4_xs": (256, 136),
 }
+
+# The values of the 4-bit codes of iq4_nl and iq4_xs (ggml-common.h kvalues_iq4nl).
+IQ4_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
+                      dtype=F32)
 
 
 def f16_at(blk, offset):
@@ -102,6 +106,26 @@ def deq_mxfp4(blk):
     with np.errstate(over="ignore"):
         y = value.astype(F32)  # exact, except that 2^128 and above overflow to inf as in f32
     return y + F32(0.0)  # ggml's table holds +0 for the code of -0, so -0 becomes +0
+
+
+def deq_iq4_nl(blk):
+    d = f16_at(blk, 0)
+    return d * IQ4_VALUES[nibble_of_32(blk[:, 2:18])]
+
+
+def deq_iq4_xs(blk):
+    """Value i: sub-block s = i // 32, code = nibble i % 32 of qs[16 s .. 16 s + 15] (as iq4_nl);
+    scale ls = low nibble (s even) or high nibble (s odd) of scales_l[s // 2], plus bits 2 s and
+    2 s + 1 of scales_h as bits 4 and 5; value = f32(d * (ls - 32)) * table[code]."""
+    i = index()
+    s = i // 32
+    d = f16_at(blk, 0)
+    scales_h = blk[:, 2:4].copy().view("<u2").astype(np.int64)  # [nb, 1]
+    low = (blk[:, 4 + s // 2].astype(np.int64) >> (4 * (s % 2))) & 0xF
+    ls = low | (((scales_h >> (2 * s)) & 3) << 4)
+    byte = blk[:, 8 + 16 * s + (i % 16)].astype(np.int64)
+    code = (byte >> (4 * ((i % 32) // 16))) & 0xF
+    return (d * (ls - 32).astype(F32)) * IQ4_VALUES[code]
 
 
 # ---- K formats (256 values, sub-blocks of 16 or 32) ---------------------------------------------
@@ -211,7 +235,8 @@ def deq_plain(name):
 DEQUANTIZE = {
     "q8_0": deq_q8_0, "q4_0": deq_q4_0, "q4_1": deq_q4_1, "q5_0": deq_q5_0, "q5_1": deq_q5_1,
     "q2_K": deq_q2_K, "q3_K": deq_q3_K, "q4_K": deq_q4_K, "q5_K": deq_q5_K, "q6_K": deq_q6_K,
-    "mxfp4": deq_mxfp4, "f32": deq_plain("f32"), "f16": deq_plain("f16"),
+    "mxfp4": deq_mxfp4, "iq4_nl": deq_iq4_nl, "iq4_xs": deq_iq4_xs, "f32": deq_plain("f32"),
+    "f16": deq_plain("f16"),
     "bf16": deq_plain("bf16"),
 }
 

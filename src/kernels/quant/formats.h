@@ -45,6 +45,19 @@ inline void k_scale_min(int j, const uint8_t* packed, int& scale, int& min) {
   }
 }
 
+// The 16 values a 4-bit code of iq4_nl and iq4_xs stands for (ggml's kvalues_iq4nl), before the
+// block's scale.
+inline constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
+// iq4_xs: the 6-bit scale of sub-block j (0..7) of 32 values, from scales_h (bytes 2..3, two bits
+// per sub-block) and scales_l (bytes 4..7, a nibble per sub-block); the sub-block's scale is
+// d * (ls - 32).
+inline int iq4_xs_scale(const uint8_t* block, int j) {
+  const int high = (block[2] | (block[3] << 8)) >> (2 * j) & 3;
+  return ((block[4 + j / 2] >> (4 * (j % 2))) & 0xf) | (high << 4);
+}
+
 void dequantize_f32(const uint8_t* blocks, float* out, int64_t nblocks);
 void quantize_f32(const float* values, uint8_t* blocks, int64_t nblocks);
 void dequantize_f16(const uint8_t* blocks, float* out, int64_t nblocks);
@@ -75,5 +88,7 @@ void dequantize_q6_k(const uint8_t* blocks, float* out, int64_t nblocks);
 void quantize_q6_k(const float* values, uint8_t* blocks, int64_t nblocks);
 
 void dequantize_mxfp4(const uint8_t* blocks, float* out, int64_t nblocks);
+void dequantize_iq4_nl(const uint8_t* blocks, float* out, int64_t nblocks);
+void dequantize_iq4_xs(const uint8_t* blocks, float* out, int64_t nblocks);
 
 }  // namespace sy::kernels::quant

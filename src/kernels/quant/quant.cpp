@@ -12,7 +12,7 @@ namespace sy::kernels {
 namespace {
 
 // The registry: one line per format. A format without a reference quantizer yet has nullptr.
-constexpr std::array<QuantFormat, 14> kFormats = {{
+constexpr std::array<QuantFormat, 16> kFormats = {{
     {GgmlType::kF32, quant::dequantize_f32, quant::quantize_f32},
     {GgmlType::kF16, quant::dequantize_f16, quant::quantize_f16},
     {GgmlType::kBF16, quant::dequantize_bf16, quant::quantize_bf16},
@@ -27,6 +27,8 @@ constexpr std::array<QuantFormat, 14> kFormats = {{
     {GgmlType::kQ5_K, quant::dequantize_q5_k, quant::quantize_q5_k},
     {GgmlType::kQ6_K, quant::dequantize_q6_k, quant::quantize_q6_k},
     {GgmlType::kMXFP4, quant::dequantize_mxfp4, nullptr},
+    {GgmlType::kIQ4_NL, quant::dequantize_iq4_nl, nullptr},
+    {GgmlType::kIQ4_XS, quant::dequantize_iq4_xs, nullptr},
 }};
 
 // Below this many values a tensor is decoded on the calling thread: starting the team costs more.

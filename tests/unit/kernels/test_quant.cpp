@@ -263,6 +263,43 @@ TEST(Quant, Mxfp4HandBuiltBlocks) {
   EXPECT_EQ(y[80], std::numeric_limits<float>::infinity());
 }
 
+// iq4_nl: { f16 d; qs[16] } as q4_0's layout, value = d * table[code].
+TEST(Quant, Iq4NlHandBuiltBlock) {
+  const float table[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                           1,    13,   25,  38,  53,  69,  89,  113};
+  Bytes b(18, 0);
+  put_f16(b, 0, 0.5f);
+  for (int j = 0; j < 16; ++j) b[2 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+  std::vector<float> want(32);
+  for (int j = 0; j < 16; ++j) want[j] = 0.5f * table[j], want[16 + j] = 0.5f * table[15 - j];
+  expect_values(dequant(GgmlType::kIQ4_NL, b), want, "iq4_nl");
+}
+
+// iq4_xs: { f16 d; u16 scales_h; u8 scales_l[4]; qs[128] }; sub-block j's 6-bit scale ls is the
+// nibble j % 2 of scales_l[j / 2] topped by bits 2j, 2j + 1 of scales_h; value = d * (ls - 32) *
+// table[code].
+TEST(Quant, Iq4XsHandBuiltBlock) {
+  Bytes b(136, 0);
+  put_f16(b, 0, 0.25f);
+  // Sub-block 5: ls = 0x7 | (2 << 4) = 39 -> scale 7; sub-block 2: ls = 0xf | (1 << 4) = 31 -> -1.
+  b[4 + 2] = 0x70;                                 // scales_l[2] high nibble: sub-block 5
+  b[4 + 1] = 0x0f;                                 // scales_l[1] low nibble: sub-block 2
+  const uint16_t scales_h = (2 << 10) | (1 << 4);  // bits 10..11: sub-block 5; bits 4..5: 2
+  b[2] = static_cast<uint8_t>(scales_h & 0xff);
+  b[3] = static_cast<uint8_t>(scales_h >> 8);
+  b[8 + 16 * 5 + 3] = 0xe2;  // sub-block 5: value 3 code 2 (-83), value 19 code 14 (89)
+  b[8 + 16 * 2 + 0] = 0x0f;  // sub-block 2: value 0 code 15 (113), value 16 code 0 (-127)
+  std::vector<float> want(256);
+  for (int j = 0; j < 8; ++j) {  // every other sub-block has ls = 0: scale -32, codes 0 (-127)
+    const float scale = j == 5 ? 7.0f : j == 2 ? -1.0f : -32.0f;
+    for (int i = 0; i < 32; ++i) want[32 * j + i] = 0.25f * scale * -127.0f;
+  }
+  want[32 * 5 + 3] = 0.25f * 7 * -83;
+  want[32 * 5 + 19] = 0.25f * 7 * 89;
+  want[32 * 2 + 0] = 0.25f * -1 * 113;
+  expect_values(dequant(GgmlType::kIQ4_XS, b), want, "iq4_xs");
+}
+
 // ---- (2) random blocks against the NumPy reference ---------------------------------------------
 
 struct FormatCase {
@@ -275,8 +312,9 @@ const std::vector<FormatCase>& all_formats() {
       {GgmlType::kQ8_0, {0}},   {GgmlType::kQ4_0, {0}},    {GgmlType::kQ4_1, {0, 2}},
       {GgmlType::kQ5_0, {0}},   {GgmlType::kQ5_1, {0, 2}}, {GgmlType::kQ2_K, {80, 82}},
       {GgmlType::kQ3_K, {108}}, {GgmlType::kQ4_K, {0, 2}}, {GgmlType::kQ5_K, {0, 2}},
-      {GgmlType::kQ6_K, {208}}, {GgmlType::kMXFP4, {}},    {GgmlType::kF32, {}},
-      {GgmlType::kF16, {}},     {GgmlType::kBF16, {}},
+      {GgmlType::kQ6_K, {208}}, {GgmlType::kMXFP4, {}},    {GgmlType::kIQ4_NL, {0}},
+      {GgmlType::kIQ4_XS, {0}}, {GgmlType::kF32, {}},      {GgmlType::kF16, {}},
+      {GgmlType::kBF16, {}},
   };
   return formats;
 }
@@ -552,6 +590,7 @@ TEST(Quant, RegistryListsWhatItCanDo) {
     EXPECT_TRUE(can_quantize(type)) << ggml_type_info(type).name;
   }
   EXPECT_FALSE(can_quantize(GgmlType::kMXFP4));
+  EXPECT_FALSE(can_quantize(GgmlType::kIQ4_XS));
 }
 
 // ---- (4) errors -------------------------------------------------------------------------------
@@ -587,7 +626,7 @@ TEST(Quant, SizeAndTypeErrorsSayWhatAndWhy) {
             "dequantize: q8_0 tensor of shape [1, 32]: data is null");
   const std::string supported =
       "(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, "
-      "mxfp4)";
+      "mxfp4, iq4_nl, iq4_xs)";
   EXPECT_EQ(error_of([&] { dequantize(b.data(), 292, GgmlType::kQ8_K, {256}); }),
             "dequantize: ggml type q8_K cannot be dequantized " + supported);
   EXPECT_EQ(error_of([&] { dequantize(b.data(), 4, static_cast<GgmlType>(4), {1}); }),
