@@ -91,11 +91,18 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
 }  // namespace
 
 ActLayout act_layout(GgmlType weight_type) {
-  return weight_type == GgmlType::kQ8_0 || weight_type == GgmlType::kQ4_0 ? ActLayout::kA32
-                                                                          : ActLayout::kA256;
+  switch (weight_type) {
+    case GgmlType::kQ8_0:
+    case GgmlType::kQ4_0:
+    case GgmlType::kIQ4_NL:
+    case GgmlType::kIQ4_XS:
+      return ActLayout::kA32;
+    default:
+      return ActLayout::kA256;
+  }
 }
 
-int act_a32_bias(GgmlType weight_type) { return weight_type == GgmlType::kQ8_0 ? 128 : 8; }
+int act_a32_bias(GgmlType weight_type) { return weight_type == GgmlType::kQ4_0 ? 8 : 128; }
 
 size_t act_row_bytes(GgmlType weight_type, int64_t k) {
   if (act_layout(weight_type) == ActLayout::kA32) {

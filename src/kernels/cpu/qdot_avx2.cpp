@@ -67,32 +67,54 @@ SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m256 (&acc)[R][T]) {
   }
 }
 
-// ---- q8_0 and q4_0 against kA32 activations: a group is two pairs of blocks ------------------
+// ---- q8_0, q4_0, iq4_nl and iq4_xs against kA32 activations: a group is two pairs of blocks -
 
 struct A32Pair {
   __m256i lo, hi;  // values 0..15 / 16..31 of the pair's two blocks
   __m256 dw;       // lanes 0-3: first block's scale, 4-7: second's
 };
 
+// q8_0, q4_0, iq4_nl and iq4_xs (a group: 4 blocks of 32 values; iq4_xs: half a super-block).
 template <GgmlType kType>
 struct A32Kernel {
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
+  static constexpr bool kXs = kType == GgmlType::kIQ4_XS;
+  static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;
+  // Codes that are signed values (q8_0, and iq4's table values) take the |w| x sign(a) products.
+  static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;  // iq4_xs: 136 per 8
+  static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
   static constexpr int kRp = 2, kTp = 3;
 
-  // Pair q (0, 1) of the group at p.
-  static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q) {
-    const uint8_t* b0 = p + 2 * q * kBlockBytes;
-    const uint8_t* b1 = b0 + kBlockBytes;
+  // Pair q (0, 1) of the group at p (iq4_xs: p is the super-block, `half` which 4 sub-blocks).
+  static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q, int half) {
     A32Pair w;
     if constexpr (kType == GgmlType::kQ8_0) {
-      w.lo = two128(b0 + 2, b1 + 2);
-      w.hi = two128(b0 + 18, b1 + 18);
+      const uint8_t* b0 = p + 2 * q * kBlockBytes;
+      w.lo = two128(b0 + 2, b0 + kBlockBytes + 2);
+      w.hi = two128(b0 + 18, b0 + kBlockBytes + 18);
     } else {
-      const __m256i v = two128(b0 + 2, b1 + 2);
+      const int j0 = 4 * half + 2 * q;  // iq4_xs: the pair's first sub-block
+      const uint8_t* b0 = p + 2 * q * kBlockBytes;
+      const __m256i v = kXs ? load256(p + 8 + 16 * j0) : two128(b0 + 2, b0 + kBlockBytes + 2);
       const __m256i nib = _mm256_set1_epi8(0x0f);
       w.lo = _mm256_and_si256(v, nib);
       w.hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+      if constexpr (kIq4) {  // the codes' values
+        const __m256i table = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)));
+        w.lo = _mm256_shuffle_epi8(table, w.lo);
+        w.hi = _mm256_shuffle_epi8(table, w.hi);
+      }
+      if constexpr (kXs) {
+        const float d = f16_at(p);
+        const float d0 = d * static_cast<float>(quant::iq4_xs_scale(p, j0) - 32);
+        const float d1 = d * static_cast<float>(quant::iq4_xs_scale(p, j0 + 1) - 32);
+        w.dw = _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0));
+        return w;
+      }
     }
+    const uint8_t* b0 = p + 2 * q * kBlockBytes;
+    const uint8_t* b1 = b0 + kBlockBytes;
     const int d = b0[0] | (b0[1] << 8) | (b1[0] << 16) | (b1[1] << 24);
     const __m128 two = _mm_cvtph_ps(_mm_cvtsi32_si128(d));
     w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two),
@@ -104,7 +126,7 @@ struct A32Kernel {
   static SY_QDOT_INLINE void step(__m256& acc, const A32Pair& w, const uint8_t* ag, int q) {
     const __m256i alo = load256a(ag + 32 * q), ahi = load256a(ag + 64 + 32 * q);
     __m256i sum;
-    if constexpr (kType == GgmlType::kQ8_0) {  // |w| x (a with w's sign)
+    if constexpr (kSigned) {  // |w| x (a with w's sign); |w| <= 128 keeps pair sums in int16
       sum = _mm256_add_epi32(
           madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w.lo), _mm256_sign_epi8(alo, w.lo))),
           madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w.hi), _mm256_sign_epi8(ahi, w.hi))));
@@ -119,12 +141,12 @@ struct A32Kernel {
 
   template <int R, int T>
   static SY_QDOT_INLINE void group(__m256 (&acc)[R][T], const uint8_t* const (&rows)[R],
-                                   const MicroArgs& m, size_t act_offset) {
+                                   const MicroArgs& m, size_t act_offset, int half) {
     SY_QDOT_UNROLL
     for (int q = 0; q < 2; ++q) {
       A32Pair w[R];
       SY_QDOT_UNROLL
-      for (int r = 0; r < R; ++r) w[r] = load(rows[r], q);
+      for (int r = 0; r < R; ++r) w[r] = load(rows[r], q, half);
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
         SY_QDOT_UNROLL
@@ -142,17 +164,19 @@ struct A32Kernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
     }
     const int64_t nb = m.k / 32, full = nb / 4;
-    constexpr size_t kGroupBytes = 4 * kBlockBytes;
     const uint8_t* rows[R];
     for (int64_t g = 0; g < full; ++g) {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        rows[r] = m.w + r * m.ws + g * kGroupBytes;
-        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(rows[r], m.ahead);
+        const uint8_t* row = m.w + r * m.ws;
+        rows[r] = kXs ? row + (g / 2) * 136 : row + g * kGroupBytes;
+        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(row + g * kGroupBytes, m.ahead);
       }
-      group<R, T>(acc, rows, m, g * kA32GroupBytes);
+      group<R, T>(acc, rows, m, g * kA32GroupBytes, static_cast<int>(g % 2));
     }
-    if (nb % 4 != 0) {  // the last 1-3 blocks, copied so the loads stay inside the row
+    // The last 1-3 blocks (iq4_xs rows are whole super-blocks), copied so the loads stay inside
+    // the row.
+    if (!kXs && nb % 4 != 0) {
       const size_t tail = static_cast<size_t>(nb % 4) * kBlockBytes;
       alignas(32) uint8_t buf[R][kGroupBytes] = {};
       SY_QDOT_UNROLL
@@ -160,7 +184,7 @@ struct A32Kernel {
         std::memcpy(buf[r], m.w + r * m.ws + full * kGroupBytes, tail);
         rows[r] = buf[r];
       }
-      group<R, T>(acc, rows, m, full * kA32GroupBytes);
+      group<R, T>(acc, rows, m, full * kA32GroupBytes, 0);
     }
     store_sums<R, T>(m, acc);
   }
@@ -453,6 +477,10 @@ QdotTileFn tile_for(GgmlType type) {
       return run_tile<K45Kernel<true>>;
     case GgmlType::kQ6_K:
       return run_tile<Q6KKernel>;
+    case GgmlType::kIQ4_NL:
+      return run_tile<A32Kernel<GgmlType::kIQ4_NL>>;
+    case GgmlType::kIQ4_XS:
+      return run_tile<A32Kernel<GgmlType::kIQ4_XS>>;
     default:
       return nullptr;
   }

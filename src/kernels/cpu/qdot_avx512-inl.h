@@ -76,7 +76,7 @@ SY_QDOT_INLINE void transpose_16x8(const __m512i (&in)[8], __m512i (&out)[8]) {
   }
 }
 
-// ---- q8_0 and q4_0 against kA32 activations ---------------------------------------------------
+// ---- q8_0, q4_0, iq4_nl and iq4_xs against kA32 activations -----------------------------------
 
 // One row's group of 4 blocks, unpacked to the kA32 order: lo = values 0..15 of blocks 0..3, hi =
 // values 16..31, dw = f32 lane j holding block j / 4's scale.
@@ -85,13 +85,20 @@ struct A32W {
   __m512 dw;
 };
 
+// q8_0, q4_0, iq4_nl and iq4_xs (iq4_xs: a group is half a super-block, 4 of its sub-blocks).
 template <GgmlType kType>
 struct A32Kernel {
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
+  static constexpr bool kXs = kType == GgmlType::kIQ4_XS;
+  static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;
+  // Codes that are signed values (q8_0, and iq4's table values): without VNNI they take the
+  // |w| x sign(a) products; with it they are stored + 128, which the start values take out.
+  static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;  // iq4_xs: 136 per 8
+  static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
   static constexpr int kRp = 4, kTp = 4;
 
-  // p: 4 whole blocks (136 or 72 bytes readable).
-  static SY_QDOT_INLINE A32W load(const uint8_t* p) {
+  // p: 4 whole blocks (136 or 72 bytes readable); iq4_xs: the super-block, and which half.
+  static SY_QDOT_INLINE A32W load(const uint8_t* p, int half) {
     A32W w;
     if constexpr (kType == GgmlType::kQ8_0) {
       const auto* v = reinterpret_cast<const __m256i*>(p + 2);
@@ -114,18 +121,42 @@ struct A32Kernel {
       const __m512i h = _mm512_permutex2var_epi16(load512(p), words(kIdx), load512(p + 64));
       w.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
     } else {
-      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+      __m512i v;
+      if constexpr (kXs) {  // the 4 sub-blocks' codes are 64 contiguous bytes
+        v = load512(p + 8 + 64 * half);
+      } else {
+        v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+      }
       const __m512i nib = _mm512_set1_epi8(0x0f);
       w.lo = _mm512_and_si512(v, nib);
       w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
-      // The f16 scales are the words at bytes 0, 18, 36 and 54.
-      alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,
-                                                        18, 18, 18, 18, 27, 27, 27, 27};
-      w.dw = _mm512_cvtph_ps(
-          _mm512_castsi512_si256(_mm512_permutexvar_epi16(words(kIdx), load512(p))));
+      if constexpr (kIq4) {  // the codes' values (+ 128 for vpdpbusd's unsigned operand)
+        __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values));
+        if constexpr (kVnni) table = _mm_xor_si128(table, _mm_set1_epi8(static_cast<char>(0x80)));
+        const __m512i t4 = _mm512_broadcast_i32x4(table);
+        w.lo = _mm512_shuffle_epi8(t4, w.lo);
+        w.hi = _mm512_shuffle_epi8(t4, w.hi);
+      }
+      if constexpr (kXs) {
+        const float d = f16_at(p);
+        const __m128 four =
+            _mm_setr_ps(d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half) - 32),
+                        d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half + 1) - 32),
+                        d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half + 2) - 32),
+                        d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half + 3) - 32));
+        w.dw =
+            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                  _mm512_castps128_ps512(four));
+      } else {
+        // The f16 scales are the words at bytes 0, 18, 36 and 54.
+        alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,
+                                                          18, 18, 18, 18, 27, 27, 27, 27};
+        w.dw = _mm512_cvtph_ps(
+            _mm512_castsi512_si256(_mm512_permutexvar_epi16(words(kIdx), load512(p))));
+      }
     }
     return w;
   }
@@ -134,7 +165,7 @@ struct A32Kernel {
   static SY_QDOT_INLINE void step(__m512& acc, const A32W& w, const uint8_t* ag) {
     const __m512i alo = _mm512_load_si512(ag), ahi = _mm512_load_si512(ag + 64);
     __m512i sum;
-    if constexpr (kType == GgmlType::kQ8_0 && !kVnni) {
+    if constexpr (kSigned && !kVnni) {
       // Signed x signed through vpmaddubsw: |w| x (a with w's sign); |w| <= 128 keeps the pair
       // sums within int16.
       const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi16(1);
@@ -166,14 +197,14 @@ struct A32Kernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     }
     const int64_t nb = m.k / 32, full = nb / 4;
-    constexpr size_t kGroupBytes = 4 * kBlockBytes;
     for (int64_t g = 0; g < full; ++g) {
       A32W w[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        const uint8_t* p = m.w + r * m.ws + g * kGroupBytes;
-        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(p, m.ahead);
-        w[r] = load(p);
+        const uint8_t* row = m.w + r * m.ws;
+        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(row + g * kGroupBytes, m.ahead);
+        w[r] = kXs ? load(row + (g / 2) * 136, static_cast<int>(g % 2))
+                   : load(row + g * kGroupBytes, 0);
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -182,14 +213,16 @@ struct A32Kernel {
         for (int r = 0; r < R; ++r) step(acc[r][t], w[r], ag);
       }
     }
-    if (nb % 4 != 0) {  // the last 1-3 blocks, copied so the loads stay inside the row
+    // The last 1-3 blocks (iq4_xs rows are whole super-blocks), copied so the loads stay inside
+    // the row.
+    if (!kXs && nb % 4 != 0) {
       const size_t tail = static_cast<size_t>(nb % 4) * kBlockBytes;
       alignas(64) uint8_t buf[kGroupBytes] = {};
       A32W w[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         std::memcpy(buf, m.w + r * m.ws + full * kGroupBytes, tail);
-        w[r] = load(buf);
+        w[r] = load(buf, 0);
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -454,6 +487,10 @@ inline QdotTileFn tile_for(GgmlType type) {
       return run_tile<K45Kernel<true>>;
     case GgmlType::kQ6_K:
       return run_tile<Q6KKernel>;
+    case GgmlType::kIQ4_NL:
+      return run_tile<A32Kernel<GgmlType::kIQ4_NL>>;
+    case GgmlType::kIQ4_XS:
+      return run_tile<A32Kernel<GgmlType::kIQ4_XS>>;
     default:
       return nullptr;
   }

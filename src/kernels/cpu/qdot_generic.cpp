@@ -66,6 +66,38 @@ float dot_q4_0(const uint8_t* w, const uint8_t* act, int64_t k) {
   return sum;
 }
 
+// The 32 codes of an iq4 block (q4_0's nibble order) as table values, dotted with block a.
+int dot_iq4_block(const uint8_t* qs, const A32Block& a) {
+  int s = 0;
+  for (int i = 0; i < 16; ++i) {
+    s += quant::kIq4Values[qs[i] & 0xf] * a.lo[i] + quant::kIq4Values[qs[i] >> 4] * a.hi[i];
+  }
+  return s;
+}
+
+float dot_iq4_nl(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* blk = w + b * 18;
+    const A32Block a = a32_block(act, b);
+    sum += load_f16(blk) * a.d * static_cast<float>(dot_iq4_block(blk + 2, a));
+  }
+  return sum;
+}
+
+// iq4_xs: sub-block j of each super-block is an iq4_nl block of scale d * (ls_j - 32).
+float dot_iq4_xs(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* blk = w + (b / 8) * 136;
+    const int j = static_cast<int>(b % 8);
+    const A32Block a = a32_block(act, b);
+    const float dw = load_f16(blk) * static_cast<float>(quant::iq4_xs_scale(blk, j) - 32);
+    sum += dw * a.d * static_cast<float>(dot_iq4_block(blk + 8 + 16 * j, a));
+  }
+  return sum;
+}
+
 // q4_K and q5_K: per super-block d * sum_j sc_j (q . a)_j - dmin * sum_j m_j (sum a)_j.
 template <bool kFive>
 float dot_q45_k(const uint8_t* w, const uint8_t* act, int64_t k) {
@@ -155,6 +187,10 @@ QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
       return tile<dot_q45_k<true>>;
     case GgmlType::kQ6_K:
       return tile<dot_q6_k>;
+    case GgmlType::kIQ4_NL:
+      return tile<dot_iq4_nl>;
+    case GgmlType::kIQ4_XS:
+      return tile<dot_iq4_xs>;
     default:
       return nullptr;
   }

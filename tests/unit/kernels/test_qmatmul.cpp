@@ -26,8 +26,9 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-const GgmlType kQuantTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ5_K,
-                                GgmlType::kQ6_K};
+const GgmlType kQuantTypes[] = {GgmlType::kQ8_0,  GgmlType::kQ4_0, GgmlType::kQ4_K,
+                                GgmlType::kQ5_K,  GgmlType::kQ6_K, GgmlType::kIQ4_NL,
+                                GgmlType::kIQ4_XS};
 
 using ::sy::test::error_of;
 
@@ -83,6 +84,12 @@ Weights random_weights(GgmlType type, int64_t n, int64_t k, Rng& rng) {
         break;
       case GgmlType::kQ6_K:
         put_f16(blk + 208, rng.uniform(0.5f, 1.5f) / 4096.0f);
+        break;
+      case GgmlType::kIQ4_NL:  // table values up to 127
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / 128.0f);
+        break;
+      case GgmlType::kIQ4_XS:  // and sub-block scales (ls - 32) of -32 .. 31
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / 4096.0f);
         break;
       default:
         ADD_FAILURE() << "no random blocks for " << name_of(type);
@@ -338,7 +345,7 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
   const std::vector<QdotPath> paths = qdot_paths_available();
   for (GgmlType type : kQuantTypes) {
     std::vector<int64_t> ks = {256, 512, 2048};
-    if (act_block(type) == 32) ks.insert(ks.end(), {32, 96, 288});
+    if (ggml_type_info(type).block_values == 32) ks.insert(ks.end(), {32, 96, 288});
     int variant = 0;
     for (int64_t k : ks) {
       for (int64_t n : {1, 7, 64, 300}) {
@@ -655,11 +662,11 @@ TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
   bad.type = GgmlType::kQ4_1;
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
             "quant_matmul: weight type q4_1 is not supported (supported: q8_0, q4_0, q4_K, q5_K, "
-            "q6_K, f32, f16, bf16)");
+            "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad.type = static_cast<GgmlType>(99);
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
             "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q4_K, q5_K, "
-            "q6_K, f32, f16, bf16)");
+            "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad = w.m;
   bad.row_bytes = 143;
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
