@@ -105,11 +105,10 @@ struct A32Kernel {
         w.lo = _mm256_shuffle_epi8(table, w.lo);
         w.hi = _mm256_shuffle_epi8(table, w.hi);
       }
-      if constexpr (kXs) {
-        const float d = f16_at(p);
-        const float d0 = d * static_cast<float>(quant::iq4_xs_scale(p, j0) - 32);
-        const float d1 = d * static_cast<float>(quant::iq4_xs_scale(p, j0 + 1) - 32);
-        w.dw = _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0));
+      if constexpr (kXs) {  // lanes 0-3: sub-block j0's scale, 4-7: j0 + 1's
+        const __m256i pick =
+            _mm256_add_epi32(_mm256_set1_epi32(j0), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+        w.dw = _mm256_permutevar8x32_ps(iq4_xs_scales(p), pick);
         return w;
       }
     }

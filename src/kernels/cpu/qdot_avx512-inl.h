@@ -140,16 +140,11 @@ struct A32Kernel {
         w.lo = _mm512_shuffle_epi8(t4, w.lo);
         w.hi = _mm512_shuffle_epi8(t4, w.hi);
       }
-      if constexpr (kXs) {
-        const float d = f16_at(p);
-        const __m128 four =
-            _mm_setr_ps(d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half) - 32),
-                        d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half + 1) - 32),
-                        d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half + 2) - 32),
-                        d * static_cast<float>(quant::iq4_xs_scale(p, 4 * half + 3) - 32));
-        w.dw =
-            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                  _mm512_castps128_ps512(four));
+      if constexpr (kXs) {  // lanes 4 j .. 4 j + 3: sub-block 4 half + j's scale
+        const __m512i pick =
+            _mm512_add_epi32(_mm512_set1_epi32(4 * half),
+                             _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+        w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(iq4_xs_scales(p)));
       } else {
         // The f16 scales are the words at bytes 0, 18, 36 and 54.
         alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,

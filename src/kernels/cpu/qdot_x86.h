@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cpu/qdot.h"
 
@@ -143,5 +144,28 @@ void run_tile(const QdotTile& a) {
     Kernel::template micro<R, T>(micro_at(a, r, t));
   });
 }
+
+#if SY_QDOT_X86
+// iq4_xs: the 8 sub-block scales d * (ls_j - 32) of the super-block at p, as iq4_xs_scale
+// (kernels/quant/formats.h) gives them one at a time: ls_j is nibble j of the u32 scales_l (bits
+// 4j..4j+3) topped by bits 2j, 2j + 1 of scales_h. For the AVX2 and AVX-512 bodies (both targets
+// include AVX2 and F16C).
+__attribute__((target("avx2,f16c"))) SY_QDOT_INLINE __m256 iq4_xs_scales(const uint8_t* p) {
+  uint32_t low_bits = 0;
+  std::memcpy(&low_bits, p + 4, 4);
+  const int high_bits = p[2] | (p[3] << 8);
+  const __m256i low =
+      _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(low_bits)),
+                                         _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                       _mm256_set1_epi32(0xf));
+  const __m256i high = _mm256_and_si256(
+      _mm256_srlv_epi32(_mm256_set1_epi32(high_bits), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+      _mm256_set1_epi32(3));
+  const __m256i ls = _mm256_or_si256(low, _mm256_slli_epi32(high, 4));
+  const float d = _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+  return _mm256_mul_ps(_mm256_set1_ps(d),
+                       _mm256_cvtepi32_ps(_mm256_sub_epi32(ls, _mm256_set1_epi32(32))));
+}
+#endif
 
 }  // namespace sy::kernels::cpu
