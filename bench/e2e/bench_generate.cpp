@@ -15,7 +15,7 @@
 //          (Model::matmul_flops_per_token, attention scores included below) against the FP32
 //          FMA peak (the higher of a measurement right before and one right after the prompts).
 // Models: random weights of OLMoE-1B-7B's shape and Mixtral's shape scaled to 8 layers, in
-// q8_0, q4_0 and q4_K (bench/e2e/random_model.h), or any checkpoint given with --model.
+// q8_0, q4_0, q4_K and iq4_xs (bench/e2e/random_model.h), or any checkpoint given with --model.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -84,7 +84,8 @@ std::vector<GenCase> build_cases(const SuiteOptions& opts) {
     cases.push_back({"file", [path = opts.model] { return model::Model::load(path); }});
     return cases;
   }
-  const std::vector<GgmlType> types = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K};
+  const std::vector<GgmlType> types = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
+                                       GgmlType::kIQ4_XS};
   for (const ModelShape& shape : bench_model_shapes()) {
     for (const GgmlType type : types) {
       const std::string name = fmt::format("{}/{}", shape.name, ggml_type_info(type).name);

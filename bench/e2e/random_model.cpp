@@ -26,6 +26,8 @@ std::vector<size_t> scale_offsets(GgmlType type) {
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_0:
     case GgmlType::kQ5_0:
+    case GgmlType::kIQ4_NL:
+    case GgmlType::kIQ4_XS:  // its sub-block scales are codes too
       return {0};
     case GgmlType::kQ4_1:
     case GgmlType::kQ5_1:
@@ -139,7 +141,9 @@ model::Linear RandomWeights::read_linear(const std::string& name, const Shape& s
   std::fill(p + words * 8, p + bytes.nbytes(), uint8_t{0});
   // Scales: 1 / sqrt(cols) over codes of magnitude ~ half the range keeps each product's output
   // near unit size, like a trained model's.
-  const uint16_t scale = f32_to_f16(0.5f / (static_cast<float>(cols) * 0.25f));
+  // iq4_xs multiplies each 32 values by a random sub-block scale of up to 32 on top.
+  const float sub_block = type_ == GgmlType::kIQ4_XS ? 16.0f : 1.0f;
+  const uint16_t scale = f32_to_f16(0.5f / (static_cast<float>(cols) * 0.25f * sub_block));
   const std::vector<size_t> offsets = scale_offsets(type_);
   const size_t nblocks = bytes.nbytes() / info.block_bytes;
 #pragma omp parallel for schedule(static)
