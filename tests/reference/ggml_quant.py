@@ -330,14 +330,85 @@ def quant_q5_1(x):
         [f16_bytes(d), f16_bytes(mn), pack_high_bits(codes), pack_nibbles(codes)], axis=1)
 
 
+def iq4_codes(v):
+    """ggml best_index_int8 over IQ4_VALUES: the code of the nearest value, the upper one on ties
+    (the binary search ends at val[mu - 1] <= v < val[mu]; NaN ends at 15)."""
+    mu = np.clip(np.searchsorted(IQ4_VALUES, v, side="right"), 1, 15)
+    below = (v - IQ4_VALUES[mu - 1]).astype(F32)
+    above = (IQ4_VALUES[mu] - v).astype(F32)
+    code = np.where(below < above, mu - 1, mu)
+    code = np.where(v <= IQ4_VALUES[0], 0, code)
+    return np.where(v >= IQ4_VALUES[15], 15, code)
+
+
+def iq4_sums(x, w, inv):
+    """sum w q x and sum w q^2 over each row of 32 (value by value, ggml's order and association)
+    for the codes nearest inv * x; inv f32 [G, 1]."""
+    q = IQ4_VALUES[iq4_codes((inv * x).astype(F32))]
+    sqx = np.zeros(x.shape[0], dtype=F32)
+    sq2 = np.zeros(x.shape[0], dtype=F32)
+    for j in range(x.shape[1]):
+        wq = (w[:, j] * q[:, j]).astype(F32)
+        sqx = (sqx + (wq * x[:, j]).astype(F32)).astype(F32)
+        sq2 = (sq2 + (wq * q[:, j]).astype(F32)).astype(F32)
+    return sqx, sq2
+
+
+def iq4_scale(x):
+    """quantize_row_iq4_nl_impl's search over one block of 32 (7 tries a side, weights x^2), for
+    every row of x f32 [G, 32]: the scale, 0 where |x| < 1e-15 throughout."""
+    w = (x * x).astype(F32)
+    mx = signed_absmax(x)
+    tiny = np.abs(mx) < F32(1e-15)
+    mx = np.where(tiny, F32(1), mx).astype(F32)
+    d0 = (-mx / F32(-127)).astype(F32)
+    sqx, sq2 = iq4_sums(x, w, (F32(1) / d0)[:, None])
+    d = (sqx / sq2).astype(F32)
+    best = (d * sqx).astype(F32)
+    for t in range(-7, 8):
+        sqx, sq2 = iq4_sums(x, w, (F32(t - 127) / mx).astype(F32)[:, None])
+        better = (sq2 > 0) & ((sqx * sqx).astype(F32) > (best * sq2).astype(F32))
+        d = np.where(better, (sqx / sq2).astype(F32), d)
+        best = np.where(better, (d * sqx).astype(F32), best)
+    return np.where(tiny, F32(0), d).astype(F32)
+
+
+def quant_iq4_nl(x):
+    d = iq4_scale(x)
+    codes = iq4_codes((reciprocal_or_zero(d)[:, None] * x).astype(F32))
+    return np.concatenate([f16_bytes(d), pack_nibbles(codes)], axis=1)
+
+
+def nearest_int(v):
+    """ggml nearest_int: ties to even, after clamping to +-(2^22 - 1)."""
+    return np.rint(np.clip(v, F32(-4194303), F32(4194303))).astype(np.int64)
+
+
+def quant_iq4_xs(x):
+    nb = x.shape[0]
+    sub = x.reshape(nb * 8, 32)
+    scales = iq4_scale(sub).reshape(nb, 8)
+    top = signed_absmax(scales)  # the first of largest magnitude, as the C loop's strict >
+    d = (-top / F32(32)).astype(F32)  # -0 when every sub-block is zero
+    l = np.clip(nearest_int((reciprocal_or_zero(d)[:, None] * scales).astype(F32)), -32, 31)
+    dl = (d[:, None] * l.astype(F32)).astype(F32).reshape(-1)
+    codes = iq4_codes((reciprocal_or_zero(dl)[:, None] * sub).astype(F32))
+    qs = pack_nibbles(codes).reshape(nb, 128)
+    ls = l + 32
+    scales_l = (ls[:, 0::2] & 15) | ((ls[:, 1::2] & 15) << 4)
+    scales_h = ((ls >> 4) << (2 * np.arange(8))).sum(axis=1).astype("<u2").reshape(-1, 1)
+    return np.concatenate([f16_bytes(d), scales_h.view(np.uint8), scales_l.astype(np.uint8), qs],
+                          axis=1)
+
+
 QUANTIZE = {"q8_0": quant_q8_0, "q4_0": quant_q4_0, "q4_1": quant_q4_1, "q5_0": quant_q5_0,
-            "q5_1": quant_q5_1}
+            "q5_1": quant_q5_1, "iq4_nl": quant_iq4_nl, "iq4_xs": quant_iq4_xs}
 
 
 def compute(inp, params):
     name = params["type"]
     values, nbytes = GEOMETRY[name]
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if params["op"] == "dequantize":
             raw = inp["blocks"].numpy().astype(np.uint8)
             blk = raw.reshape(-1, nbytes)

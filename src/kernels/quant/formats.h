@@ -89,6 +89,8 @@ void quantize_q6_k(const float* values, uint8_t* blocks, int64_t nblocks);
 
 void dequantize_mxfp4(const uint8_t* blocks, float* out, int64_t nblocks);
 void dequantize_iq4_nl(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_iq4_nl(const float* values, uint8_t* blocks, int64_t nblocks);
 void dequantize_iq4_xs(const uint8_t* blocks, float* out, int64_t nblocks);
+void quantize_iq4_xs(const float* values, uint8_t* blocks, int64_t nblocks);
 
 }  // namespace sy::kernels::quant

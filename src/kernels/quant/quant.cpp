@@ -27,8 +27,8 @@ constexpr std::array<QuantFormat, 16> kFormats = {{
     {GgmlType::kQ5_K, quant::dequantize_q5_k, quant::quantize_q5_k},
     {GgmlType::kQ6_K, quant::dequantize_q6_k, quant::quantize_q6_k},
     {GgmlType::kMXFP4, quant::dequantize_mxfp4, nullptr},
-    {GgmlType::kIQ4_NL, quant::dequantize_iq4_nl, nullptr},
-    {GgmlType::kIQ4_XS, quant::dequantize_iq4_xs, nullptr},
+    {GgmlType::kIQ4_NL, quant::dequantize_iq4_nl, quant::quantize_iq4_nl},
+    {GgmlType::kIQ4_XS, quant::dequantize_iq4_xs, quant::quantize_iq4_xs},
 }};
 
 // Below this many values a tensor is decoded on the calling thread: starting the team costs more.

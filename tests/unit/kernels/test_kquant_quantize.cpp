@@ -515,6 +515,79 @@ TEST(KQuant, NonFiniteAndExtremeValuesInRawRowsStayDefined) {
   }
 }
 
+// ---- (6) iq4_nl and iq4_xs ---------------------------------------------------------------------
+//
+// Same searches per 32 values (kernels/quant/iq4.cpp): byte for byte like the NumPy transcription
+// (tests/reference/ggml_quant.py), and exact round trips of blocks made of scaled table values.
+
+const GgmlType kIq4Types[] = {GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
+
+TEST(Iq4Quant, MatchesNumpyReferenceByteForByte) {
+  Rng rng(25);
+  const std::vector<float> x = stress_blocks(rng, 20);
+  const auto n = static_cast<int64_t>(x.size());
+  std::vector<test::ReferenceCase> cases;
+  for (GgmlType type : kIq4Types) {
+    cases.push_back(
+        {{{"x", Tensor::from_f32({n}, x)}}, {{"op", "quantize"}, {"type", name_of(type)}}});
+  }
+  const auto ref = test::run_reference_cases("ggml_quant", cases);
+  for (size_t c = 0; c < std::size(kIq4Types); ++c) {
+    const GgmlType type = kIq4Types[c];
+    const int64_t block_bytes = ggml_type_info(type).block_bytes;
+    const Bytes ours = quantized(type, x);
+    const Tensor& want = ref[c].at("blocks");
+    ASSERT_EQ(want.numel(), static_cast<int64_t>(ours.size())) << name_of(type);
+    int bad = 0;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      if (ours[i] != want.data<int64_t>()[i] && bad++ < 5) {
+        ADD_FAILURE() << name_of(type) << ": byte " << i % block_bytes << " of block "
+                      << i / block_bytes << " is " << int{ours[i]} << ", numpy "
+                      << want.data<int64_t>()[i];
+      }
+    }
+    EXPECT_EQ(bad, 0) << name_of(type);
+    // Normal values come back within a few percent (RMS over the plain-normal blocks).
+    const std::vector<float> back = dequantized(type, ours);
+    double err = 0.0, sum = 0.0;
+    for (size_t i = 0; i < x.size(); i += 14 * kBlock) {
+      for (int j = 0; j < kBlock; ++j) {
+        err += (back[i + j] - x[i + j]) * (back[i + j] - x[i + j]);
+        sum += x[i + j] * x[i + j];
+      }
+    }
+    EXPECT_LT(std::sqrt(err / sum), 0.12) << name_of(type);
+  }
+}
+
+// Every 32 values are s * table[code] with the value -127 s among them: the search's try t = 0
+// fits them exactly (x * -127 / max = code values), so no other candidate can win. iq4_xs
+// sub-block scales s_j = 0.5 * k_j / 32 all lie on its grid D = -0.5 / 32 (l_j = -k_j).
+TEST(Iq4Quant, ScaledTableValuesRoundTripExactly) {
+  const float table[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                           1,    13,   25,  38,  53,  69,  89,  113};
+  const int k[8] = {32, 5, 17, 1, 32, 9, 24, 12};
+  std::vector<float> x(kBlock);
+  for (int j = 0; j < 8; ++j) {
+    const float scale = 0.5f * static_cast<float>(k[j]) / 32.0f;
+    for (int i = 0; i < 32; ++i) x[32 * j + i] = scale * table[(i * 7 + j) % 16];
+  }
+  for (GgmlType type : kIq4Types) {
+    const Bytes q = quantized(type, x);
+    const std::vector<float> back = dequantized(type, q);
+    for (int i = 0; i < kBlock; ++i) {
+      ASSERT_EQ(back[static_cast<size_t>(i)], x[static_cast<size_t>(i)])
+          << name_of(type) << " value " << i;
+    }
+  }
+  const Bytes xs = quantized(GgmlType::kIQ4_XS, x);
+  EXPECT_EQ(f16_at(xs.data()), -0.5f / 32.0f);
+  EXPECT_EQ(xs[4] & 0xf, 0);       // sub-block 0: l = -32, ls = 0
+  EXPECT_EQ(xs[4] >> 4, 11);       // sub-block 1: ls = 32 - 5 = 27, low nibble 11
+  EXPECT_EQ(xs[2] & 3, 0);         // sub-block 0's high bits
+  EXPECT_EQ((xs[2] >> 2) & 3, 1);  // sub-block 1's: 27 >> 4
+}
+
 // ---- (5) errors -------------------------------------------------------------------------------
 
 TEST(KQuant, RowLengthsThatAreNotWholeSuperBlocksAreRejected) {

@@ -590,7 +590,7 @@ TEST(Quant, RegistryListsWhatItCanDo) {
     EXPECT_TRUE(can_quantize(type)) << ggml_type_info(type).name;
   }
   EXPECT_FALSE(can_quantize(GgmlType::kMXFP4));
-  EXPECT_FALSE(can_quantize(GgmlType::kIQ4_XS));
+  EXPECT_TRUE(can_quantize(GgmlType::kIQ4_XS));
 }
 
 // ---- (4) errors -------------------------------------------------------------------------------
@@ -640,7 +640,8 @@ TEST(Quant, SizeAndTypeErrorsSayWhatAndWhy) {
 
   Bytes q(64);
   const std::string quantizers =
-      "(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)";
+      "(supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, "
+      "iq4_nl, iq4_xs)";
   EXPECT_EQ(error_of([&] { quantize_row(GgmlType::kMXFP4, out.data(), q.data(), 32); }),
             "quantize_row: ggml type mxfp4 has no quantizer " + quantizers);
   EXPECT_EQ(error_of([&] { quantize_row(GgmlType::kQ4_0, out.data(), q.data(), 48); }),
