@@ -29,9 +29,9 @@ namespace {
 // The types convert writes, in the order the error message lists them.
 const std::vector<GgmlType>& writable_types() {
   static const std::vector<GgmlType> kTypes = {
-      GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ4_0, GgmlType::kQ4_1,
-      GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0, GgmlType::kQ2_K, GgmlType::kQ3_K,
-      GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K};
+      GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ4_0,   GgmlType::kQ4_1,
+      GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0, GgmlType::kQ2_K,   GgmlType::kQ3_K,
+      GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
   return kTypes;
 }
 
@@ -97,6 +97,10 @@ uint32_t file_type_of(GgmlType type) {
       return 16;  // Q5_K_S
     case GgmlType::kQ6_K:
       return 18;
+    case GgmlType::kIQ4_NL:
+      return 25;
+    case GgmlType::kIQ4_XS:
+      return 30;
     case GgmlType::kBF16:
       return 32;
     default:
@@ -104,13 +108,14 @@ uint32_t file_type_of(GgmlType type) {
   }
 }
 
-// llama-quantize's fallback for rows that are not whole blocks (llama-quant.cpp), with q4_0 in
-// place of iq4_nl; the caller falls back to f16 when that does not fit either.
+// llama-quantize's fallback for rows that are not whole blocks (llama-quant.cpp); the caller
+// falls back to f16 when that does not fit either.
 GgmlType block_fallback(GgmlType type) {
   switch (type) {
     case GgmlType::kQ2_K:
     case GgmlType::kQ3_K:
-      return GgmlType::kQ4_0;
+    case GgmlType::kIQ4_XS:
+      return GgmlType::kIQ4_NL;
     case GgmlType::kQ4_K:
       return GgmlType::kQ5_0;
     case GgmlType::kQ5_K:

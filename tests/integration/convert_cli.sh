@@ -98,7 +98,7 @@ expect_error() {
   [[ $rc -eq 1 ]] || fail "convert $*: exit $rc, expected 1: $out"
   [[ $out == "$want" ]] || fail "convert $*: '$out', expected '$want'"
 }
-expect_error "error: --quant: unknown type 'q4_k_m', expected one of f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K" \
+expect_error "error: --quant: unknown type 'q4_k_m', expected one of f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs" \
   -m "$ck" -o "$tmp/x.gguf" --quant q4_k_m
 expect_error "error: --recipe: recipe entry 2 'attn_*' is not pattern=type" \
   -m "$ck" -o "$tmp/x.gguf" --recipe "ffn_*_exps=q4_K,attn_*"

@@ -35,7 +35,7 @@ using json = nlohmann::json;
 
 const std::vector<int32_t> kTokens = {1, 17, 42, 5, 99, 23, 64, 8, 31, 77, 2, 50};
 const std::string kTypes =
-    "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K";
+    "f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs";
 
 using ::sy::test::error_of;
 
@@ -303,11 +303,34 @@ TEST(Convert, BlockFallbacksAreNoted) {
   EXPECT_EQ(logits_of(out).shape(), (Shape{12, 120}));
 }
 
+// iq4_xs falls back to iq4_nl, as llama-quantize does, and the file runs.
+TEST(Convert, Iq4XsFallsBackToIq4Nl) {
+  test::TempDir dir("sy_convert");
+  test::ReferenceCase c;
+  c.params = {
+      {"case", "deepseek_v2_lite"}, {"dir", dir.str()}, {"seed", 5}, {"tokens", json(kTokens)}};
+  test::run_reference_cases("model_arch", {c});
+  const std::string out = (dir.path / "iq4.gguf").string();
+  const ConvertReport r = convert_to_gguf(dir.str(), out, with_type(GgmlType::kIQ4_XS));
+  const io::GgufFile f = io::GgufFile::open(out);
+  EXPECT_EQ(f.tensor_info("blk.1.ffn_up_exps.weight").type, GgmlType::kIQ4_NL);
+  EXPECT_EQ(f.tensor_info("blk.0.attn_k_b.weight").type, GgmlType::kF16);
+  EXPECT_EQ(f.get_u32("general.file_type"), 30u);  // MOSTLY_IQ4_XS
+  ASSERT_FALSE(r.notes.empty());
+  EXPECT_EQ(r.notes.front(),
+            "token_embd.weight: rows of 64 values are not whole 256-blocks of iq4_xs; written as "
+            "iq4_nl");
+  const Tensor logits = logits_of(out);
+  EXPECT_EQ(logits.shape(), (Shape{12, 120}));
+  for (int64_t i = 0; i < logits.numel(); ++i) ASSERT_TRUE(std::isfinite(logits.data<float>()[i]));
+}
+
 TEST(ConvertOptions, TypeNames) {
   EXPECT_EQ(parse_convert_type("q4_K"), GgmlType::kQ4_K);
   EXPECT_EQ(parse_convert_type("Q4_K"), GgmlType::kQ4_K);
   EXPECT_EQ(parse_convert_type("q8_0"), GgmlType::kQ8_0);
   EXPECT_EQ(parse_convert_type("BF16"), GgmlType::kBF16);
+  EXPECT_EQ(parse_convert_type("IQ4_XS"), GgmlType::kIQ4_XS);
   EXPECT_EQ(error_of([] { parse_convert_type("q4_k_m"); }),
             "unknown type 'q4_k_m', expected one of " + kTypes);
   EXPECT_EQ(error_of([] { parse_convert_type("mxfp4"); }),
@@ -373,13 +396,15 @@ TEST(ConvertOptions, TypeRules) {
   EXPECT_EQ(choose_tensor_type("blk.0.attn_q.weight", {512, 512}, o), GgmlType::kQ4_0);
   EXPECT_EQ(choose_tensor_type("blk.0.ffn_up.weight", {512, 512}, o), GgmlType::kQ2_K);
   EXPECT_EQ(choose_tensor_type("x", {512, 512}, with_type(GgmlType::kQ6_K)), GgmlType::kQ6_K);
-  // Fallbacks: q6_K -> q8_0, q2_K -> q4_0, then f16; f16 always fits.
+  // Fallbacks: q6_K -> q8_0, q2_K and iq4_xs -> iq4_nl, then f16; f16 always fits.
   EXPECT_EQ(choose_tensor_type("x", {96, 4}, with_type(GgmlType::kQ6_K), &note), GgmlType::kQ8_0);
   EXPECT_EQ(note, "x: rows of 96 values are not whole 256-blocks of q6_K; written as q8_0");
   EXPECT_EQ(choose_tensor_type("x", {48, 4}, with_type(GgmlType::kQ6_K), &note), GgmlType::kF16);
   EXPECT_EQ(note, "x: rows of 48 values are not whole 256-blocks of q6_K; written as f16");
-  EXPECT_EQ(choose_tensor_type("x", {96, 4}, o, &note), GgmlType::kQ4_0);
-  EXPECT_EQ(note, "x: rows of 96 values are not whole 256-blocks of q2_K; written as q4_0");
+  EXPECT_EQ(choose_tensor_type("x", {96, 4}, o, &note), GgmlType::kIQ4_NL);
+  EXPECT_EQ(note, "x: rows of 96 values are not whole 256-blocks of q2_K; written as iq4_nl");
+  EXPECT_EQ(choose_tensor_type("x", {96, 4}, with_type(GgmlType::kIQ4_XS)), GgmlType::kIQ4_NL);
+  EXPECT_EQ(choose_tensor_type("x", {48, 4}, with_type(GgmlType::kIQ4_XS)), GgmlType::kF16);
   EXPECT_EQ(choose_tensor_type("x", {96, 4}, with_type(GgmlType::kQ5_K)), GgmlType::kQ5_1);
   EXPECT_EQ(choose_tensor_type("x", {96, 4}, with_type(GgmlType::kQ4_K)), GgmlType::kQ5_0);
   EXPECT_EQ(choose_tensor_type("x", {48, 4}, with_type(GgmlType::kQ8_0), &note), GgmlType::kF16);
