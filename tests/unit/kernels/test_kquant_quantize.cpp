@@ -41,7 +41,8 @@ Bytes quantized(GgmlType type, const std::vector<float>& x) {
 }
 
 std::vector<float> dequantized(GgmlType type, const Bytes& blocks) {
-  const int64_t n = static_cast<int64_t>(blocks.size()) / ggml_type_info(type).block_bytes * kBlock;
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  const int64_t n = static_cast<int64_t>(blocks.size()) / info.block_bytes * info.block_values;
   std::vector<float> out(static_cast<size_t>(n), -12345.0f);
   dequantize_row(type, blocks.data(), out.data(), n);
   return out;
