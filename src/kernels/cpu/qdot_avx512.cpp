@@ -182,7 +182,7 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
-// ---- q8_0, q4_0 and q4_K against kI16 activations (prefill) ------------------------------------
+// ---- q8_0, q4_0, q4_K, iq4_nl and iq4_xs against kI16 activations (prefill) ---------------------
 //
 // A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
 // unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32, and for
@@ -195,17 +195,44 @@ constexpr bool kVnni = true;
 template <GgmlType kType>
 constexpr size_t kRepGroupBytes = kType == GgmlType::kQ4_K ? 640 : 576;
 
-// Codes of block b of a row (blocks at p) as 32 unsigned bytes in value order: q8_0 + 128, or the
-// q4_0 nibbles (low nibbles are values 0..15, high nibbles 16..31).
+// Where block b (32 values) of a row at p starts, and its scale: q8_0, q4_0 and iq4_nl blocks
+// begin with their f16 d; iq4_xs's 32-value sub-block b % 8 of super-block b / 8 has its 16
+// bytes of codes at 8 + 16 (b % 8) and the scale d * (ls - 32).
+template <GgmlType kType>
+SY_QDOT_INLINE const uint8_t* block_at(const uint8_t* p, int64_t b) {
+  if constexpr (kType == GgmlType::kIQ4_XS) return p + (b / 8) * 136 + 8 + 16 * (b % 8);
+  return p + (kType == GgmlType::kQ8_0 ? 34 : 18) * b;
+}
+template <GgmlType kType>
+SY_QDOT_INLINE float block_scale(const uint8_t* p, int64_t b) {
+  if constexpr (kType == GgmlType::kIQ4_XS) {
+    const uint8_t* blk = p + (b / 8) * 136;
+    return f16_at(blk) * static_cast<float>(quant::iq4_xs_scale(blk, static_cast<int>(b % 8)) - 32);
+  }
+  return f16_at(block_at<kType>(p, b));
+}
+
+// Codes of block b of a row (blocks at p) as 32 unsigned bytes in value order: q8_0 + 128, the
+// q4_0 nibbles (low nibbles are values 0..15, high nibbles 16..31), or the iq4 table values of
+// the nibbles + 128.
 template <GgmlType kType>
 SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
   if constexpr (kType == GgmlType::kQ8_0) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 34 * b + 2));
     return _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
   } else {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 18 * b + 2));
+    const uint8_t* qs = block_at<kType>(p, b) + (kType == GgmlType::kIQ4_XS ? 0 : 2);
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
     const __m128i nib = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), nib), _mm_and_si128(v, nib));
+    __m128i lo = _mm_and_si128(v, nib), hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+    if constexpr (kType == GgmlType::kIQ4_NL || kType == GgmlType::kIQ4_XS) {
+      const __m128i table =
+          _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)),
+                        _mm_set1_epi8(static_cast<char>(0x80)));
+      lo = _mm_shuffle_epi8(table, lo);
+      hi = _mm_shuffle_epi8(table, hi);
+    }
+    return _mm256_set_m128i(hi, lo);
   }
 }
 
@@ -259,23 +286,20 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
     repack_row_k4(p, nb, out);
     return;
   }
-  constexpr int64_t kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;
   for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
     const int64_t b0 = 16 * g, n = std::min<int64_t>(16, nb - b0);
-    const uint8_t* pg = p + b0 * kBlockBytes;
     __m512i rows[8], cols[8];
     for (int r = 0; r < 8; ++r) {
-      const __m256i lo = r < n ? block_codes<kType>(pg, r) : _mm256_setzero_si256();
-      const __m256i hi = r + 8 < n ? block_codes<kType>(pg, r + 8) : _mm256_setzero_si256();
+      const __m256i lo = r < n ? block_codes<kType>(p, b0 + r) : _mm256_setzero_si256();
+      const __m256i hi = r + 8 < n ? block_codes<kType>(p, b0 + r + 8) : _mm256_setzero_si256();
       rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
     }
     transpose_16x8(rows, cols);
     uint8_t* o = out + g * kRepGroupBytes<kType>;
     for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
-    alignas(32) uint16_t h[16] = {};
-    for (int64_t b = 0; b < n; ++b) std::memcpy(&h[b], pg + b * kBlockBytes, 2);
-    _mm512_store_ps(reinterpret_cast<float*>(o + 512),
-                    _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
+    alignas(64) float dw[16] = {};
+    for (int64_t b = 0; b < n; ++b) dw[b] = block_scale<kType>(p, b0 + b);
+    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(dw));
   }
 }
 
@@ -581,6 +605,10 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_0>;
     case GgmlType::kQ4_K:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_K>;
+    case GgmlType::kIQ4_NL:
+      return avx512_vnni::run_tile_i16<GgmlType::kIQ4_NL>;
+    case GgmlType::kIQ4_XS:
+      return avx512_vnni::run_tile_i16<GgmlType::kIQ4_XS>;
     default:
       return nullptr;
   }

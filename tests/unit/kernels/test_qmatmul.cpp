@@ -371,8 +371,9 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
 
 // The header's promise: each output is computed the same way whatever the thread count, so
 // results are bit-identical; and whatever other tokens share the call, except that from 8 tokens
-// on q8_0, q4_0 and q4_K on AVX-512 VNNI take the kI16 bodies, which sum the same integer products
-// in another f32 order (then a lone token agrees within f32 rounding of the sums).
+// on q8_0, q4_0, q4_K, iq4_nl and iq4_xs on AVX-512 VNNI take the kI16 bodies, which sum the same
+// integer products in another f32 order (then a lone token agrees within f32 rounding of the
+// sums).
 TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
   Rng rng(7);
   const int saved = omp_get_max_threads();
@@ -392,7 +393,8 @@ TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
       EXPECT_TRUE(same_bits(one.data<float>(), three.data<float>(), one.numel()));
       const bool i16 =
           path == QdotPath::kAvx512Vnni &&
-          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K);
+          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K ||
+           type == GgmlType::kIQ4_NL || type == GgmlType::kIQ4_XS);
       const Expected e = expected_for(x, w.m);
       for (int64_t i = 0; i < t; i += 5) {
         Tensor single = Tensor::zeros({n});
