@@ -3,7 +3,8 @@
 // x are f32 and y is f32.
 //
 // How: each call quantizes the activations once, per block, to int8 (the weight format decides the
-// block: 32 values with an f32 scale for q8_0, q4_0, iq4_nl and iq4_xs weights, as ggml's q8_0; 256
+// block: 32 values with an f32 scale for q8_0, q4_0, q5_0, iq4_nl and iq4_xs weights, as ggml's
+// q8_0; 256
 // values with an f32 scale and per-16 sums for the K formats, as ggml's q8_K), then takes integer
 // dot products of whole blocks (AVX-512 VNNI vpdpbusd, AVX-512BW or AVX2 vpmaddubsw + vpmaddwd, or
 // portable C++) and applies the f32 scales per block. The SIMD path is picked at run time from the
@@ -16,12 +17,12 @@
 //   |y - x dequant(W)^T| <= sum_i |dequant(W)_i| * d_block(i) / 2   (+ f32 rounding).
 // quant_matmul_activations gives the rounded activations themselves.
 //
-// Prefill (8 tokens or more) of q8_0, q4_0, q4_K, iq4_nl and iq4_xs weights on AVX-512 VNNI: each
-// tile of weight rows is repacked once into an order where every 32-bit lane of a sum holds one
-// block for 16 blocks at a time (cpu/qdot.h, kI16), and the activations are quantized to the same
-// codes in the matching order, so one f32 step serves 16 blocks. P16 matrices (QuantLayout below)
-// are already in that order: on AVX-512 VNNI they take the kI16 bodies at every token count, decode
-// included.
+// Prefill (8 tokens or more) of q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs weights on AVX-512 VNNI:
+// each tile of weight rows is repacked once into an order where every 32-bit lane of a sum holds
+// one block for 16 blocks at a time (cpu/qdot.h, kI16), and the activations are quantized to the
+// same codes in the matching order, so one f32 step serves 16 blocks. P16 matrices (QuantLayout
+// below) are already in that order: on AVX-512 VNNI they take the kI16 bodies at every token count,
+// decode included.
 //
 // Threads: OpenMP with the count from core/threads.h. The rows of W are split across threads; with
 // several tokens each thread walks its rows in small tiles that are reused from cache across
@@ -100,8 +101,8 @@ std::vector<QdotPath> qdot_paths_available();
 // What kAuto resolves to.
 QdotPath qdot_path_best();
 
-// Weight types quant_matmul takes: q8_0, q4_0, q4_K, q5_K, q6_K, iq4_nl, iq4_xs (quantized) and
-// f32, f16, bf16.
+// Weight types quant_matmul takes: q8_0, q4_0, q5_0, q4_K, q5_K, q6_K, iq4_nl, iq4_xs (quantized)
+// and f32, f16, bf16.
 bool can_quant_matmul(GgmlType type);
 
 struct QuantMatmulOptions {

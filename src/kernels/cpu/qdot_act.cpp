@@ -94,6 +94,7 @@ ActLayout act_layout(GgmlType weight_type) {
   switch (weight_type) {
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_0:
+    case GgmlType::kQ5_0:
     case GgmlType::kIQ4_NL:
     case GgmlType::kIQ4_XS:
       return ActLayout::kA32;
@@ -102,7 +103,16 @@ ActLayout act_layout(GgmlType weight_type) {
   }
 }
 
-int act_a32_bias(GgmlType weight_type) { return weight_type == GgmlType::kQ4_0 ? 8 : 128; }
+int act_a32_bias(GgmlType weight_type) {
+  switch (weight_type) {
+    case GgmlType::kQ4_0:
+      return 8;
+    case GgmlType::kQ5_0:
+      return 16;
+    default:
+      return 128;
+  }
+}
 
 size_t act_row_bytes(GgmlType weight_type, int64_t k) {
   if (act_layout(weight_type) == ActLayout::kA32) {

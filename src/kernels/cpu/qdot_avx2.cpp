@@ -74,14 +74,19 @@ struct A32Pair {
   __m256 dw;       // lanes 0-3: first block's scale, 4-7: second's
 };
 
-// q8_0, q4_0, iq4_nl and iq4_xs (a group: 4 blocks of 32 values; iq4_xs: half a super-block).
+// q8_0, q4_0, q5_0, iq4_nl and iq4_xs (a group: 4 blocks of 32 values; iq4_xs: half a
+// super-block).
 template <GgmlType kType>
 struct A32Kernel {
   static constexpr bool kXs = kType == GgmlType::kIQ4_XS;
   static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;
   // Codes that are signed values (q8_0, and iq4's table values) take the |w| x sign(a) products.
   static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;  // iq4_xs: 136 per 8
+  static constexpr bool kFive = kType == GgmlType::kQ5_0;
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34
+                                     : kFive                  ? 22
+                                                              : 18;  // iq4_xs: 136 per 8
+  static constexpr int kQs = kFive ? 6 : 2;  // where a block's codes start
   static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
   static constexpr int kRp = 2, kTp = 3;
 
@@ -95,10 +100,28 @@ struct A32Kernel {
     } else {
       const int j0 = 4 * half + 2 * q;  // iq4_xs: the pair's first sub-block
       const uint8_t* b0 = p + 2 * q * kBlockBytes;
-      const __m256i v = kXs ? load256(p + 8 + 16 * j0) : two128(b0 + 2, b0 + kBlockBytes + 2);
+      const __m256i v =
+          kXs ? load256(p + 8 + 16 * j0) : two128(b0 + kQs, b0 + kBlockBytes + kQs);
       const __m256i nib = _mm256_set1_epi8(0x0f);
       w.lo = _mm256_and_si256(v, nib);
       w.hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+      if constexpr (kFive) {  // bit 4 of value i: bit i of the block's u32 qh
+        uint32_t h0 = 0, h1 = 0;
+        std::memcpy(&h0, b0 + 2, 4);
+        std::memcpy(&h1, b0 + kBlockBytes + 2, 4);
+        const __m256i qh = _mm256_setr_epi32(static_cast<int>(h0), 0, 0, 0, static_cast<int>(h1),
+                                             0, 0, 0);
+        const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+        const __m256i lo_idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
+                                                0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        const __m256i hi_idx = _mm256_add_epi8(lo_idx, _mm256_set1_epi8(2));
+        const auto top = [&](__m256i idx) {
+          const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(qh, idx), bit);
+          return _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), _mm256_set1_epi8(0x10));
+        };
+        w.lo = _mm256_or_si256(w.lo, top(lo_idx));
+        w.hi = _mm256_or_si256(w.hi, top(hi_idx));
+      }
       if constexpr (kIq4) {  // the codes' values
         const __m256i table = _mm256_broadcastsi128_si256(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)));
@@ -470,6 +493,8 @@ QdotTileFn tile_for(GgmlType type) {
       return run_tile<A32Kernel<GgmlType::kQ8_0>>;
     case GgmlType::kQ4_0:
       return run_tile<A32Kernel<GgmlType::kQ4_0>>;
+    case GgmlType::kQ5_0:
+      return run_tile<A32Kernel<GgmlType::kQ5_0>>;
     case GgmlType::kQ4_K:
       return run_tile<K45Kernel<false>>;
     case GgmlType::kQ5_K:

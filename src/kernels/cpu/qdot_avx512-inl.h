@@ -85,7 +85,8 @@ struct A32W {
   __m512 dw;
 };
 
-// q8_0, q4_0, iq4_nl and iq4_xs (iq4_xs: a group is half a super-block, 4 of its sub-blocks).
+// q8_0, q4_0, q5_0, iq4_nl and iq4_xs (iq4_xs: a group is half a super-block, 4 of its
+// sub-blocks).
 template <GgmlType kType>
 struct A32Kernel {
   static constexpr bool kXs = kType == GgmlType::kIQ4_XS;
@@ -93,7 +94,11 @@ struct A32Kernel {
   // Codes that are signed values (q8_0, and iq4's table values): without VNNI they take the
   // |w| x sign(a) products; with it they are stored + 128, which the start values take out.
   static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : 18;  // iq4_xs: 136 per 8
+  static constexpr bool kFive = kType == GgmlType::kQ5_0;
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34
+                                     : kFive                  ? 22
+                                                              : 18;  // iq4_xs: 136 per 8
+  static constexpr int kQs = kFive ? 6 : 2;  // where a block's codes start
   static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
   static constexpr int kRp = 4, kTp = 4;
 
@@ -125,14 +130,33 @@ struct A32Kernel {
       if constexpr (kXs) {  // the 4 sub-blocks' codes are 64 contiguous bytes
         v = load512(p + 8 + 64 * half);
       } else {
-        v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+        const auto codes = [&](int b) {
+          return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kBlockBytes * b + kQs));
+        };
+        v = _mm512_castsi128_si512(codes(0));
+        v = _mm512_inserti32x4(v, codes(1), 1);
+        v = _mm512_inserti32x4(v, codes(2), 2);
+        v = _mm512_inserti32x4(v, codes(3), 3);
       }
       const __m512i nib = _mm512_set1_epi8(0x0f);
       w.lo = _mm512_and_si512(v, nib);
       w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+      if constexpr (kFive) {  // bit 4 of value i: bit i of each block's u32 qh (lane = block)
+        uint32_t h[4];
+        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + kBlockBytes * b + 2, 4);
+        const __m512i qh = _mm512_setr_epi32(static_cast<int>(h[0]), 0, 0, 0, static_cast<int>(h[1]),
+                                             0, 0, 0, static_cast<int>(h[2]), 0, 0, 0,
+                                             static_cast<int>(h[3]), 0, 0, 0);
+        const __m512i bit = _mm512_set1_epi64(static_cast<int64_t>(0x8040201008040201ull));
+        const __m512i lo_idx = _mm512_broadcast_i32x4(
+            _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        const __m512i hi_idx = _mm512_add_epi8(lo_idx, _mm512_set1_epi8(2));
+        const __m512i top = _mm512_set1_epi8(0x10);
+        w.lo = _mm512_or_si512(
+            w.lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, lo_idx), bit), top));
+        w.hi = _mm512_or_si512(
+            w.hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, hi_idx), bit), top));
+      }
       if constexpr (kIq4) {  // the codes' values (+ 128 for vpdpbusd's unsigned operand)
         __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values));
         if constexpr (kVnni) table = _mm_xor_si128(table, _mm_set1_epi8(static_cast<char>(0x80)));
@@ -145,6 +169,15 @@ struct A32Kernel {
             _mm512_add_epi32(_mm512_set1_epi32(4 * half),
                              _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
         w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(iq4_xs_scales(p)));
+      } else if constexpr (kFive) {  // the f16 scales at bytes 0, 22, 44, 66 (past the first 64)
+        uint16_t h[4];
+        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + kBlockBytes * b, 2);
+        const __m128 four = _mm_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(h[0]),
+                                                        static_cast<int16_t>(h[1]),
+                                                        static_cast<int16_t>(h[2]),
+                                                        static_cast<int16_t>(h[3]), 0, 0, 0, 0));
+        w.dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                     _mm512_castps128_ps512(four));
       } else {
         // The f16 scales are the words at bytes 0, 18, 36 and 54.
         alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,
@@ -476,6 +509,8 @@ inline QdotTileFn tile_for(GgmlType type) {
       return run_tile<A32Kernel<GgmlType::kQ8_0>>;
     case GgmlType::kQ4_0:
       return run_tile<A32Kernel<GgmlType::kQ4_0>>;
+    case GgmlType::kQ5_0:
+      return run_tile<A32Kernel<GgmlType::kQ5_0>>;
     case GgmlType::kQ4_K:
       return run_tile<K45Kernel<false>>;
     case GgmlType::kQ5_K:

@@ -182,7 +182,7 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
-// ---- q8_0, q4_0, q4_K, iq4_nl and iq4_xs against kI16 activations (prefill) ---------------------
+// ---- q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs against kI16 activations (prefill) ---------------
 //
 // A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
 // unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32, and for
@@ -195,13 +195,13 @@ constexpr bool kVnni = true;
 template <GgmlType kType>
 constexpr size_t kRepGroupBytes = kType == GgmlType::kQ4_K ? 640 : 576;
 
-// Where block b (32 values) of a row at p starts, and its scale: q8_0, q4_0 and iq4_nl blocks
+// Where block b (32 values) of a row at p starts, and its scale: q8_0, q4_0, q5_0 and iq4_nl blocks
 // begin with their f16 d; iq4_xs's 32-value sub-block b % 8 of super-block b / 8 has its 16
 // bytes of codes at 8 + 16 (b % 8) and the scale d * (ls - 32).
 template <GgmlType kType>
 SY_QDOT_INLINE const uint8_t* block_at(const uint8_t* p, int64_t b) {
   if constexpr (kType == GgmlType::kIQ4_XS) return p + (b / 8) * 136 + 8 + 16 * (b % 8);
-  return p + (kType == GgmlType::kQ8_0 ? 34 : 18) * b;
+  return p + (kType == GgmlType::kQ8_0 ? 34 : kType == GgmlType::kQ5_0 ? 22 : 18) * b;
 }
 template <GgmlType kType>
 SY_QDOT_INLINE float block_scale(const uint8_t* p, int64_t b) {
@@ -213,15 +213,16 @@ SY_QDOT_INLINE float block_scale(const uint8_t* p, int64_t b) {
 }
 
 // Codes of block b of a row (blocks at p) as 32 unsigned bytes in value order: q8_0 + 128, the
-// q4_0 nibbles (low nibbles are values 0..15, high nibbles 16..31), or the iq4 table values of
-// the nibbles + 128.
+// q4_0 nibbles (low nibbles are values 0..15, high nibbles 16..31), q5_0's nibbles with bit 4
+// from qh, or the iq4 table values of the nibbles + 128.
 template <GgmlType kType>
 SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
   if constexpr (kType == GgmlType::kQ8_0) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 34 * b + 2));
     return _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
   } else {
-    const uint8_t* qs = block_at<kType>(p, b) + (kType == GgmlType::kIQ4_XS ? 0 : 2);
+    const uint8_t* blk = block_at<kType>(p, b);
+    const uint8_t* qs = blk + (kType == GgmlType::kIQ4_XS ? 0 : kType == GgmlType::kQ5_0 ? 6 : 2);
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
     const __m128i nib = _mm_set1_epi8(0x0f);
     __m128i lo = _mm_and_si128(v, nib), hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
@@ -231,6 +232,19 @@ SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
                         _mm_set1_epi8(static_cast<char>(0x80)));
       lo = _mm_shuffle_epi8(table, lo);
       hi = _mm_shuffle_epi8(table, hi);
+    }
+    if constexpr (kType == GgmlType::kQ5_0) {  // bit 4 of value i: bit i of the u32 qh
+      uint32_t qh = 0;
+      std::memcpy(&qh, blk + 2, 4);
+      const __m128i bit = _mm_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+      const __m128i h = _mm_cvtsi32_si128(static_cast<int>(qh));
+      const __m128i lo_idx = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+      const auto top = [&](__m128i idx) {
+        const __m128i set = _mm_and_si128(_mm_shuffle_epi8(h, idx), bit);
+        return _mm_and_si128(_mm_cmpeq_epi8(set, bit), _mm_set1_epi8(0x10));
+      };
+      lo = _mm_or_si128(lo, top(lo_idx));
+      hi = _mm_or_si128(hi, top(_mm_add_epi8(lo_idx, _mm_set1_epi8(2))));
     }
     return _mm256_set_m128i(hi, lo);
   }
@@ -603,6 +617,8 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
       return avx512_vnni::run_tile_i16<GgmlType::kQ8_0>;
     case GgmlType::kQ4_0:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_0>;
+    case GgmlType::kQ5_0:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ5_0>;
     case GgmlType::kQ4_K:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_K>;
     case GgmlType::kIQ4_NL:

@@ -66,6 +66,25 @@ float dot_q4_0(const uint8_t* w, const uint8_t* act, int64_t k) {
   return sum;
 }
 
+// q5_0: codes of 5 bits (the nibble, and bit i of the u32 qh for value i), minus 16.
+float dot_q5_0(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* blk = w + b * 22;
+    const uint32_t qh = blk[2] | (blk[3] << 8) | (blk[4] << 16) | (static_cast<uint32_t>(blk[5]) << 24);
+    const uint8_t* qs = blk + 6;
+    const A32Block a = a32_block(act, b);
+    int s = 0;
+    for (int i = 0; i < 16; ++i) {
+      const int lo = (qs[i] & 0xf) | static_cast<int>(((qh >> i) & 1) << 4);
+      const int hi = (qs[i] >> 4) | static_cast<int>(((qh >> (i + 16)) & 1) << 4);
+      s += (lo - 16) * a.lo[i] + (hi - 16) * a.hi[i];
+    }
+    sum += load_f16(blk) * a.d * static_cast<float>(s);
+  }
+  return sum;
+}
+
 // The 32 codes of an iq4 block (q4_0's nibble order) as table values, dotted with block a.
 int dot_iq4_block(const uint8_t* qs, const A32Block& a) {
   int s = 0;
@@ -181,6 +200,8 @@ QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
       return tile<dot_q8_0>;
     case GgmlType::kQ4_0:
       return tile<dot_q4_0>;
+    case GgmlType::kQ5_0:
+      return tile<dot_q5_0>;
     case GgmlType::kQ4_K:
       return tile<dot_q45_k<false>>;
     case GgmlType::kQ5_K:

@@ -26,9 +26,9 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-const GgmlType kQuantTypes[] = {GgmlType::kQ8_0,  GgmlType::kQ4_0, GgmlType::kQ4_K,
-                                GgmlType::kQ5_K,  GgmlType::kQ6_K, GgmlType::kIQ4_NL,
-                                GgmlType::kIQ4_XS};
+const GgmlType kQuantTypes[] = {GgmlType::kQ8_0,   GgmlType::kQ4_0,  GgmlType::kQ5_0,
+                                GgmlType::kQ4_K,   GgmlType::kQ5_K,  GgmlType::kQ6_K,
+                                GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
 
 using ::sy::test::error_of;
 
@@ -76,6 +76,9 @@ Weights random_weights(GgmlType type, int64_t n, int64_t k, Rng& rng) {
         break;
       case GgmlType::kQ4_0:
         put_f16(blk, rng.uniform(0.5f, 1.5f) / 8.0f);
+        break;
+      case GgmlType::kQ5_0:
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / 16.0f);
         break;
       case GgmlType::kQ4_K:
       case GgmlType::kQ5_K:
@@ -371,8 +374,8 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
 
 // The header's promise: each output is computed the same way whatever the thread count, so
 // results are bit-identical; and whatever other tokens share the call, except that from 8 tokens
-// on q8_0, q4_0, q4_K, iq4_nl and iq4_xs on AVX-512 VNNI take the kI16 bodies, which sum the same
-// integer products in another f32 order (then a lone token agrees within f32 rounding of the
+// on q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs on AVX-512 VNNI take the kI16 bodies, which sum the
+// same integer products in another f32 order (then a lone token agrees within f32 rounding of the
 // sums).
 TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
   Rng rng(7);
@@ -393,8 +396,8 @@ TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
       EXPECT_TRUE(same_bits(one.data<float>(), three.data<float>(), one.numel()));
       const bool i16 =
           path == QdotPath::kAvx512Vnni &&
-          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_K ||
-           type == GgmlType::kIQ4_NL || type == GgmlType::kIQ4_XS);
+          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ5_0 ||
+           type == GgmlType::kQ4_K || type == GgmlType::kIQ4_NL || type == GgmlType::kIQ4_XS);
       const Expected e = expected_for(x, w.m);
       for (int64_t i = 0; i < t; i += 5) {
         Tensor single = Tensor::zeros({n});
@@ -662,13 +665,15 @@ TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
             "quant_matmul: w: K = 100 is not a whole number of 32-value q4_0 blocks");
   bad = w.m;
   bad.type = GgmlType::kQ4_1;
-  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
-            "quant_matmul: weight type q4_1 is not supported (supported: q8_0, q4_0, q4_K, q5_K, "
-            "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
+  EXPECT_EQ(
+      error_of([&] { quant_matmul(y, x, bad); }),
+      "quant_matmul: weight type q4_1 is not supported (supported: q8_0, q4_0, q5_0, q4_K, q5_K, "
+      "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad.type = static_cast<GgmlType>(99);
-  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
-            "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q4_K, q5_K, "
-            "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
+  EXPECT_EQ(
+      error_of([&] { quant_matmul(y, x, bad); }),
+      "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q5_0, q4_K, q5_K, "
+      "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad = w.m;
   bad.row_bytes = 143;
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
