@@ -78,42 +78,33 @@ struct A32Pair {
 // super-block).
 template <GgmlType kType>
 struct A32Kernel {
-  static constexpr bool kXs = kType == GgmlType::kIQ4_XS;
-  static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;
-  // Codes that are signed values (q8_0, and iq4's table values) take the |w| x sign(a) products.
-  static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
-  static constexpr bool kFive = kType == GgmlType::kQ5_0;
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34
-                                     : kFive                  ? 22
-                                                              : 18;  // iq4_xs: 136 per 8
-  static constexpr int kQs = kFive ? 6 : 2;  // where a block's codes start
-  static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
+  using F = A32Format<kType>;
   static constexpr int kRp = 2, kTp = 3;
 
   // Pair q (0, 1) of the group at p (iq4_xs: p is the super-block, `half` which 4 sub-blocks).
   static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q, int half) {
     A32Pair w;
     if constexpr (kType == GgmlType::kQ8_0) {
-      const uint8_t* b0 = p + 2 * q * kBlockBytes;
-      w.lo = two128(b0 + 2, b0 + kBlockBytes + 2);
-      w.hi = two128(b0 + 18, b0 + kBlockBytes + 18);
+      const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
+      w.lo = two128(b0 + 2, b0 + F::kBlockBytes + 2);
+      w.hi = two128(b0 + 18, b0 + F::kBlockBytes + 18);
     } else {
       const int j0 = 4 * half + 2 * q;  // iq4_xs: the pair's first sub-block
-      const uint8_t* b0 = p + 2 * q * kBlockBytes;
+      const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
       const __m256i v =
-          kXs ? load256(p + 8 + 16 * j0) : two128(b0 + kQs, b0 + kBlockBytes + kQs);
+          F::kXs ? load256(p + 8 + 16 * j0) : two128(b0 + F::kQs, b0 + F::kBlockBytes + F::kQs);
       const __m256i nib = _mm256_set1_epi8(0x0f);
       w.lo = _mm256_and_si256(v, nib);
       w.hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
-      if constexpr (kFive) {  // bit 4 of value i: bit i of the block's u32 qh
+      if constexpr (F::kFive) {  // bit 4 of value i: bit i of the block's u32 qh
         uint32_t h0 = 0, h1 = 0;
         std::memcpy(&h0, b0 + 2, 4);
-        std::memcpy(&h1, b0 + kBlockBytes + 2, 4);
-        const __m256i qh = _mm256_setr_epi32(static_cast<int>(h0), 0, 0, 0, static_cast<int>(h1),
-                                             0, 0, 0);
+        std::memcpy(&h1, b0 + F::kBlockBytes + 2, 4);
+        const __m256i qh =
+            _mm256_setr_epi32(static_cast<int>(h0), 0, 0, 0, static_cast<int>(h1), 0, 0, 0);
         const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-        const __m256i lo_idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
-                                                0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        const __m256i lo_idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+                                                0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         const __m256i hi_idx = _mm256_add_epi8(lo_idx, _mm256_set1_epi8(2));
         const auto top = [&](__m256i idx) {
           const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(qh, idx), bit);
@@ -122,21 +113,21 @@ struct A32Kernel {
         w.lo = _mm256_or_si256(w.lo, top(lo_idx));
         w.hi = _mm256_or_si256(w.hi, top(hi_idx));
       }
-      if constexpr (kIq4) {  // the codes' values
+      if constexpr (F::kIq4) {  // the codes' values
         const __m256i table = _mm256_broadcastsi128_si256(
             _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)));
         w.lo = _mm256_shuffle_epi8(table, w.lo);
         w.hi = _mm256_shuffle_epi8(table, w.hi);
       }
-      if constexpr (kXs) {  // lanes 0-3: sub-block j0's scale, 4-7: j0 + 1's
+      if constexpr (F::kXs) {  // lanes 0-3: sub-block j0's scale, 4-7: j0 + 1's
         const __m256i pick =
             _mm256_add_epi32(_mm256_set1_epi32(j0), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
         w.dw = _mm256_permutevar8x32_ps(iq4_xs_scales(p), pick);
         return w;
       }
     }
-    const uint8_t* b0 = p + 2 * q * kBlockBytes;
-    const uint8_t* b1 = b0 + kBlockBytes;
+    const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
+    const uint8_t* b1 = b0 + F::kBlockBytes;
     const int d = b0[0] | (b0[1] << 8) | (b1[0] << 16) | (b1[1] << 24);
     const __m128 two = _mm_cvtph_ps(_mm_cvtsi32_si128(d));
     w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two),
@@ -148,7 +139,7 @@ struct A32Kernel {
   static SY_QDOT_INLINE void step(__m256& acc, const A32Pair& w, const uint8_t* ag, int q) {
     const __m256i alo = load256a(ag + 32 * q), ahi = load256a(ag + 64 + 32 * q);
     __m256i sum;
-    if constexpr (kSigned) {  // |w| x (a with w's sign); |w| <= 128 keeps pair sums in int16
+    if constexpr (F::kSigned) {  // |w| x (a with w's sign); |w| <= 128 keeps pair sums in int16
       sum = _mm256_add_epi32(
           madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w.lo), _mm256_sign_epi8(alo, w.lo))),
           madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w.hi), _mm256_sign_epi8(ahi, w.hi))));
@@ -191,19 +182,19 @@ struct A32Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* row = m.w + r * m.ws;
-        rows[r] = kXs ? row + (g / 2) * 136 : row + g * kGroupBytes;
-        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(row + g * kGroupBytes, m.ahead);
+        rows[r] = F::kXs ? row + (g / 2) * 136 : row + g * F::kGroupBytes;
+        if constexpr (T == 1) prefetch_ahead<F::kGroupBytes>(row + g * F::kGroupBytes, m.ahead);
       }
       group<R, T>(acc, rows, m, g * kA32GroupBytes, static_cast<int>(g % 2));
     }
     // The last 1-3 blocks (iq4_xs rows are whole super-blocks), copied so the loads stay inside
     // the row.
-    if (!kXs && nb % 4 != 0) {
-      const size_t tail = static_cast<size_t>(nb % 4) * kBlockBytes;
-      alignas(32) uint8_t buf[R][kGroupBytes] = {};
+    if (!F::kXs && nb % 4 != 0) {
+      const size_t tail = static_cast<size_t>(nb % 4) * F::kBlockBytes;
+      alignas(32) uint8_t buf[R][F::kGroupBytes] = {};
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        std::memcpy(buf[r], m.w + r * m.ws + full * kGroupBytes, tail);
+        std::memcpy(buf[r], m.w + r * m.ws + full * F::kGroupBytes, tail);
         rows[r] = buf[r];
       }
       group<R, T>(acc, rows, m, full * kA32GroupBytes, 0);

@@ -89,17 +89,7 @@ struct A32W {
 // sub-blocks).
 template <GgmlType kType>
 struct A32Kernel {
-  static constexpr bool kXs = kType == GgmlType::kIQ4_XS;
-  static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;
-  // Codes that are signed values (q8_0, and iq4's table values): without VNNI they take the
-  // |w| x sign(a) products; with it they are stored + 128, which the start values take out.
-  static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
-  static constexpr bool kFive = kType == GgmlType::kQ5_0;
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34
-                                     : kFive                  ? 22
-                                                              : 18;  // iq4_xs: 136 per 8
-  static constexpr int kQs = kFive ? 6 : 2;  // where a block's codes start
-  static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
+  using F = A32Format<kType>;
   static constexpr int kRp = 4, kTp = 4;
 
   // p: 4 whole blocks (136 or 72 bytes readable); iq4_xs: the super-block, and which half.
@@ -127,11 +117,11 @@ struct A32Kernel {
       w.dw = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
     } else {
       __m512i v;
-      if constexpr (kXs) {  // the 4 sub-blocks' codes are 64 contiguous bytes
+      if constexpr (F::kXs) {  // the 4 sub-blocks' codes are 64 contiguous bytes
         v = load512(p + 8 + 64 * half);
       } else {
         const auto codes = [&](int b) {
-          return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kBlockBytes * b + kQs));
+          return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + F::kBlockBytes * b + F::kQs));
         };
         v = _mm512_castsi128_si512(codes(0));
         v = _mm512_inserti32x4(v, codes(1), 1);
@@ -141,43 +131,45 @@ struct A32Kernel {
       const __m512i nib = _mm512_set1_epi8(0x0f);
       w.lo = _mm512_and_si512(v, nib);
       w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
-      if constexpr (kFive) {  // bit 4 of value i: bit i of each block's u32 qh (lane = block)
+      if constexpr (F::kFive) {  // bit 4 of value i: bit i of each block's u32 qh (lane = block)
         uint32_t h[4];
-        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + kBlockBytes * b + 2, 4);
-        const __m512i qh = _mm512_setr_epi32(static_cast<int>(h[0]), 0, 0, 0, static_cast<int>(h[1]),
-                                             0, 0, 0, static_cast<int>(h[2]), 0, 0, 0,
-                                             static_cast<int>(h[3]), 0, 0, 0);
+        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b + 2, 4);
+        const __m512i qh =
+            _mm512_setr_epi32(static_cast<int>(h[0]), 0, 0, 0, static_cast<int>(h[1]), 0, 0, 0,
+                              static_cast<int>(h[2]), 0, 0, 0, static_cast<int>(h[3]), 0, 0, 0);
         const __m512i bit = _mm512_set1_epi64(static_cast<int64_t>(0x8040201008040201ull));
-        const __m512i lo_idx = _mm512_broadcast_i32x4(
-            _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+        const __m512i lo_idx =
+            _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
         const __m512i hi_idx = _mm512_add_epi8(lo_idx, _mm512_set1_epi8(2));
         const __m512i top = _mm512_set1_epi8(0x10);
         w.lo = _mm512_or_si512(
-            w.lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, lo_idx), bit), top));
+            w.lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, lo_idx), bit),
+                                        top));
         w.hi = _mm512_or_si512(
-            w.hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, hi_idx), bit), top));
+            w.hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, hi_idx), bit),
+                                        top));
       }
-      if constexpr (kIq4) {  // the codes' values (+ 128 for vpdpbusd's unsigned operand)
+      if constexpr (F::kIq4) {  // the codes' values (+ 128 for vpdpbusd's unsigned operand)
         __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values));
         if constexpr (kVnni) table = _mm_xor_si128(table, _mm_set1_epi8(static_cast<char>(0x80)));
         const __m512i t4 = _mm512_broadcast_i32x4(table);
         w.lo = _mm512_shuffle_epi8(t4, w.lo);
         w.hi = _mm512_shuffle_epi8(t4, w.hi);
       }
-      if constexpr (kXs) {  // lanes 4 j .. 4 j + 3: sub-block 4 half + j's scale
+      if constexpr (F::kXs) {  // lanes 4 j .. 4 j + 3: sub-block 4 half + j's scale
         const __m512i pick =
             _mm512_add_epi32(_mm512_set1_epi32(4 * half),
                              _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
         w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(iq4_xs_scales(p)));
-      } else if constexpr (kFive) {  // the f16 scales at bytes 0, 22, 44, 66 (past the first 64)
+      } else if constexpr (F::kFive) {  // the f16 scales at bytes 0, 22, 44, 66 (past the first 64)
         uint16_t h[4];
-        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + kBlockBytes * b, 2);
-        const __m128 four = _mm_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(h[0]),
-                                                        static_cast<int16_t>(h[1]),
-                                                        static_cast<int16_t>(h[2]),
-                                                        static_cast<int16_t>(h[3]), 0, 0, 0, 0));
-        w.dw = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                     _mm512_castps128_ps512(four));
+        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b, 2);
+        const __m128 four = _mm_cvtph_ps(
+            _mm_setr_epi16(static_cast<int16_t>(h[0]), static_cast<int16_t>(h[1]),
+                           static_cast<int16_t>(h[2]), static_cast<int16_t>(h[3]), 0, 0, 0, 0));
+        w.dw =
+            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                  _mm512_castps128_ps512(four));
       } else {
         // The f16 scales are the words at bytes 0, 18, 36 and 54.
         alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,
@@ -193,7 +185,7 @@ struct A32Kernel {
   static SY_QDOT_INLINE void step(__m512& acc, const A32W& w, const uint8_t* ag) {
     const __m512i alo = _mm512_load_si512(ag), ahi = _mm512_load_si512(ag + 64);
     __m512i sum;
-    if constexpr (kSigned && !kVnni) {
+    if constexpr (F::kSigned && !kVnni) {
       // Signed x signed through vpmaddubsw: |w| x (a with w's sign); |w| <= 128 keeps the pair
       // sums within int16.
       const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi16(1);
@@ -230,9 +222,9 @@ struct A32Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* row = m.w + r * m.ws;
-        if constexpr (T == 1) prefetch_ahead<kGroupBytes>(row + g * kGroupBytes, m.ahead);
-        w[r] = kXs ? load(row + (g / 2) * 136, static_cast<int>(g % 2))
-                   : load(row + g * kGroupBytes, 0);
+        if constexpr (T == 1) prefetch_ahead<F::kGroupBytes>(row + g * F::kGroupBytes, m.ahead);
+        w[r] = F::kXs ? load(row + (g / 2) * 136, static_cast<int>(g % 2))
+                      : load(row + g * F::kGroupBytes, 0);
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -243,13 +235,13 @@ struct A32Kernel {
     }
     // The last 1-3 blocks (iq4_xs rows are whole super-blocks), copied so the loads stay inside
     // the row.
-    if (!kXs && nb % 4 != 0) {
-      const size_t tail = static_cast<size_t>(nb % 4) * kBlockBytes;
-      alignas(64) uint8_t buf[kGroupBytes] = {};
+    if (!F::kXs && nb % 4 != 0) {
+      const size_t tail = static_cast<size_t>(nb % 4) * F::kBlockBytes;
+      alignas(64) uint8_t buf[F::kGroupBytes] = {};
       A32W w[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        std::memcpy(buf, m.w + r * m.ws + full * kGroupBytes, tail);
+        std::memcpy(buf, m.w + r * m.ws + full * F::kGroupBytes, tail);
         w[r] = load(buf, 0);
       }
       SY_QDOT_UNROLL

@@ -71,7 +71,8 @@ float dot_q5_0(const uint8_t* w, const uint8_t* act, int64_t k) {
   float sum = 0.0f;
   for (int64_t b = 0; b < k / 32; ++b) {
     const uint8_t* blk = w + b * 22;
-    const uint32_t qh = blk[2] | (blk[3] << 8) | (blk[4] << 16) | (static_cast<uint32_t>(blk[5]) << 24);
+    const uint32_t qh =
+        blk[2] | (blk[3] << 8) | (blk[4] << 16) | (static_cast<uint32_t>(blk[5]) << 24);
     const uint8_t* qs = blk + 6;
     const A32Block a = a32_block(act, b);
     int s = 0;

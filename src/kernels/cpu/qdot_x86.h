@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/ggml_types.h"
 #include "kernels/cpu/qdot.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -144,6 +145,23 @@ void run_tile(const QdotTile& a) {
     Kernel::template micro<R, T>(micro_at(a, r, t));
   });
 }
+
+// What the x86 bodies of the kA32 weight formats (q8_0, q4_0, q5_0, iq4_nl, iq4_xs) need to know
+// of a block's layout.
+template <GgmlType kType>
+struct A32Format {
+  static constexpr bool kXs = kType == GgmlType::kIQ4_XS;          // a group is half a super-block
+  static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;  // codes index the iq4 table
+  static constexpr bool kFive = kType == GgmlType::kQ5_0;          // bit 4 of the codes in a u32 qh
+  // Codes that are signed values (q8_0, and iq4's table values): without VNNI they take the
+  // |w| x sign(a) products; with it they are stored + 128, which the start values take out.
+  static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34
+                                     : kFive                  ? 22
+                                                              : 18;  // iq4_xs: 136 per 8
+  static constexpr int kQs = kFive ? 6 : 2;         // where a block's codes start
+  static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
+};
 
 #if SY_QDOT_X86
 // iq4_xs: the 8 sub-block scales d * (ls_j - 32) of the super-block at p, as iq4_xs_scale
