@@ -65,6 +65,7 @@ bool LinearExperts::all_quantized() const {
 }
 
 uint64_t LinearExperts::expert_bytes() const {
+  if (gate_.empty()) return 0;
   uint64_t total = 0;
   for (size_t j = 0; j < gate_.size(); ++j) {
     total += gate_[j].nbytes() + up_[j].nbytes() + down_[j].nbytes();
