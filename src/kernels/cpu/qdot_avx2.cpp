@@ -82,7 +82,8 @@ struct A32Kernel {
   static constexpr int kRp = 2, kTp = 3;
 
   // Pair q (0, 1) of the group at p (iq4_xs: p is the super-block, `half` which 4 sub-blocks).
-  static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q, int half) {
+  // xs_scales: iq4_xs's 8 sub-block scales of the super-block (iq4_xs_scales), unused otherwise.
+  static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q, int half, __m256 xs_scales) {
     A32Pair w;
     if constexpr (kType == GgmlType::kQ8_0) {
       const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
@@ -122,7 +123,7 @@ struct A32Kernel {
       if constexpr (F::kXs) {  // lanes 0-3: sub-block j0's scale, 4-7: j0 + 1's
         const __m256i pick =
             _mm256_add_epi32(_mm256_set1_epi32(j0), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-        w.dw = _mm256_permutevar8x32_ps(iq4_xs_scales(p), pick);
+        w.dw = _mm256_permutevar8x32_ps(xs_scales, pick);
         return w;
       }
     }
@@ -154,12 +155,13 @@ struct A32Kernel {
 
   template <int R, int T>
   static SY_QDOT_INLINE void group(__m256 (&acc)[R][T], const uint8_t* const (&rows)[R],
-                                   const MicroArgs& m, size_t act_offset, int half) {
+                                   const MicroArgs& m, size_t act_offset, int half,
+                                   const __m256 (&xs)[R]) {
     SY_QDOT_UNROLL
     for (int q = 0; q < 2; ++q) {
       A32Pair w[R];
       SY_QDOT_UNROLL
-      for (int r = 0; r < R; ++r) w[r] = load(rows[r], q, half);
+      for (int r = 0; r < R; ++r) w[r] = load(rows[r], q, half, xs[r]);
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
         SY_QDOT_UNROLL
@@ -178,14 +180,18 @@ struct A32Kernel {
     }
     const int64_t nb = m.k / 32, full = nb / 4;
     const uint8_t* rows[R];
+    __m256 xs[R] = {};  // iq4_xs: each row's scales of its current super-block, once per 2 groups
     for (int64_t g = 0; g < full; ++g) {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* row = m.w + r * m.ws;
         rows[r] = F::kXs ? row + (g / 2) * 136 : row + g * F::kGroupBytes;
+        if constexpr (F::kXs) {
+          if (g % 2 == 0) xs[r] = iq4_xs_scales(rows[r]);
+        }
         if constexpr (T == 1) prefetch_ahead<F::kGroupBytes>(row + g * F::kGroupBytes, m.ahead);
       }
-      group<R, T>(acc, rows, m, g * kA32GroupBytes, static_cast<int>(g % 2));
+      group<R, T>(acc, rows, m, g * kA32GroupBytes, static_cast<int>(g % 2), xs);
     }
     // The last 1-3 blocks (iq4_xs rows are whole super-blocks), copied so the loads stay inside
     // the row.
@@ -197,7 +203,7 @@ struct A32Kernel {
         std::memcpy(buf[r], m.w + r * m.ws + full * F::kGroupBytes, tail);
         rows[r] = buf[r];
       }
-      group<R, T>(acc, rows, m, full * kA32GroupBytes, 0);
+      group<R, T>(acc, rows, m, full * kA32GroupBytes, 0, xs);
     }
     store_sums<R, T>(m, acc);
   }

@@ -93,7 +93,8 @@ struct A32Kernel {
   static constexpr int kRp = 4, kTp = 4;
 
   // p: 4 whole blocks (136 or 72 bytes readable); iq4_xs: the super-block, and which half.
-  static SY_QDOT_INLINE A32W load(const uint8_t* p, int half) {
+  // xs_scales: iq4_xs's 8 sub-block scales of the super-block (iq4_xs_scales), unused otherwise.
+  static SY_QDOT_INLINE A32W load(const uint8_t* p, int half, __m256 xs_scales) {
     A32W w;
     if constexpr (kType == GgmlType::kQ8_0) {
       const auto* v = reinterpret_cast<const __m256i*>(p + 2);
@@ -160,7 +161,7 @@ struct A32Kernel {
         const __m512i pick =
             _mm512_add_epi32(_mm512_set1_epi32(4 * half),
                              _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-        w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(iq4_xs_scales(p)));
+        w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(xs_scales));
       } else if constexpr (F::kFive) {  // the f16 scales at bytes 0, 22, 44, 66 (past the first 64)
         uint16_t h[4];
         for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b, 2);
@@ -217,14 +218,20 @@ struct A32Kernel {
       for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
     }
     const int64_t nb = m.k / 32, full = nb / 4;
+    __m256 xs[R];  // iq4_xs: each row's scales of its current super-block, once per two groups
     for (int64_t g = 0; g < full; ++g) {
       A32W w[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         const uint8_t* row = m.w + r * m.ws;
         if constexpr (T == 1) prefetch_ahead<F::kGroupBytes>(row + g * F::kGroupBytes, m.ahead);
-        w[r] = F::kXs ? load(row + (g / 2) * 136, static_cast<int>(g % 2))
-                      : load(row + g * F::kGroupBytes, 0);
+        if constexpr (F::kXs) {
+          const uint8_t* blk = row + (g / 2) * 136;
+          if (g % 2 == 0) xs[r] = iq4_xs_scales(blk);
+          w[r] = load(blk, static_cast<int>(g % 2), xs[r]);
+        } else {
+          w[r] = load(row + g * F::kGroupBytes, 0, _mm256_setzero_ps());
+        }
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -242,7 +249,7 @@ struct A32Kernel {
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
         std::memcpy(buf, m.w + r * m.ws + full * F::kGroupBytes, tail);
-        w[r] = load(buf, 0);
+        w[r] = load(buf, 0, _mm256_setzero_ps());
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
