@@ -47,10 +47,10 @@ namespace sy::kernels {
 
 // How a matrix's rows hold their blocks. kGgml: as the GGUF file does. kP16: the same bytes per
 // row, reordered at load time (pack_p16) so that the AVX-512 VNNI bodies read whole 64-byte
-// vectors of codes and take one f32 step per 16 blocks (layout: cpu/qdot.h). Only q8_0, q4_0 and
-// q4_K rows of a multiple of 512 values have a P16 form. Every path takes both layouts; paths
-// without a P16 body unpack each tile's rows to the ggml layout first, which costs time, so
-// matrices are packed only where p16_pays().
+// vectors of codes and take one f32 step per 16 blocks (layout: cpu/qdot.h). Only q8_0, q4_0, q4_K,
+// iq4_nl and iq4_xs rows of a multiple of 512 values have a P16 form. Every path takes both
+// layouts; paths without a P16 body unpack each tile's rows to the ggml layout first, which costs
+// time, so matrices are packed only where p16_pays().
 enum class QuantLayout { kGgml, kP16 };
 
 // W [N rows, K cols] of ggml type `type`: row r is the ggml_row_bytes(type, cols) bytes at
@@ -73,8 +73,8 @@ struct QuantMatrix {
 QuantMatrix quant_matrix_view(const Tensor& bytes, GgmlType type, int64_t rows, int64_t cols,
                               QuantLayout layout = QuantLayout::kGgml);
 
-// Whether rows of `cols` values of `type` have a P16 form: q8_0, q4_0, q4_K with cols a multiple
-// of 512.
+// Whether rows of `cols` values of `type` have a P16 form: q8_0, q4_0, q4_K, iq4_nl, iq4_xs with
+// cols a multiple of 512.
 bool can_pack_p16(GgmlType type, int64_t cols);
 // Whether P16 matrices run faster here: the best path is AVX-512 VNNI, and the environment
 // variable SY_REPACK is not "0" (read once).

@@ -87,19 +87,23 @@ void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k
 // The values a kI16 row stands for, in natural order (tests).
 void dequantize_act_row_i16(const uint8_t* act, int64_t k, float* out);
 
-// P16 weight rows (q8_0, q4_0 and q4_K with K a multiple of 512; kernels/qmatmul.h packs them at
+// P16 weight rows (q8_0, q4_0, q4_K, iq4_nl, iq4_xs with K a multiple of 512; kernels/qmatmul.h
+// packs them at
 // load time): the same bytes per row as the ggml row, in an order where the kI16 bodies read
 // whole 64-byte vectors of codes with no unpacking beyond the nibble split. A row is its codes
 // region, then its scales region:
 //   codes   groups of 16 blocks of 32 values (512 values): 32-bit lane b of vector i holds codes
 //           4 i .. 4 i + 3 of block b (lanes in block order), as in kI16 activations.
 //           q8_0: 8 vectors (512 bytes) per group, codes + 128 (unsigned).
-//           q4_0, q4_K: 4 vectors (256 bytes) per group; byte j of a lane holds code 4 i + j in
-//           its low nibble and code 16 + 4 i + j in its high nibble, so the low nibbles of vector i
-//           are kI16 vector i and the high nibbles kI16 vector i + 4. For q4_0 the byte is the
-//           ggml byte itself (qs[4 i + j] of the block); for q4_K the blocks are the 32-value
-//           sub-blocks, 16 per group (two super-blocks).
-//   scales  q8_0, q4_0: the 16 f16 block scales of each group, 32 bytes per group in block order.
+//           q4_0, q4_K, iq4: 4 vectors (256 bytes) per group; byte j of a lane holds code 4 i + j
+//           in its low nibble and code 16 + 4 i + j in its high nibble, so the low nibbles of
+//           vector i are kI16 vector i and the high nibbles kI16 vector i + 4. For q4_0 the byte is
+//           the ggml byte itself (qs[4 i + j] of the block), as for iq4_nl; for q4_K and iq4_xs the
+//           blocks are the 32-value sub-blocks, 16 per group (two super-blocks), and for iq4_xs
+//           the byte is again the ggml one. iq4 codes are table indices (the body looks them up).
+//   scales  q8_0, q4_0, iq4_nl: the 16 f16 block scales of each group, 32 bytes per group in
+//           block order. iq4_xs: 16 bytes per group, its two super-blocks' 8-byte heads (f16 d,
+//           scales_h, scales_l) as they are.
 //           q4_K: 32 bytes per group, the 6-bit scales sc_b and mins mn_b of its 16 sub-blocks
 //           (the ggml super-block packs the same 96 bits another way) and the two super-blocks'
 //           d and dmin: bytes 0..15 byte b = (sc_b & 15) | (mn_b & 15) << 4; bytes 16..23 byte

@@ -406,7 +406,7 @@ void run_tile_i16(const QdotTile& a) {
   });
 }
 
-// ---- P16 weights (q8_0, q4_0, q4_K packed at load time) against kI16 activations ----------------
+// ---- P16 weights (q8_0, q4_0, q4_K, iq4_nl, iq4_xs packed at load time) against kI16 activations
 //
 // The rows are already in the kI16 order (cpu/qdot.h), so a token's product reads each 64-byte
 // vector of codes once: 4 (4-bit) or 8 (q8_0) loads and 8 vpdpbusd per 512 values and row, then
@@ -435,6 +435,23 @@ SY_QDOT_INLINE void k4_group_scales(const uint8_t* h, __m512& dw, __m512& dm) {
   dm = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(mn)));
 }
 
+// iq4: the 4-bit codes of a P16 vector (as bytes) turned into table values + 128, vpdpbusd's
+// unsigned operand; other types' codes as they are.
+template <GgmlType kType>
+SY_QDOT_INLINE __m512i p16_code_values(__m512i codes) {
+  if constexpr (kType == GgmlType::kIQ4_NL || kType == GgmlType::kIQ4_XS) {
+    const __m128i table =
+        _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)),
+                      _mm_set1_epi8(static_cast<char>(0x80)));
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table), codes);
+  }
+  return codes;
+}
+
+// Bytes of a P16 row's scales per group: iq4_xs keeps its two 8-byte super-block heads.
+template <GgmlType kType>
+constexpr size_t kP16GroupScaleBytes = kType == GgmlType::kIQ4_XS ? 16 : 32;
+
 // Bytes of the codes region of a P16 row of k values.
 template <GgmlType kType>
 constexpr size_t p16_codes_bytes(int64_t k) {
@@ -444,9 +461,14 @@ constexpr size_t p16_codes_bytes(int64_t k) {
 // The f32 scales of group g of a P16 row at w (k values): dw, and for q4_K dm.
 template <GgmlType kType>
 SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& dw, __m512& dm) {
-  const uint8_t* s = w + p16_codes_bytes<kType>(k) + 32 * g;
+  const uint8_t* s = w + p16_codes_bytes<kType>(k) + kP16GroupScaleBytes<kType> * g;
   if constexpr (kType == GgmlType::kQ4_K) {
     k4_group_scales(s, dw, dm);
+  } else if constexpr (kType == GgmlType::kIQ4_XS) {  // lanes 0..7: the first super-block's
+    dw = _mm512_castpd_ps(
+        _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(iq4_xs_scales(s))),
+                           _mm256_castps_pd(iq4_xs_scales(s + 8)), 1));
+    dm = _mm512_setzero_ps();
   } else {
     dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
     dm = _mm512_setzero_ps();
@@ -477,7 +499,8 @@ SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* wr = m.w + r * m.ws;
         prefetch_ahead<kGroupCodes>(wr + g * kGroupCodes, m.ahead);
-        prefetch_ahead<32>(wr + p16_codes_bytes<kType>(m.k) + 32 * g, m.ahead);
+        prefetch_ahead<kP16GroupScaleBytes<kType>>(
+            wr + p16_codes_bytes<kType>(m.k) + kP16GroupScaleBytes<kType> * g, m.ahead);
       }
     }
     if constexpr (kNibbles) {
@@ -487,8 +510,8 @@ SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
         SY_QDOT_UNROLL
         for (int r = 0; r < R; ++r) {
           const __m512i raw = _mm512_loadu_si512(m.w + r * m.ws + g * kGroupCodes + 64 * i);
-          lo[r] = _mm512_and_si512(raw, nib);
-          hi[r] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
+          lo[r] = p16_code_values<kType>(_mm512_and_si512(raw, nib));
+          hi[r] = p16_code_values<kType>(_mm512_and_si512(_mm512_srli_epi16(raw, 4), nib));
         }
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) {
@@ -541,8 +564,9 @@ void repack_row_from_p16(const uint8_t* p, int64_t k, uint8_t* out) {
     } else {
       for (int i = 0; i < 4; ++i) {
         const __m512i raw = _mm512_loadu_si512(c + 64 * i);
-        _mm512_store_si512(o + 64 * i, _mm512_and_si512(raw, nib));
-        _mm512_store_si512(o + 64 * (i + 4), _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib));
+        _mm512_store_si512(o + 64 * i, p16_code_values<kType>(_mm512_and_si512(raw, nib)));
+        _mm512_store_si512(o + 64 * (i + 4), p16_code_values<kType>(
+                                                 _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib)));
       }
     }
     __m512 dw, dm;
@@ -606,6 +630,10 @@ QdotTileFn qdot_tile_p16_vnni(GgmlType weight_type) {
       return avx512_vnni::run_tile_p16<GgmlType::kQ4_0>;
     case GgmlType::kQ4_K:
       return avx512_vnni::run_tile_p16<GgmlType::kQ4_K>;
+    case GgmlType::kIQ4_NL:
+      return avx512_vnni::run_tile_p16<GgmlType::kIQ4_NL>;
+    case GgmlType::kIQ4_XS:
+      return avx512_vnni::run_tile_p16<GgmlType::kIQ4_XS>;
     default:
       return nullptr;
   }

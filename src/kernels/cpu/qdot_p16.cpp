@@ -59,7 +59,8 @@ void decode_k4_scales(const uint8_t* in, uint8_t* a, uint8_t* b) {
 
 bool p16_fits(GgmlType weight_type, int64_t k) {
   const bool type_ok = weight_type == GgmlType::kQ8_0 || weight_type == GgmlType::kQ4_0 ||
-                       weight_type == GgmlType::kQ4_K;
+                       weight_type == GgmlType::kQ4_K || weight_type == GgmlType::kIQ4_NL ||
+                       weight_type == GgmlType::kIQ4_XS;
   return type_ok && k > 0 && k % kP16GroupValues == 0;
 }
 
@@ -82,7 +83,8 @@ void pack_row_p16(GgmlType weight_type, const uint8_t* ggml, int64_t k, uint8_t*
       }
       return;
     }
-    case GgmlType::kQ4_0: {
+    case GgmlType::kQ4_0:
+    case GgmlType::kIQ4_NL: {
       uint8_t* scales = out + k / 2;
       for (int64_t g = 0; g < groups; ++g) {
         for (int64_t b = 0; b < kGroupBlocks; ++b) {
@@ -90,6 +92,21 @@ void pack_row_p16(GgmlType weight_type, const uint8_t* ggml, int64_t k, uint8_t*
           std::memcpy(scales + 32 * g + 2 * b, blk, 2);
           for (int i = 0; i < 4; ++i)
             std::memcpy(out + 256 * g + 64 * i + 4 * b, blk + 2 + 4 * i, 4);
+        }
+      }
+      return;
+    }
+    case GgmlType::kIQ4_XS: {
+      uint8_t* heads = out + k / 2;
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int s = 0; s < 2; ++s) {
+          const uint8_t* sb = ggml + (2 * g + s) * 136;
+          std::memcpy(heads + 16 * g + 8 * s, sb, 8);
+          for (int64_t j = 0; j < 8; ++j) {
+            for (int i = 0; i < 4; ++i) {
+              std::memcpy(out + 256 * g + 64 * i + 4 * (8 * s + j), sb + 8 + 16 * j + 4 * i, 4);
+            }
+          }
         }
       }
       return;
@@ -136,7 +153,8 @@ void unpack_row_p16(GgmlType weight_type, const uint8_t* p16, int64_t k, uint8_t
       }
       return;
     }
-    case GgmlType::kQ4_0: {
+    case GgmlType::kQ4_0:
+    case GgmlType::kIQ4_NL: {
       const uint8_t* scales = p16 + k / 2;
       for (int64_t g = 0; g < groups; ++g) {
         for (int64_t b = 0; b < kGroupBlocks; ++b) {
@@ -144,6 +162,21 @@ void unpack_row_p16(GgmlType weight_type, const uint8_t* p16, int64_t k, uint8_t
           std::memcpy(blk, scales + 32 * g + 2 * b, 2);
           for (int i = 0; i < 4; ++i)
             std::memcpy(blk + 2 + 4 * i, p16 + 256 * g + 64 * i + 4 * b, 4);
+        }
+      }
+      return;
+    }
+    case GgmlType::kIQ4_XS: {
+      const uint8_t* heads = p16 + k / 2;
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int s = 0; s < 2; ++s) {
+          uint8_t* sb = out + (2 * g + s) * 136;
+          std::memcpy(sb, heads + 16 * g + 8 * s, 8);
+          for (int64_t j = 0; j < 8; ++j) {
+            for (int i = 0; i < 4; ++i) {
+              std::memcpy(sb + 8 + 16 * j + 4 * i, p16 + 256 * g + 64 * i + 4 * (8 * s + j), 4);
+            }
+          }
         }
       }
       return;

@@ -778,7 +778,8 @@ Packed packed_of(const QuantMatrix& g) {
   return p;
 }
 
-const GgmlType kP16Types[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K};
+const GgmlType kP16Types[] = {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kIQ4_NL,
+                              GgmlType::kIQ4_XS};
 
 // Packing reorders each row's bytes and unpacking gives them back exactly: random bytes
 // everywhere (every code, every 6-bit scale and min of q4_K), several groups per row. One
@@ -808,9 +809,16 @@ TEST(QuantMatmul, P16PackingIsExactlyUndone) {
       if (type == GgmlType::kQ8_0) {
         EXPECT_EQ(prow[512 + 64 * 2 + 4 * 5 + 3], (row[21 * 34 + 2 + 11] ^ 0x80));
         EXPECT_EQ(prow[k + 32 + 2 * 5], row[21 * 34]);  // low byte of block 21's f16 scale
-      } else if (type == GgmlType::kQ4_0) {
+      } else if (type == GgmlType::kQ4_0 || type == GgmlType::kIQ4_NL) {
         EXPECT_EQ(prow[256 + 64 * 2 + 4 * 5 + 3], row[21 * 18 + 2 + 11]);
         EXPECT_EQ(prow[k / 2 + 32 + 2 * 5 + 1], row[21 * 18 + 1]);
+      } else if (type == GgmlType::kIQ4_XS) {
+        // Sub-block 21 = sub-block 5 of super-block 2, its codes as the ggml bytes; group 1's
+        // heads are super-blocks 2 and 3's 8 bytes each.
+        const uint8_t* sb = row + 2 * 136;
+        EXPECT_EQ(prow[256 + 64 * 2 + 4 * 5 + 3], sb[8 + 16 * 5 + 11]);
+        EXPECT_EQ(prow[k / 2 + 16 + 0], sb[0]);            // d of super-block 2
+        EXPECT_EQ(prow[k / 2 + 16 + 8 + 6], sb[136 + 6]);  // a scales_l byte of super-block 3
       } else {
         // Sub-block 21 = sub-block 5 of super-block 2: high nibbles of qs bytes 64..95.
         const uint8_t* sb = row + 2 * 144;
