@@ -85,38 +85,28 @@ struct A32Kernel {
   // xs_scales: iq4_xs's 8 sub-block scales of the super-block (iq4_xs_scales), unused otherwise.
   static SY_QDOT_INLINE A32Pair load(const uint8_t* p, int q, int half, __m256 xs_scales) {
     A32Pair w;
+    const uint8_t* b0 = p + 2 * q * F::kBlockBytes;  // the pair's blocks (not iq4_xs)
+    const uint8_t* b1 = b0 + F::kBlockBytes;
     if constexpr (kType == GgmlType::kQ8_0) {
-      const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
-      w.lo = two128(b0 + 2, b0 + F::kBlockBytes + 2);
-      w.hi = two128(b0 + 18, b0 + F::kBlockBytes + 18);
+      w.lo = two128(b0 + 2, b1 + 2);
+      w.hi = two128(b0 + 18, b1 + 18);
     } else {
       const int j0 = 4 * half + 2 * q;  // iq4_xs: the pair's first sub-block
-      const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
-      const __m256i v =
-          F::kXs ? load256(p + 8 + 16 * j0) : two128(b0 + F::kQs, b0 + F::kBlockBytes + F::kQs);
+      const __m256i v = F::kXs ? load256(p + 8 + 16 * j0) : two128(b0 + F::kQs, b1 + F::kQs);
       const __m256i nib = _mm256_set1_epi8(0x0f);
       w.lo = _mm256_and_si256(v, nib);
       w.hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
       if constexpr (F::kFive) {  // bit 4 of value i: bit i of the block's u32 qh
         uint32_t h0 = 0, h1 = 0;
         std::memcpy(&h0, b0 + 2, 4);
-        std::memcpy(&h1, b0 + F::kBlockBytes + 2, 4);
-        const __m256i qh =
-            _mm256_setr_epi32(static_cast<int>(h0), 0, 0, 0, static_cast<int>(h1), 0, 0, 0);
-        const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-        const __m256i lo_idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0,
-                                                0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        const __m256i hi_idx = _mm256_add_epi8(lo_idx, _mm256_set1_epi8(2));
-        const auto top = [&](__m256i idx) {
-          const __m256i b = _mm256_and_si256(_mm256_shuffle_epi8(qh, idx), bit);
-          return _mm256_and_si256(_mm256_cmpeq_epi8(b, bit), _mm256_set1_epi8(0x10));
-        };
-        w.lo = _mm256_or_si256(w.lo, top(lo_idx));
-        w.hi = _mm256_or_si256(w.hi, top(hi_idx));
+        std::memcpy(&h1, b1 + 2, 4);
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        q5_high_bits(h0, h1, lo, hi);
+        w.lo = _mm256_or_si256(w.lo, lo);
+        w.hi = _mm256_or_si256(w.hi, hi);
       }
       if constexpr (F::kIq4) {  // the codes' values
-        const __m256i table = _mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)));
+        const __m256i table = _mm256_broadcastsi128_si256(iq4_table(false));
         w.lo = _mm256_shuffle_epi8(table, w.lo);
         w.hi = _mm256_shuffle_epi8(table, w.hi);
       }
@@ -127,8 +117,6 @@ struct A32Kernel {
         return w;
       }
     }
-    const uint8_t* b0 = p + 2 * q * F::kBlockBytes;
-    const uint8_t* b1 = b0 + F::kBlockBytes;
     const int d = b0[0] | (b0[1] << 8) | (b1[0] << 16) | (b1[1] << 24);
     const __m128 two = _mm_cvtph_ps(_mm_cvtsi32_si128(d));
     w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two),

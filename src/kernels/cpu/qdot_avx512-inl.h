@@ -151,9 +151,7 @@ struct A32Kernel {
                                         top));
       }
       if constexpr (F::kIq4) {  // the codes' values (+ 128 for vpdpbusd's unsigned operand)
-        __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values));
-        if constexpr (kVnni) table = _mm_xor_si128(table, _mm_set1_epi8(static_cast<char>(0x80)));
-        const __m512i t4 = _mm512_broadcast_i32x4(table);
+        const __m512i t4 = _mm512_broadcast_i32x4(iq4_table(kVnni));
         w.lo = _mm512_shuffle_epi8(t4, w.lo);
         w.hi = _mm512_shuffle_epi8(t4, w.hi);
       }

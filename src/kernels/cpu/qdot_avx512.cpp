@@ -201,7 +201,7 @@ constexpr size_t kRepGroupBytes = kType == GgmlType::kQ4_K ? 640 : 576;
 template <GgmlType kType>
 SY_QDOT_INLINE const uint8_t* block_at(const uint8_t* p, int64_t b) {
   if constexpr (kType == GgmlType::kIQ4_XS) return p + (b / 8) * 136 + 8 + 16 * (b % 8);
-  return p + (kType == GgmlType::kQ8_0 ? 34 : kType == GgmlType::kQ5_0 ? 22 : 18) * b;
+  return p + A32Format<kType>::kBlockBytes * b;
 }
 template <GgmlType kType>
 SY_QDOT_INLINE float block_scale(const uint8_t* p, int64_t b) {
@@ -222,29 +222,22 @@ SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
     return _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
   } else {
     const uint8_t* blk = block_at<kType>(p, b);
-    const uint8_t* qs = blk + (kType == GgmlType::kIQ4_XS ? 0 : kType == GgmlType::kQ5_0 ? 6 : 2);
+    const uint8_t* qs = blk + (kType == GgmlType::kIQ4_XS ? 0 : A32Format<kType>::kQs);
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
     const __m128i nib = _mm_set1_epi8(0x0f);
     __m128i lo = _mm_and_si128(v, nib), hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
-    if constexpr (kType == GgmlType::kIQ4_NL || kType == GgmlType::kIQ4_XS) {
-      const __m128i table =
-          _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)),
-                        _mm_set1_epi8(static_cast<char>(0x80)));
+    if constexpr (A32Format<kType>::kIq4) {
+      const __m128i table = iq4_table(true);
       lo = _mm_shuffle_epi8(table, lo);
       hi = _mm_shuffle_epi8(table, hi);
     }
-    if constexpr (kType == GgmlType::kQ5_0) {  // bit 4 of value i: bit i of the u32 qh
+    if constexpr (A32Format<kType>::kFive) {  // bit 4 of value i: bit i of the u32 qh
       uint32_t qh = 0;
       std::memcpy(&qh, blk + 2, 4);
-      const __m128i bit = _mm_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-      const __m128i h = _mm_cvtsi32_si128(static_cast<int>(qh));
-      const __m128i lo_idx = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-      const auto top = [&](__m128i idx) {
-        const __m128i set = _mm_and_si128(_mm_shuffle_epi8(h, idx), bit);
-        return _mm_and_si128(_mm_cmpeq_epi8(set, bit), _mm_set1_epi8(0x10));
-      };
-      lo = _mm_or_si128(lo, top(lo_idx));
-      hi = _mm_or_si128(hi, top(_mm_add_epi8(lo_idx, _mm_set1_epi8(2))));
+      __m256i top_lo = _mm256_setzero_si256(), top_hi = _mm256_setzero_si256();
+      q5_high_bits(qh, 0, top_lo, top_hi);
+      lo = _mm_or_si128(lo, _mm256_castsi256_si128(top_lo));
+      hi = _mm_or_si128(hi, _mm256_castsi256_si128(top_hi));
     }
     return _mm256_set_m128i(hi, lo);
   }
@@ -439,11 +432,8 @@ SY_QDOT_INLINE void k4_group_scales(const uint8_t* h, __m512& dw, __m512& dm) {
 // unsigned operand; other types' codes as they are.
 template <GgmlType kType>
 SY_QDOT_INLINE __m512i p16_code_values(__m512i codes) {
-  if constexpr (kType == GgmlType::kIQ4_NL || kType == GgmlType::kIQ4_XS) {
-    const __m128i table =
-        _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values)),
-                      _mm_set1_epi8(static_cast<char>(0x80)));
-    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(table), codes);
+  if constexpr (A32Format<kType>::kIq4) {
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(iq4_table(true)), codes);
   }
   return codes;
 }

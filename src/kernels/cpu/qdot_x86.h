@@ -11,6 +11,7 @@
 
 #include "core/ggml_types.h"
 #include "kernels/cpu/qdot.h"
+#include "kernels/quant/formats.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define SY_QDOT_X86 1
@@ -164,6 +165,31 @@ struct A32Format {
 };
 
 #if SY_QDOT_X86
+// The iq4 table (quant::kIq4Values) as 16 bytes: signed values, or + 128 as vpdpbusd's unsigned
+// operand (the activations' start values take the 128 out).
+__attribute__((target("avx2"))) SY_QDOT_INLINE __m128i iq4_table(bool plus_128) {
+  const __m128i values = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIq4Values));
+  return plus_128 ? _mm_xor_si128(values, _mm_set1_epi8(static_cast<char>(0x80))) : values;
+}
+
+// q5_0: bit 4 of the codes of two blocks whose u32 qh fields are h0 and h1 (bit i: value i), as
+// bytes 0x10 or 0 in q4_0's nibble order: lo holds values 0..15 (128-bit lane 0: the first
+// block, lane 1: the second), hi values 16..31.
+__attribute__((target("avx2"))) SY_QDOT_INLINE void q5_high_bits(uint32_t h0, uint32_t h1,
+                                                                 __m256i& lo, __m256i& hi) {
+  const __m256i qh =
+      _mm256_setr_epi32(static_cast<int>(h0), 0, 0, 0, static_cast<int>(h1), 0, 0, 0);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i lo_idx = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i hi_idx = _mm256_add_epi8(lo_idx, _mm256_set1_epi8(2));
+  const __m256i top = _mm256_set1_epi8(0x10);
+  lo = _mm256_and_si256(
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, lo_idx), bit), bit), top);
+  hi = _mm256_and_si256(
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, hi_idx), bit), bit), top);
+}
+
 // iq4_xs: the 8 sub-block scales d * (ls_j - 32) of the super-block at p, as iq4_xs_scale
 // (kernels/quant/formats.h) gives them one at a time: ls_j is nibble j of the u32 scales_l (bits
 // 4j..4j+3) topped by bits 2j, 2j + 1 of scales_h. For the AVX2 and AVX-512 bodies (both targets
