@@ -92,6 +92,16 @@ double relative_error(const Tensor& got, const Tensor& ref) {
   return diff / std::max(scale, 1e-30);
 }
 
+// The reference script's case (tests/reference/model_arch.py) writing a checkpoint of `arch`
+// into dir for the test tokens, with the params of `extra` too (overrides, dtype, gguf, ...).
+test::ReferenceCase checkpoint_case(const std::string& arch, const std::string& dir, int seed,
+                                    const json& extra = json::object()) {
+  test::ReferenceCase c;
+  c.params = {{"case", arch}, {"dir", dir}, {"seed", seed}, {"tokens", json(kTokens)}};
+  c.params.update(extra);
+  return c;
+}
+
 ConvertOptions with_type(GgmlType type) {
   ConvertOptions o;
   o.type = type;
@@ -106,11 +116,7 @@ TEST(Convert, EveryArchitectureGivesThePythonConvertersFileAndTheSameLogits) {
   test::TempDir root("sy_convert");
   std::vector<test::ReferenceCase> cases;
   for (const std::string& arch : kArchs) {
-    test::ReferenceCase c;
-    c.params = {{"case", arch},
-                {"dir", (root.path / arch).string()},
-                {"seed", 1},
-                {"tokens", json(kTokens)}};
+    test::ReferenceCase c = checkpoint_case(arch, (root.path / arch).string(), 1);
     // GGUF has no clip_qkv (llama.cpp does not clamp): the GGUF logits match only unclipped.
     if (arch == "olmoe") c.params["overrides"] = {{"clip_qkv", nullptr}};
     cases.push_back(c);
@@ -141,12 +147,8 @@ TEST(Convert, Bf16ShardsConvertExactly) {
   test::TempDir root("sy_convert");
   std::vector<test::ReferenceCase> cases;
   for (const std::string arch : {"mixtral", "deepseek_v3"}) {
-    test::ReferenceCase c;
-    c.params = {{"case", arch},    {"dir", (root.path / arch).string()},
-                {"seed", 2},       {"tokens", json(kTokens)},
-                {"dtype", "bf16"}, {"shards", 2},
-                {"gguf", false}};
-    cases.push_back(c);
+    cases.push_back(checkpoint_case(arch, (root.path / arch).string(), 2,
+                                    {{"dtype", "bf16"}, {"shards", 2}, {"gguf", false}}));
   }
   test::run_reference_cases("model_arch", cases);
   for (const std::string arch : {"mixtral", "deepseek_v3"}) {
@@ -183,13 +185,10 @@ TEST(Convert, Bf16ShardsConvertExactly) {
 // Python converter wrote (stacked and permuted there, independently of ours).
 TEST(Convert, RecipeTypesAndQuantizedBytes) {
   test::TempDir dir("sy_convert");
-  test::ReferenceCase c;
-  c.params = {{"case", "mixtral"},
-              {"dir", dir.str()},
-              {"seed", 3},
-              {"tokens", json(kTokens)},
-              {"overrides", {{"hidden_size", 256}, {"intermediate_size", 256}}}};
-  test::run_reference_cases("model_arch", {c});
+  test::run_reference_cases(
+      "model_arch",
+      {checkpoint_case("mixtral", dir.str(), 3,
+                       {{"overrides", {{"hidden_size", 256}, {"intermediate_size", 256}}}})});
   ConvertOptions o = with_type(GgmlType::kQ8_0);
   o.recipe = parse_recipe("ffn_*_exps=q4_K, attn_q.*=q6_K, attn_*=q5_0, token_embd=q5_K");
   const std::string out = (dir.path / "q.gguf").string();
@@ -242,9 +241,7 @@ TEST(Convert, RecipeTypesAndQuantizedBytes) {
 // f16 is the default type; 2-D tensors round to nearest even, 1-D stay f32.
 TEST(Convert, F16Default) {
   test::TempDir dir("sy_convert");
-  test::ReferenceCase c;
-  c.params = {{"case", "qwen3_moe"}, {"dir", dir.str()}, {"seed", 4}, {"tokens", json(kTokens)}};
-  test::run_reference_cases("model_arch", {c});
+  test::run_reference_cases("model_arch", {checkpoint_case("qwen3_moe", dir.str(), 4)});
   ConvertOptions o;
   o.progress = false;
   EXPECT_EQ(o.type, GgmlType::kF16);
@@ -268,10 +265,7 @@ TEST(Convert, F16Default) {
 // Rows that are not whole blocks fall back (q4_K -> q5_0 -> f16), each with a note.
 TEST(Convert, BlockFallbacksAreNoted) {
   test::TempDir dir("sy_convert");
-  test::ReferenceCase c;
-  c.params = {
-      {"case", "deepseek_v2_lite"}, {"dir", dir.str()}, {"seed", 5}, {"tokens", json(kTokens)}};
-  test::run_reference_cases("model_arch", {c});
+  test::run_reference_cases("model_arch", {checkpoint_case("deepseek_v2_lite", dir.str(), 5)});
   const std::string out = (dir.path / "k.gguf").string();
   const ConvertReport r = convert_to_gguf(dir.str(), out, with_type(GgmlType::kQ4_K));
   const io::GgufFile f = io::GgufFile::open(out);
@@ -306,10 +300,7 @@ TEST(Convert, BlockFallbacksAreNoted) {
 // iq4_xs falls back to iq4_nl, as llama-quantize does, and the file runs.
 TEST(Convert, Iq4XsFallsBackToIq4Nl) {
   test::TempDir dir("sy_convert");
-  test::ReferenceCase c;
-  c.params = {
-      {"case", "deepseek_v2_lite"}, {"dir", dir.str()}, {"seed", 5}, {"tokens", json(kTokens)}};
-  test::run_reference_cases("model_arch", {c});
+  test::run_reference_cases("model_arch", {checkpoint_case("deepseek_v2_lite", dir.str(), 5)});
   const std::string out = (dir.path / "iq4.gguf").string();
   const ConvertReport r = convert_to_gguf(dir.str(), out, with_type(GgmlType::kIQ4_XS));
   const io::GgufFile f = io::GgufFile::open(out);
@@ -420,13 +411,8 @@ class ConvertErrors : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     source_ = new test::TempDir("sy_convert_src");
-    test::ReferenceCase c;
-    c.params = {{"case", "mixtral"},
-                {"dir", source_->str()},
-                {"seed", 1},
-                {"tokens", json(kTokens)},
-                {"gguf", false}};
-    test::run_reference_cases("model_arch", {c});
+    test::run_reference_cases("model_arch",
+                              {checkpoint_case("mixtral", source_->str(), 1, {{"gguf", false}})});
   }
   static void TearDownTestSuite() {
     delete source_;
