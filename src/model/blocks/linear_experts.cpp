@@ -1,6 +1,7 @@
 #include "model/blocks/linear_experts.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/activations.h"
@@ -8,33 +9,6 @@
 #include "moe/dispatch.h"
 
 namespace sy::model {
-
-namespace {
-
-// Rows [j * rows, (j + 1) * rows) of `stacked` for each of its experts.
-std::vector<Linear> split_experts(const Linear& stacked, int64_t num_experts, int64_t rows) {
-  std::vector<Linear> out;
-  out.reserve(static_cast<size_t>(std::max<int64_t>(num_experts, 0)));
-  for (int64_t j = 0; j < num_experts; ++j) {
-    out.push_back(stacked.slice_rows(j * rows, (j + 1) * rows));
-  }
-  return out;
-}
-
-}  // namespace
-
-LinearExperts::LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, const Linear& gate,
-                             const Linear& up, const Linear& down)
-    : e_(num_experts), d_(d_model), f_(d_ff) {
-  SY_CHECK(gate.rows() == e_ * f_ && gate.cols() == d_ && up.rows() == e_ * f_ && up.cols() == d_ &&
-               down.rows() == e_ * d_ && down.cols() == f_,
-           "LinearExperts: gate [{}, {}], up [{}, {}], down [{}, {}] for {} experts of [{} -> {}]",
-           gate.rows(), gate.cols(), up.rows(), up.cols(), down.rows(), down.cols(), e_, d_, f_);
-  gate_ = split_experts(gate, e_, f_);
-  up_ = split_experts(up, e_, f_);
-  down_ = split_experts(down, e_, d_);
-  quantized_ = all_quantized();
-}
 
 LinearExperts::LinearExperts(int64_t d_model, int64_t d_ff, std::vector<Linear> gate,
                              std::vector<Linear> up, std::vector<Linear> down)
@@ -65,8 +39,7 @@ bool LinearExperts::all_quantized() const {
 }
 
 uint64_t LinearExperts::expert_bytes() const {
-  if (gate_.empty()) return 0;
-  uint64_t total = 0;
+  uint64_t total = 0;  // the constructor requires at least one expert
   for (size_t j = 0; j < gate_.size(); ++j) {
     total += gate_[j].nbytes() + up_[j].nbytes() + down_[j].nbytes();
   }

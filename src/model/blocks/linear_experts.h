@@ -14,11 +14,9 @@ namespace sy::model {
 
 class LinearExperts final : public moe::ExpertBank {
  public:
-  // gate, up: [E*F, D]; down: [E*D, F] (expert j's rows at j*F or j*D), SwiGLU.
-  LinearExperts(int64_t num_experts, int64_t d_model, int64_t d_ff, const Linear& gate,
-                const Linear& up, const Linear& down);
-  // One Linear per expert: gate[j], up[j] [F, D] and down[j] [D, F]. Experts may differ in
-  // type (each matrix is multiplied as it is stored).
+  // One Linear per expert: gate[j], up[j] [F, D] and down[j] [D, F], SwiGLU. Experts may differ
+  // in type (each matrix is multiplied as it is stored); a stacked tensor's experts are its row
+  // slices (LayerWeights::experts).
   LinearExperts(int64_t d_model, int64_t d_ff, std::vector<Linear> gate, std::vector<Linear> up,
                 std::vector<Linear> down);
   int64_t num_experts() const override { return e_; }

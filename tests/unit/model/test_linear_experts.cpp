@@ -23,6 +23,14 @@ Linear random_linear(GgmlType type, bool packed, int64_t rows, int64_t cols, Rng
                         packed);
 }
 
+// One random [rows, cols] matrix of `type` per expert.
+std::vector<Linear> random_experts(GgmlType type, bool packed, int64_t e, int64_t rows,
+                                   int64_t cols, Rng& rng) {
+  std::vector<Linear> out;
+  for (int64_t j = 0; j < e; ++j) out.push_back(random_linear(type, packed, rows, cols, rng));
+  return out;
+}
+
 using ::sy::test::same_bits;
 
 Tensor nan_filled(int64_t rows, int64_t cols) {
@@ -58,9 +66,9 @@ TEST(LinearExperts, ForwardRowsMatchesForwardOnTheGatheredRows) {
                                               {GgmlType::kQ4_K, true},
                                               {GgmlType::kQ6_K, false}}) {
     SCOPED_TRACE(std::string(ggml_type_info(type).name) + (packed ? " P16" : ""));
-    LinearExperts experts(e, d, f, random_linear(type, packed, e * f, d, rng),
-                          random_linear(type, packed, e * f, d, rng),
-                          random_linear(type, packed, e * d, f, rng));
+    LinearExperts experts(d, f, random_experts(type, packed, e, f, d, rng),
+                          random_experts(type, packed, e, f, d, rng),
+                          random_experts(type, packed, e, d, f, rng));
     for (const Routed& c : cases) {
       for (int threads : {1, 2}) {
         SCOPED_TRACE(std::string(c.name) + ", threads " + std::to_string(threads));
@@ -82,9 +90,9 @@ TEST(LinearExperts, ForwardRowsMatchesForwardOnTheGatheredRows) {
 TEST(LinearExperts, ForwardRowsRefusesBadTokens) {
   Rng rng(6);
   const int64_t e = 2, d = 32, f = 32;
-  LinearExperts experts(e, d, f, random_linear(GgmlType::kF32, false, e * f, d, rng),
-                        random_linear(GgmlType::kF32, false, e * f, d, rng),
-                        random_linear(GgmlType::kF32, false, e * d, f, rng));
+  LinearExperts experts(d, f, random_experts(GgmlType::kF32, false, e, f, d, rng),
+                        random_experts(GgmlType::kF32, false, e, f, d, rng),
+                        random_experts(GgmlType::kF32, false, e, d, f, rng));
   const Tensor x = test::random_normal({3, d}, rng);
   Tensor out = Tensor::zeros({2, d});
   EXPECT_EQ(test::error_of([&] {
