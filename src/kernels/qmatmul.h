@@ -3,9 +3,9 @@
 // x are f32 and y is f32.
 //
 // How: each call quantizes the activations once, per block, to int8 (the weight format decides the
-// block: 32 values with an f32 scale for q8_0, q4_0, q5_0, iq4_nl and iq4_xs weights, as ggml's
-// q8_0; 256
-// values with an f32 scale and per-16 sums for the K formats, as ggml's q8_K), then takes integer
+// block: 32 values with an f32 scale for q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl and iq4_xs weights,
+// as ggml's q8_0 (plus the blocks' code sums, for the mins of q4_1 and q5_1); 256 values with an
+// f32 scale and per-16 sums for the K formats, as ggml's q8_K), then takes integer
 // dot products of whole blocks (AVX-512 VNNI vpdpbusd, AVX-512BW or AVX2 vpmaddubsw + vpmaddwd, or
 // portable C++) and applies the f32 scales per block. The SIMD path is picked at run time from the
 // CPU's features; every path computes the same integer dot products and differs only in the order
@@ -101,8 +101,8 @@ std::vector<QdotPath> qdot_paths_available();
 // What kAuto resolves to.
 QdotPath qdot_path_best();
 
-// Weight types quant_matmul takes: q8_0, q4_0, q5_0, q4_K, q5_K, q6_K, iq4_nl, iq4_xs (quantized)
-// and f32, f16, bf16.
+// Weight types quant_matmul takes: q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K, iq4_nl, iq4_xs
+// (quantized) and f32, f16, bf16.
 bool can_quant_matmul(GgmlType type);
 
 struct QuantMatmulOptions {

@@ -5,15 +5,16 @@
 // Activations are quantized into one of two row layouts, chosen by the weight type. Both are ours
 // (never stored in files), laid out so the SIMD bodies load whole registers without shuffles.
 //
-// kA32 (q8_0, q4_0, q5_0, iq4_nl and iq4_xs weights): blocks of 32 values, q_i = rint(x_i / d) with
-// d = max|x| / 127,
+// kA32 (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl and iq4_xs weights): blocks of 32 values,
+// q_i = rint(x_i / d) with d = max|x| / 127,
 // gathered in groups of 4 blocks (the last group zero-padded), 256 bytes per group:
 //   bytes   0..63   values 0..15 of blocks 0, 1, 2, 3 (int8)       "lo"
 //   bytes  64..127  values 16..31 of blocks 0, 1, 2, 3 (int8)      "hi"
 //   bytes 128..191  int32 lane j (0..15): -c * (sum of lo[4j..4j+3] + sum of hi[4j..4j+3]), with
-//                   c = 8 for q4_0, 16 for q5_0 and 128 for the others: the start value that turns
-//                   vpdpbusd's unsigned weight codes (q4_0 and q5_0 codes; q8_0 values, and iq4
-//                   table values, + 128) back into signed products
+//                   c = 8 for q4_0, 16 for q5_0 and 128 for q8_0 and iq4: the start value that
+//                   turns vpdpbusd's unsigned weight codes (q4_0 and q5_0 codes; q8_0 values, and
+//                   iq4 table values, + 128) back into signed products; c = -1 for q4_1 and q5_1,
+//                   whose bodies start from 0 and scale these code sums by the blocks' mins
 //   bytes 192..255  f32 lane j: d of block j / 4
 // So 32-bit lane j of a 64-byte vector always belongs to block j / 4 of the group.
 //
@@ -50,12 +51,13 @@ inline constexpr float kActTiny = 0x1p-100f;
 // kA256 position p (32 values each) of q4_K / q5_K activations holds sub-block kK4SubOrder[p].
 inline constexpr int kK4SubOrder[8] = {0, 2, 1, 3, 4, 6, 5, 7};
 
-// Layout for a supported quantized weight type (q8_0, q4_0, q5_0, iq4_nl, iq4_xs -> kA32; q4_K,
-// q5_K, q6_K -> kA256).
+// Layout for a supported quantized weight type (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs ->
+// kA32; q4_K, q5_K, q6_K -> kA256).
 ActLayout act_layout(GgmlType weight_type);
 // Bytes of one quantized activation row of k values (k a whole number of the weight's blocks).
 size_t act_row_bytes(GgmlType weight_type, int64_t k);
-// c of the kA32 start values: 8 for q4_0, 16 for q5_0, 128 for q8_0, iq4_nl and iq4_xs.
+// c of the kA32 start values: 8 for q4_0, 16 for q5_0, -1 for q4_1 and q5_1, 128 for q8_0, iq4_nl
+// and iq4_xs.
 int act_a32_bias(GgmlType weight_type);
 // Quantizes one row: x f32 [k] -> act_row_bytes(weight_type, k) bytes at out (64-byte aligned).
 // The portable reference; the SIMD versions below write the same bytes and exist in x86-64

@@ -94,7 +94,9 @@ ActLayout act_layout(GgmlType weight_type) {
   switch (weight_type) {
     case GgmlType::kQ8_0:
     case GgmlType::kQ4_0:
+    case GgmlType::kQ4_1:
     case GgmlType::kQ5_0:
+    case GgmlType::kQ5_1:
     case GgmlType::kIQ4_NL:
     case GgmlType::kIQ4_XS:
       return ActLayout::kA32;
@@ -109,6 +111,9 @@ int act_a32_bias(GgmlType weight_type) {
       return 8;
     case GgmlType::kQ5_0:
       return 16;
+    case GgmlType::kQ4_1:
+    case GgmlType::kQ5_1:
+      return -1;
     default:
       return 128;
   }

@@ -72,10 +72,11 @@ SY_QDOT_INLINE void store_sums(const MicroArgs& m, const __m256 (&acc)[R][T]) {
 struct A32Pair {
   __m256i lo, hi;  // values 0..15 / 16..31 of the pair's two blocks
   __m256 dw;       // lanes 0-3: first block's scale, 4-7: second's
+  __m256 mw;       // q4_1, q5_1: the blocks' mins, as dw
 };
 
-// q8_0, q4_0, q5_0, iq4_nl and iq4_xs (a group: 4 blocks of 32 values; iq4_xs: half a
-// super-block).
+// q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl and iq4_xs (a group: 4 blocks of 32 values; iq4_xs: half
+// a super-block).
 template <GgmlType kType>
 struct A32Kernel {
   using F = A32Format<kType>;
@@ -98,8 +99,8 @@ struct A32Kernel {
       w.hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
       if constexpr (F::kFive) {  // bit 4 of value i: bit i of the block's u32 qh
         uint32_t h0 = 0, h1 = 0;
-        std::memcpy(&h0, b0 + 2, 4);
-        std::memcpy(&h1, b1 + 2, 4);
+        std::memcpy(&h0, b0 + F::kQh, 4);
+        std::memcpy(&h1, b1 + F::kQh, 4);
         __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
         q5_high_bits(h0, h1, lo, hi);
         w.lo = _mm256_or_si256(w.lo, lo);
@@ -117,10 +118,17 @@ struct A32Kernel {
         return w;
       }
     }
-    const int d = b0[0] | (b0[1] << 8) | (b1[0] << 16) | (b1[1] << 24);
-    const __m128 two = _mm_cvtph_ps(_mm_cvtsi32_si128(d));
-    w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two),
+    // d of the two blocks in halves 0 and 1 (and their mins in 2 and 3).
+    const auto two_f16 = [&](int at) {
+      return b0[at] | (b0[at + 1] << 8) | (b1[at] << 16) | (static_cast<int>(b1[at + 1]) << 24);
+    };
+    const __m128 four = _mm_cvtph_ps(_mm_setr_epi32(two_f16(0), F::kMin ? two_f16(2) : 0, 0, 0));
+    w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(four),
                                     _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    if constexpr (F::kMin) {
+      w.mw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(four),
+                                      _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
+    }
     return w;
   }
 
@@ -132,12 +140,18 @@ struct A32Kernel {
       sum = _mm256_add_epi32(
           madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w.lo), _mm256_sign_epi8(alo, w.lo))),
           madd_ones(_mm256_maddubs_epi16(_mm256_abs_epi8(w.hi), _mm256_sign_epi8(ahi, w.hi))));
-    } else {
+    } else {  // unsigned codes: pair sums stay below 2 * 2 * 31 * 127
       const __m256i p =
           _mm256_add_epi16(_mm256_maddubs_epi16(w.lo, alo), _mm256_maddubs_epi16(w.hi, ahi));
-      sum = _mm256_add_epi32(madd_ones(p), load256a(ag + 128 + 32 * q));
+      sum = madd_ones(p);
+      if constexpr (!F::kMin) sum = _mm256_add_epi32(sum, load256a(ag + 128 + 32 * q));
     }
     const __m256 da = _mm256_load_ps(reinterpret_cast<const float*>(ag + 192 + 32 * q));
+    if constexpr (F::kMin) {  // (d * (q . a) + m * sum(a)) * d_a; the lanes at 128 hold sum(a)
+      const __m256 mins = _mm256_mul_ps(_mm256_cvtepi32_ps(load256a(ag + 128 + 32 * q)), w.mw);
+      acc = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), w.dw, mins), da, acc);
+      return;
+    }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(w.dw, da), acc);
   }
 
@@ -478,8 +492,12 @@ QdotTileFn tile_for(GgmlType type) {
       return run_tile<A32Kernel<GgmlType::kQ8_0>>;
     case GgmlType::kQ4_0:
       return run_tile<A32Kernel<GgmlType::kQ4_0>>;
+    case GgmlType::kQ4_1:
+      return run_tile<A32Kernel<GgmlType::kQ4_1>>;
     case GgmlType::kQ5_0:
       return run_tile<A32Kernel<GgmlType::kQ5_0>>;
+    case GgmlType::kQ5_1:
+      return run_tile<A32Kernel<GgmlType::kQ5_1>>;
     case GgmlType::kQ4_K:
       return run_tile<K45Kernel<false>>;
     case GgmlType::kQ5_K:

@@ -83,16 +83,17 @@ SY_QDOT_INLINE void transpose_16x8(const __m512i (&in)[8], __m512i (&out)[8]) {
 struct A32W {
   __m512i lo, hi;
   __m512 dw;
+  __m512 mw;  // q4_1, q5_1: the blocks' mins, as dw
 };
 
-// q8_0, q4_0, q5_0, iq4_nl and iq4_xs (iq4_xs: a group is half a super-block, 4 of its
-// sub-blocks).
+// q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl and iq4_xs (iq4_xs: a group is half a super-block, 4 of
+// its sub-blocks).
 template <GgmlType kType>
 struct A32Kernel {
   using F = A32Format<kType>;
   static constexpr int kRp = 4, kTp = 4;
 
-  // p: 4 whole blocks (136 or 72 bytes readable); iq4_xs: the super-block, and which half.
+  // p: 4 whole blocks (F::kGroupBytes readable); iq4_xs: the super-block, and which half.
   // xs_scales: iq4_xs's 8 sub-block scales of the super-block (iq4_xs_scales), unused otherwise.
   static SY_QDOT_INLINE A32W load(const uint8_t* p, int half, __m256 xs_scales) {
     A32W w;
@@ -134,7 +135,7 @@ struct A32Kernel {
       w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
       if constexpr (F::kFive) {  // bit 4 of value i: bit i of each block's u32 qh (lane = block)
         uint32_t h[4];
-        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b + 2, 4);
+        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b + F::kQh, 4);
         const __m512i qh =
             _mm512_setr_epi32(static_cast<int>(h[0]), 0, 0, 0, static_cast<int>(h[1]), 0, 0, 0,
                               static_cast<int>(h[2]), 0, 0, 0, static_cast<int>(h[3]), 0, 0, 0);
@@ -160,15 +161,22 @@ struct A32Kernel {
             _mm512_add_epi32(_mm512_set1_epi32(4 * half),
                              _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
         w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(xs_scales));
-      } else if constexpr (F::kFive) {  // the f16 scales at bytes 0, 22, 44, 66 (past the first 64)
-        uint16_t h[4];
-        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b, 2);
-        const __m128 four = _mm_cvtph_ps(
-            _mm_setr_epi16(static_cast<int16_t>(h[0]), static_cast<int16_t>(h[1]),
-                           static_cast<int16_t>(h[2]), static_cast<int16_t>(h[3]), 0, 0, 0, 0));
-        w.dw =
-            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                  _mm512_castps128_ps512(four));
+      } else if constexpr (F::kFive || F::kMin) {
+        // The f16 scales (and mins) at the start of each block, 66 or more bytes for the last.
+        uint16_t h[8] = {};
+        for (int b = 0; b < 4; ++b) {
+          std::memcpy(&h[b], p + F::kBlockBytes * b, 2);
+          if constexpr (F::kMin) std::memcpy(&h[4 + b], p + F::kBlockBytes * b + 2, 2);
+        }
+        __m128i words;
+        std::memcpy(&words, h, 16);
+        const __m256 eight = _mm256_cvtph_ps(words);
+        const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        w.dw = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(eight));
+        if constexpr (F::kMin) {
+          w.mw = _mm512_permutexvar_ps(_mm512_add_epi32(spread, _mm512_set1_epi32(4)),
+                                       _mm512_castps256_ps512(eight));
+        }
       } else {
         // The f16 scales are the words at bytes 0, 18, 36 and 54.
         alignas(64) static constexpr uint16_t kIdx[32] = {0,  0,  0,  0,  9,  9,  9,  9,
@@ -194,17 +202,22 @@ struct A32Kernel {
           _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w.lo), slo), one),
           _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w.hi), shi), one));
     } else if constexpr (kVnni) {
-      sum = _mm512_load_si512(ag + 128);
+      sum = F::kMin ? _mm512_setzero_si512() : _mm512_load_si512(ag + 128);
       sum = _mm512_dpbusd_epi32(sum, w.lo, alo);
       sum = _mm512_dpbusd_epi32(sum, w.hi, ahi);
-    } else {  // q4_0: nibble pair sums stay below 2 * 2 * 15 * 127
+    } else {  // unsigned codes: pair sums stay below 2 * 2 * 31 * 127
       const __m512i p =
           _mm512_add_epi16(_mm512_maddubs_epi16(w.lo, alo), _mm512_maddubs_epi16(w.hi, ahi));
-      sum =
-          _mm512_add_epi32(_mm512_madd_epi16(p, _mm512_set1_epi16(1)), _mm512_load_si512(ag + 128));
+      sum = _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+      if constexpr (!F::kMin) sum = _mm512_add_epi32(sum, _mm512_load_si512(ag + 128));
     }
-    const __m512 f = _mm512_mul_ps(w.dw, _mm512_load_ps(reinterpret_cast<const float*>(ag + 192)));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), f, acc);
+    const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + 192));
+    if constexpr (F::kMin) {  // (d * (q . a) + m * sum(a)) * d_a; the lanes at 128 hold sum(a)
+      const __m512 mins = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(ag + 128)), w.mw);
+      acc = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), w.dw, mins), da, acc);
+      return;
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(w.dw, da), acc);
   }
 
   template <int R, int T>
@@ -506,8 +519,12 @@ inline QdotTileFn tile_for(GgmlType type) {
       return run_tile<A32Kernel<GgmlType::kQ8_0>>;
     case GgmlType::kQ4_0:
       return run_tile<A32Kernel<GgmlType::kQ4_0>>;
+    case GgmlType::kQ4_1:
+      return run_tile<A32Kernel<GgmlType::kQ4_1>>;
     case GgmlType::kQ5_0:
       return run_tile<A32Kernel<GgmlType::kQ5_0>>;
+    case GgmlType::kQ5_1:
+      return run_tile<A32Kernel<GgmlType::kQ5_1>>;
     case GgmlType::kQ4_K:
       return run_tile<K45Kernel<false>>;
     case GgmlType::kQ5_K:

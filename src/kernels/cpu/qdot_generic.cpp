@@ -86,6 +86,31 @@ float dot_q5_0(const uint8_t* w, const uint8_t* act, int64_t k) {
   return sum;
 }
 
+// q4_1 and q5_1: w = d * q + m with codes of 4 or 5 bits (q5_1: bit 4 from the u32 qh, as q5_0),
+// so the dot is d * (q . a) + m * sum(a), times the block's d_a.
+template <bool kFive>
+float dot_q_1(const uint8_t* w, const uint8_t* act, int64_t k) {
+  constexpr int64_t kBytes = kFive ? 24 : 20;
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const uint8_t* blk = w + b * kBytes;
+    uint32_t qh = 0;
+    if constexpr (kFive) std::memcpy(&qh, blk + 4, 4);
+    const uint8_t* qs = blk + (kFive ? 8 : 4);
+    const A32Block a = a32_block(act, b);
+    int s = 0, a_sum = 0;
+    for (int i = 0; i < 16; ++i) {
+      const int lo = (qs[i] & 0xf) | static_cast<int>(((qh >> i) & 1) << 4);
+      const int hi = (qs[i] >> 4) | static_cast<int>(((qh >> (i + 16)) & 1) << 4);
+      s += lo * a.lo[i] + hi * a.hi[i];
+      a_sum += a.lo[i] + a.hi[i];
+    }
+    sum += (load_f16(blk) * static_cast<float>(s) + load_f16(blk + 2) * static_cast<float>(a_sum)) *
+           a.d;
+  }
+  return sum;
+}
+
 // The 32 codes of an iq4 block (q4_0's nibble order) as table values, dotted with block a.
 int dot_iq4_block(const uint8_t* qs, const A32Block& a) {
   int s = 0;
@@ -201,8 +226,12 @@ QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
       return tile<dot_q8_0>;
     case GgmlType::kQ4_0:
       return tile<dot_q4_0>;
+    case GgmlType::kQ4_1:
+      return tile<dot_q_1<false>>;
     case GgmlType::kQ5_0:
       return tile<dot_q5_0>;
+    case GgmlType::kQ5_1:
+      return tile<dot_q_1<true>>;
     case GgmlType::kQ4_K:
       return tile<dot_q45_k<false>>;
     case GgmlType::kQ5_K:

@@ -147,20 +147,23 @@ void run_tile(const QdotTile& a) {
   });
 }
 
-// What the x86 bodies of the kA32 weight formats (q8_0, q4_0, q5_0, iq4_nl, iq4_xs) need to know
-// of a block's layout.
+// What the x86 bodies of the kA32 weight formats (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs)
+// need to know of a block's layout.
 template <GgmlType kType>
 struct A32Format {
   static constexpr bool kXs = kType == GgmlType::kIQ4_XS;          // a group is half a super-block
   static constexpr bool kIq4 = kXs || kType == GgmlType::kIQ4_NL;  // codes index the iq4 table
-  static constexpr bool kFive = kType == GgmlType::kQ5_0;          // bit 4 of the codes in a u32 qh
+  // w = d * q + m: an f16 min after d, and codes taken as they are (no offset)
+  static constexpr bool kMin = kType == GgmlType::kQ4_1 || kType == GgmlType::kQ5_1;
+  // bit 4 of the codes in a u32 qh
+  static constexpr bool kFive = kType == GgmlType::kQ5_0 || kType == GgmlType::kQ5_1;
   // Codes that are signed values (q8_0, and iq4's table values): without VNNI they take the
   // |w| x sign(a) products; with it they are stored + 128, which the start values take out.
   static constexpr bool kSigned = kIq4 || kType == GgmlType::kQ8_0;
-  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34
-                                     : kFive                  ? 22
-                                                              : 18;  // iq4_xs: 136 per 8
-  static constexpr int kQs = kFive ? 6 : 2;         // where a block's codes start
+  static constexpr int kHead = 2 + (kMin ? 2 : 0);     // d (and m)
+  static constexpr int kQh = kHead;                    // q5_0, q5_1: where qh is
+  static constexpr int kQs = kHead + (kFive ? 4 : 0);  // where a block's codes start
+  static constexpr int kBlockBytes = kType == GgmlType::kQ8_0 ? 34 : kQs + 16;  // iq4_xs: 136 / 8
   static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
 };
 

@@ -26,9 +26,9 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-const GgmlType kQuantTypes[] = {GgmlType::kQ8_0,   GgmlType::kQ4_0,  GgmlType::kQ5_0,
-                                GgmlType::kQ4_K,   GgmlType::kQ5_K,  GgmlType::kQ6_K,
-                                GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
+const GgmlType kQuantTypes[] = {
+    GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0,   GgmlType::kQ5_1,
+    GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
 
 using ::sy::test::error_of;
 
@@ -80,6 +80,11 @@ Weights random_weights(GgmlType type, int64_t n, int64_t k, Rng& rng) {
       case GgmlType::kQ5_0:
         put_f16(blk, rng.uniform(0.5f, 1.5f) / 16.0f);
         break;
+      case GgmlType::kQ4_1:  // w = d q + m, m of either sign
+      case GgmlType::kQ5_1:
+        put_f16(blk, rng.uniform(0.5f, 1.5f) / (type == GgmlType::kQ4_1 ? 16.0f : 32.0f));
+        put_f16(blk + 2, rng.uniform(-1.0f, 0.5f));
+        break;
       case GgmlType::kQ4_K:
       case GgmlType::kQ5_K:
         put_f16(blk, rng.uniform(0.5f, 1.5f) / 1024.0f);
@@ -107,22 +112,33 @@ std::vector<float> dequantized(const QuantMatrix& m) {
   return {t.data<float>(), t.data<float>() + t.numel()};
 }
 
-// |d * scale * q| + |dmin * min| per value: the size of the terms the kernels scale and subtract
-// (for q4_K / q5_K the two parts of a value can cancel; elsewhere it is |W|).
+// |d * scale * q| + |dmin * min| per value: the size of the terms the kernels scale and add
+// (for q4_K / q5_K and q4_1 / q5_1 the two parts of a value can cancel; elsewhere it is |W|).
 std::vector<float> term_sizes(const QuantMatrix& m, const std::vector<float>& w) {
   std::vector<float> out(w.size());
-  if (m.type != GgmlType::kQ4_K && m.type != GgmlType::kQ5_K) {
-    for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i]);
-    return out;
+  // Bytes of a block before its codes (and qh): the scales and mins.
+  int head = 0;
+  switch (m.type) {
+    case GgmlType::kQ4_K:
+    case GgmlType::kQ5_K:
+      head = 16;
+      break;
+    case GgmlType::kQ4_1:
+    case GgmlType::kQ5_1:
+      head = 4;
+      break;
+    default:
+      for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i]);
+      return out;
   }
   Bytes zero(m.data, m.data + static_cast<size_t>(m.rows) * m.row_bytes);
-  const int block = m.type == GgmlType::kQ4_K ? 144 : 176;
+  const auto block = static_cast<size_t>(ggml_type_info(m.type).block_bytes);
   for (size_t b = 0; b < zero.size(); b += block) {
-    std::memset(zero.data() + b + 16, 0, static_cast<size_t>(block - 16));  // codes (and qh)
+    std::memset(zero.data() + b + head, 0, block - static_cast<size_t>(head));  // codes (and qh)
   }
   QuantMatrix z = m;
   z.data = zero.data();
-  const std::vector<float> mins = dequantized(z);  // -dmin * min
+  const std::vector<float> mins = dequantized(z);  // -dmin * min, or m
   for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i] - mins[i]) + std::fabs(mins[i]);
   return out;
 }
@@ -264,6 +280,29 @@ TEST(QuantMatmul, HandBuiltBlocksGiveExactProducts) {
         c.row[18 * b + 2 + j] = static_cast<uint8_t>(lo | (hi << 4));
         c.w[32 * b + j] = -0.5 * (lo - 8);
         c.w[32 * b + 16 + j] = -0.5 * (hi - 8);
+      }
+    }
+    cases.push_back(c);
+  }
+  for (GgmlType type : {GgmlType::kQ4_1, GgmlType::kQ5_1}) {
+    // Block b: d = 1/4 (q5_1: 1/8), m = b / 2 - 3; codes (5 i + b) % 16, + 16 (q5_1) where i % 3
+    // == 1.
+    const bool five = type == GgmlType::kQ5_1;
+    const int bytes = five ? 24 : 20, qs = five ? 8 : 4;
+    Case c{type, Bytes(static_cast<size_t>(8 * bytes)), std::vector<double>(k)};
+    for (int b = 0; b < 8; ++b) {
+      uint8_t* blk = c.row.data() + bytes * b;
+      const double d = five ? 0.125 : 0.25, m = b / 2.0 - 3.0;
+      put_f16(blk, static_cast<float>(d));
+      put_f16(blk + 2, static_cast<float>(m));
+      for (int i = 0; i < 32; ++i) {
+        int code = (5 * i + b) % 16;
+        blk[qs + i % 16] = static_cast<uint8_t>(blk[qs + i % 16] | (code << (i < 16 ? 0 : 4)));
+        if (five && i % 3 == 1) {
+          blk[4 + i / 8] = static_cast<uint8_t>(blk[4 + i / 8] | (1 << (i % 8)));
+          code += 16;
+        }
+        c.w[32 * b + i] = d * code + m;
       }
     }
     cases.push_back(c);
@@ -664,16 +703,14 @@ TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
             "quant_matmul: w: K = 100 is not a whole number of 32-value q4_0 blocks");
   bad = w.m;
-  bad.type = GgmlType::kQ4_1;
-  EXPECT_EQ(
-      error_of([&] { quant_matmul(y, x, bad); }),
-      "quant_matmul: weight type q4_1 is not supported (supported: q8_0, q4_0, q5_0, q4_K, q5_K, "
-      "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
+  bad.type = GgmlType::kQ3_K;
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: weight type q3_K is not supported (supported: q8_0, q4_0, q4_1, q5_0, "
+            "q5_1, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad.type = static_cast<GgmlType>(99);
-  EXPECT_EQ(
-      error_of([&] { quant_matmul(y, x, bad); }),
-      "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q5_0, q4_K, q5_K, "
-      "q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
+  EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
+            "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q4_1, q5_0, "
+            "q5_1, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad = w.m;
   bad.row_bytes = 143;
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
