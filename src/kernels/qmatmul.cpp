@@ -24,9 +24,10 @@ namespace sy::kernels {
 
 namespace {
 
-constexpr GgmlType kQuantTypes[] = {
-    GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0,   GgmlType::kQ5_1,
-    GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
+constexpr GgmlType kQuantTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_0,   GgmlType::kQ4_1,
+                                    GgmlType::kQ5_0, GgmlType::kQ5_1,   GgmlType::kQ2_K,
+                                    GgmlType::kQ3_K, GgmlType::kQ4_K,   GgmlType::kQ5_K,
+                                    GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
 constexpr GgmlType kPlainTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16};
 
 // Work is cut into units of whole rows x a token range. A unit's weight rows are read once per

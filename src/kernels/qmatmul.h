@@ -101,8 +101,8 @@ std::vector<QdotPath> qdot_paths_available();
 // What kAuto resolves to.
 QdotPath qdot_path_best();
 
-// Weight types quant_matmul takes: q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K, iq4_nl, iq4_xs
-// (quantized) and f32, f16, bf16.
+// Weight types quant_matmul takes: q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K,
+// iq4_nl, iq4_xs (quantized) and f32, f16, bf16.
 bool can_quant_matmul(GgmlType type);
 
 struct QuantMatmulOptions {

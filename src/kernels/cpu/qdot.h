@@ -18,16 +18,18 @@
 //   bytes 192..255  f32 lane j: d of block j / 4
 // So 32-bit lane j of a 64-byte vector always belongs to block j / 4 of the group.
 //
-// kA256 (q4_K, q5_K, q6_K weights): super-blocks of 256 values with one d = max|x| / 127,
-// 384 bytes each:
-//   bytes   0..255  int8 values in the weight format's order: for q6_K natural; for q4_K and q5_K
+// kA256 (q2_K, q3_K, q4_K, q5_K, q6_K weights): super-blocks of 256 values with one
+// d = max|x| / 127, 384 bytes each:
+//   bytes   0..255  int8 values in the weight format's order: natural for q2_K, q3_K and q6_K
+//                   (act_k4_order false); for q4_K and q5_K
 //                   the 32-value sub-blocks in the order 0, 2, 1, 3, 4, 6, 5, 7, which is the order
 //                   of their 4-bit codes in 64-byte loads (low nibbles of 64 bytes = sub-blocks 0
 //                   and 2, high nibbles = 1 and 3, ...)
 //   bytes 256..287  int16 sums of the values in natural order, 16 at a time (ggml's q8_K bsums)
 //   bytes 288..291  f32 d; 292..319 padding
 //   bytes 320..383  f32 d * (sum j of the int16 sums), j = 0..15: the same sums scaled, so that a
-//                   body can take the q4_K mins and the q6_K offset out with one f32 multiply-add
+//                   body can take the q2_K and q4_K mins and the q3_K and q6_K offsets out with
+//                   one f32 multiply-add
 //
 // A block with a NaN or an infinity gets d = NaN and zero codes (its products become NaN); a block
 // whose largest magnitude is below 2^-100 gets d = 0 and zero codes.
@@ -52,8 +54,12 @@ inline constexpr float kActTiny = 0x1p-100f;
 inline constexpr int kK4SubOrder[8] = {0, 2, 1, 3, 4, 6, 5, 7};
 
 // Layout for a supported quantized weight type (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs ->
-// kA32; q4_K, q5_K, q6_K -> kA256).
+// kA32; q2_K, q3_K, q4_K, q5_K, q6_K -> kA256).
 ActLayout act_layout(GgmlType weight_type);
+// Whether kA256 activations for `weight_type` take the q4_K / q5_K order (kK4SubOrder).
+inline bool act_k4_order(GgmlType weight_type) {
+  return weight_type == GgmlType::kQ4_K || weight_type == GgmlType::kQ5_K;
+}
 // Bytes of one quantized activation row of k values (k a whole number of the weight's blocks).
 size_t act_row_bytes(GgmlType weight_type, int64_t k);
 // c of the kA32 start values: 8 for q4_0, 16 for q5_0, -1 for q4_1 and q5_1, 128 for q8_0, iq4_nl

@@ -130,7 +130,7 @@ void quantize_act_row(GgmlType weight_type, const float* x, int64_t k, uint8_t* 
   if (act_layout(weight_type) == ActLayout::kA32) {
     quantize_a32(x, k, act_a32_bias(weight_type), out);
   } else {
-    quantize_a256(x, k, weight_type != GgmlType::kQ6_K, out);
+    quantize_a256(x, k, act_k4_order(weight_type), out);
   }
 }
 
@@ -165,7 +165,7 @@ void dequantize_act_row(GgmlType weight_type, const uint8_t* act, int64_t k, flo
     }
     return;
   }
-  const bool k4_order = weight_type != GgmlType::kQ6_K;
+  const bool k4_order = act_k4_order(weight_type);
   for (int64_t s = 0; s < k / 256; ++s) {
     const uint8_t* o = act + s * kA256Bytes;
     float d = 0.0f;

@@ -211,7 +211,7 @@ struct A32Kernel {
   }
 };
 
-// ---- q4_K, q5_K and q6_K against kA256 activations -------------------------------------------
+// ---- q2_K, q3_K, q4_K, q5_K and q6_K against kA256 activations -------------------------------
 
 // Words 2j, 2j + 1 of each 128-bit lane: the shuffle that broadcasts int16 j of a lane.
 SY_QDOT_INLINE __m256i word_bcast(int j) {
@@ -309,17 +309,31 @@ struct K45Kernel {
   }
 };
 
-struct Q6KKernel {
+// q2_K, q3_K and q6_K: 16 scales a super-block, one per 16 values in natural order.
+template <GgmlType kType>
+struct K16Kernel {
+  using F = K16Format<kType>;
   static constexpr int kRp = 1, kTp = 4;
 
-  // Values 32 g .. 32 g + 31 of half h as 6-bit codes.
+  // Values 32 g .. 32 g + 31 of half h as unsigned codes (q6_K 0..63, q3_K 0..7, q2_K 0..3).
   static SY_QDOT_INLINE __m256i codes(const uint8_t* blk, int h, int g) {
-    const __m256i ql = load256(blk + 64 * h + 32 * (g % 2));
-    const __m256i qh = load256(blk + 128 + 32 * h);
-    const __m256i low =
-        _mm256_and_si256(g < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0f));
-    const __m256i top = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), _mm256_set1_epi8(3));
-    return _mm256_or_si256(low, _mm256_slli_epi16(top, 4));
+    if constexpr (F::kQ2 || F::kQ3) {  // 2 low bits: bits 2g, 2g + 1 of the half's 32 qs bytes
+      const __m256i low =
+          _mm256_and_si256(_mm256_srli_epi16(load256(blk + (F::kQ2 ? 16 : 32) + 32 * h), 2 * g),
+                           _mm256_set1_epi8(3));
+      if constexpr (F::kQ2) return low;
+      // q3_K: + 4 where bit 4 h + g of the value's hmask byte is set
+      const __m256i high =
+          _mm256_and_si256(_mm256_srli_epi16(load256(blk), 4 * h + g), _mm256_set1_epi8(1));
+      return _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+    } else {
+      const __m256i ql = load256(blk + 64 * h + 32 * (g % 2));
+      const __m256i qh = load256(blk + 128 + 32 * h);
+      const __m256i low =
+          _mm256_and_si256(g < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0f));
+      const __m256i top = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), _mm256_set1_epi8(3));
+      return _mm256_or_si256(low, _mm256_slli_epi16(top, 4));
+    }
   }
 
   template <int R, int T>
@@ -339,10 +353,9 @@ struct Q6KKernel {
       __m256i isum[R][T];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        blk[r] = m.w + r * m.ws + sb * 210;
-        if constexpr (T == 1) prefetch_ahead<210>(blk[r], m.ahead);
-        sc[r] =
-            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192)));
+        blk[r] = m.w + r * m.ws + sb * F::kBytes;
+        if constexpr (T == 1) prefetch_ahead<F::kBytes>(blk[r], m.ahead);
+        sc[r] = k16_scales<kType>(blk[r]);
         SY_QDOT_UNROLL
         for (int t = 0; t < T; ++t) isum[r][t] = _mm256_setzero_si256();
       }
@@ -376,11 +389,20 @@ struct Q6KKernel {
         const __m256 da = _mm256_set1_ps(*reinterpret_cast<const float*>(at + 288));
         SY_QDOT_UNROLL
         for (int r = 0; r < R; ++r) {
-          // codes are q + 32: take 32 * sum_j scale_j * (sum a)_j back out
-          const __m256i scn = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc[r], 5));
-          const __m256i total = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(scn, bsums));
-          const __m256 d = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk[r] + 208)), da);
+          __m256i total = isum[r][t];
+          if constexpr (F::kOffsetShift >= 0) {
+            // codes are value + kOffset: take kOffset * sum_j scale_j * (sum a)_j back out
+            const __m256i scn =
+                _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc[r], F::kOffsetShift));
+            total = _mm256_add_epi32(total, _mm256_madd_epi16(scn, bsums));
+          }
+          const __m256 d = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk[r] + F::kD)), da);
           acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), d, acc[r][t]);
+          if constexpr (F::kQ2) {  // - dmin * sum_j min_j * (sum a)_j
+            const __m256i mins = _mm256_madd_epi16(q2_k_mins(blk[r]), bsums);
+            const __m256 dmin = _mm256_mul_ps(_mm256_set1_ps(f16_at(blk[r] + F::kD + 2)), da);
+            acc[r][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), dmin, acc[r][t]);
+          }
         }
       }
     }
@@ -502,8 +524,12 @@ QdotTileFn tile_for(GgmlType type) {
       return run_tile<K45Kernel<false>>;
     case GgmlType::kQ5_K:
       return run_tile<K45Kernel<true>>;
+    case GgmlType::kQ2_K:
+      return run_tile<K16Kernel<GgmlType::kQ2_K>>;
+    case GgmlType::kQ3_K:
+      return run_tile<K16Kernel<GgmlType::kQ3_K>>;
     case GgmlType::kQ6_K:
-      return run_tile<Q6KKernel>;
+      return run_tile<K16Kernel<GgmlType::kQ6_K>>;
     case GgmlType::kIQ4_NL:
       return run_tile<A32Kernel<GgmlType::kIQ4_NL>>;
     case GgmlType::kIQ4_XS:
@@ -517,7 +543,7 @@ void quantize_row(GgmlType weight_type, const float* x, int64_t k, uint8_t* out)
   if (act_layout(weight_type) == ActLayout::kA32) {
     quantize_a32(x, k, act_a32_bias(weight_type), out);
   } else {
-    quantize_a256(x, k, weight_type != GgmlType::kQ6_K, out);
+    quantize_a256(x, k, act_k4_order(weight_type), out);
   }
 }
 

@@ -404,7 +404,7 @@ struct K45Kernel {
   }
 };
 
-// ---- q6_K against kA256 activations ------------------------------------------------------------
+// ---- q2_K, q3_K and q6_K against kA256 activations --------------------------------------------
 
 // vpshufb controls: 128-bit lane k gets int16 word k (even slices) or 4 + k (odd slices).
 #define SY_W(j)                                                                                    \
@@ -414,7 +414,10 @@ alignas(64) inline constexpr int8_t kQ6Slice[2][64] = {{SY_W(0), SY_W(1), SY_W(2
                                                        {SY_W(4), SY_W(5), SY_W(6), SY_W(7)}};
 #undef SY_W
 
-struct Q6KKernel {
+// q2_K, q3_K and q6_K: 16 scales a super-block, one per 16 values in natural order.
+template <GgmlType kType>
+struct K16Kernel {
+  using F = K16Format<kType>;
   static constexpr int kRp = 2, kTp = 4;
 
   // Bytes lo in the low 32 bytes, hi in the high 32.
@@ -423,24 +426,46 @@ struct Q6KKernel {
                               _mm256_set1_epi8(static_cast<char>(hi)), 1);
   }
 
-  // Slice s (0..3): values 64 s .. 64 s + 63 as 6-bit codes (0..63): low nibbles (s even) or high
-  // nibbles (s odd) of ql bytes 64 (s / 2) .. + 63, top bits from qh bytes 32 (s / 2) .. + 31.
+  // Slice s (0..3): values 64 s .. 64 s + 63 as unsigned codes (q6_K 0..63, q3_K 0..7, q2_K
+  // 0..3).
   static SY_QDOT_INLINE __m512i codes(const uint8_t* blk, int s) {
-    const __m512i ql = load512(blk + 64 * (s / 2));
-    const __m512i qh = _mm512_broadcast_i64x4(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (s / 2))));
-    const __m512i nib = _mm512_set1_epi8(0x0f);
-    if (s % 2 == 0) {  // values 0..31 take qh bits 0-1 (<< 4), values 32..63 bits 2-3 (<< 2)
+    if constexpr (F::kQ2 || F::kQ3) {
+      // 2 low bits: bits 2 g, 2 g + 1 of the half's 32 qs bytes, g = 2 (s % 2) in the low 32
+      // bytes and g + 1 in the high 32
+      const __m512i qs = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(blk + (F::kQ2 ? 16 : 32) + 32 * (s / 2))));
+      const int g = 2 * (s % 2);
+      const __m512i low = _mm512_and_si512(
+          _mm512_srlv_epi16(
+              qs, _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(2 * g)),
+                                     _mm256_set1_epi16(static_cast<int16_t>(2 * g + 2)), 1)),
+          _mm512_set1_epi8(3));
+      if constexpr (F::kQ2) return low;
+      // q3_K: + 4 where bit 4 (s / 2) + g of the value's hmask byte is set
+      const __m512i hm =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+      const int bit = 4 * (s / 2) + g;
+      return _mm512_mask_add_epi8(low, _mm512_test_epi8_mask(hm, halves(1 << bit, 1 << (bit + 1))),
+                                  low, _mm512_set1_epi8(4));
+    } else {
+      // q6_K: low nibbles (s even) or high nibbles (s odd) of ql bytes 64 (s / 2) .. + 63, top
+      // bits from qh bytes 32 (s / 2) .. + 31
+      const __m512i ql = load512(blk + 64 * (s / 2));
+      const __m512i qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (s / 2))));
+      const __m512i nib = _mm512_set1_epi8(0x0f);
+      if (s % 2 == 0) {  // values 0..31 take qh bits 0-1 (<< 4), values 32..63 bits 2-3 (<< 2)
+        const __m512i top =
+            _mm512_sllv_epi16(_mm512_and_si512(qh, halves(0x03, 0x0c)),
+                              _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
+        return _mm512_or_si512(_mm512_and_si512(ql, nib), top);
+      }
+      // values 64..95 take qh bits 4-5 (in place), values 96..127 bits 6-7 (>> 2)
       const __m512i top =
-          _mm512_sllv_epi16(_mm512_and_si512(qh, halves(0x03, 0x0c)),
-                            _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1));
-      return _mm512_or_si512(_mm512_and_si512(ql, nib), top);
+          _mm512_srlv_epi16(_mm512_and_si512(qh, halves(0x30, 0xc0)),
+                            _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
+      return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), top);
     }
-    // values 64..95 take qh bits 4-5 (in place), values 96..127 bits 6-7 (>> 2)
-    const __m512i top =
-        _mm512_srlv_epi16(_mm512_and_si512(qh, halves(0x30, 0xc0)),
-                          _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
-    return _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib), top);
   }
 
   template <int R, int T>
@@ -457,10 +482,9 @@ struct Q6KKernel {
       __m512i isum[R][T];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        blk[r] = m.w + r * m.ws + sb * 210;
-        if constexpr (T == 1) prefetch_ahead<210>(blk[r], m.ahead);
-        sc[r] = _mm512_castsi256_si512(
-            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[r] + 192))));
+        blk[r] = m.w + r * m.ws + sb * F::kBytes;
+        if constexpr (T == 1) prefetch_ahead<F::kBytes>(blk[r], m.ahead);
+        sc[r] = _mm512_castsi256_si512(k16_scales<kType>(blk[r]));
         sc_lo[r] = _mm512_broadcast_i32x4(_mm512_castsi512_si128(sc[r]));
         sc_hi[r] =
             _mm512_broadcast_i32x4(_mm256_extracti128_si256(_mm512_castsi512_si256(sc[r]), 1));
@@ -485,16 +509,22 @@ struct Q6KKernel {
           }
         }
       }
-      // codes are q + 32: take 32 * d * sum_j scale_j * (d_a * sum a)_j back out, in f32 against
-      // the activations' scaled per-16 sums (bytes 320..383)
+      // codes are value + kOffset: take kOffset * d * sum_j scale_j * (d_a * sum a)_j back out
+      // (q2_K: dmin * sum_j min_j * (d_a * sum a)_j), in f32 against the activations' scaled
+      // per-16 sums (bytes 320..383)
       __m512 dw[R], offset[R];
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        const float d = f16_at(blk[r] + 208);
+        const float d = f16_at(blk[r] + F::kD);
         dw[r] = _mm512_set1_ps(d);
-        offset[r] =
-            _mm512_mul_ps(_mm512_set1_ps(-32.0f * d),
-                          _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(sc[r]))));
+        if constexpr (F::kQ2) {
+          offset[r] = _mm512_mul_ps(_mm512_set1_ps(-f16_at(blk[r] + F::kD + 2)),
+                                    _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(q2_k_mins(blk[r]))));
+        } else {
+          offset[r] = _mm512_mul_ps(
+              _mm512_set1_ps(-F::kOffset * d),
+              _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(sc[r]))));
+        }
       }
       SY_QDOT_UNROLL
       for (int t = 0; t < T; ++t) {
@@ -529,8 +559,12 @@ inline QdotTileFn tile_for(GgmlType type) {
       return run_tile<K45Kernel<false>>;
     case GgmlType::kQ5_K:
       return run_tile<K45Kernel<true>>;
+    case GgmlType::kQ2_K:
+      return run_tile<K16Kernel<GgmlType::kQ2_K>>;
+    case GgmlType::kQ3_K:
+      return run_tile<K16Kernel<GgmlType::kQ3_K>>;
     case GgmlType::kQ6_K:
-      return run_tile<Q6KKernel>;
+      return run_tile<K16Kernel<GgmlType::kQ6_K>>;
     case GgmlType::kIQ4_NL:
       return run_tile<A32Kernel<GgmlType::kIQ4_NL>>;
     case GgmlType::kIQ4_XS:

@@ -657,7 +657,7 @@ void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, ui
   if (act_layout(weight_type) == ActLayout::kA32) {
     avx512_bw::quantize_a32(x, k, act_a32_bias(weight_type), out);
   } else {
-    avx512_bw::quantize_a256(x, k, weight_type != GgmlType::kQ6_K, out);
+    avx512_bw::quantize_a256(x, k, act_k4_order(weight_type), out);
   }
 }
 

@@ -206,6 +206,47 @@ float dot_q6_k(const uint8_t* w, const uint8_t* act, int64_t k) {
   return sum;
 }
 
+// q3_K: d * sum_j sc_j ((q - 4) . a)_j over 16 sub-blocks of 16, q = 2 low bits + 4 * high bit.
+float dot_q3_k(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t sb = 0; sb < k / 256; ++sb) {
+    const uint8_t* blk = w + sb * 110;
+    const int8_t* a = as_i8(act + sb * kA256Bytes);
+    int total = 0;
+    for (int i = 0; i < 256; ++i) {
+      const int half = i / 128, g = (i % 128) / 32, l = i % 32;
+      const int low = (blk[32 + 32 * half + l] >> (2 * g)) & 3;
+      const int high = (blk[l] >> (4 * half + g)) & 1;
+      total += quant::q3_k_scale(blk + 96, i / 16) * (low + 4 * high - 4) * a[i];
+    }
+    sum += load_f16(blk + 108) * load_f32(act + sb * kA256Bytes + 288) * static_cast<float>(total);
+  }
+  return sum;
+}
+
+// q2_K: sum_j (d sc_j (q . a)_j - dmin m_j (sum a)_j) over 16 sub-blocks of 16.
+float dot_q2_k(const uint8_t* w, const uint8_t* act, int64_t k) {
+  float sum = 0.0f;
+  for (int64_t sb = 0; sb < k / 256; ++sb) {
+    const uint8_t* blk = w + sb * 84;
+    const uint8_t* a = act + sb * kA256Bytes;
+    int dot = 0, min_sum = 0;
+    for (int j = 0; j < 16; ++j) {
+      const int half = j / 8, g = (j % 8) / 2;
+      int s = 0;
+      for (int l = 16 * (j % 2); l < 16 * (j % 2) + 16; ++l) {
+        s += ((blk[16 + 32 * half + l] >> (2 * g)) & 3) * as_i8(a)[128 * half + 32 * g + l];
+      }
+      dot += (blk[j] & 0xf) * s;
+      min_sum += (blk[j] >> 4) * load_i16(a + 256 + 2 * j);
+    }
+    const float da = load_f32(a + 288);
+    sum += load_f16(blk + 80) * da * static_cast<float>(dot) -
+           load_f16(blk + 82) * da * static_cast<float>(min_sum);
+  }
+  return sum;
+}
+
 template <float (*kDot)(const uint8_t*, const uint8_t*, int64_t)>
 void tile(const QdotTile& t) {
   for (int64_t tok = 0; tok < t.tokens; ++tok) {
@@ -232,6 +273,10 @@ QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
       return tile<dot_q5_0>;
     case GgmlType::kQ5_1:
       return tile<dot_q_1<true>>;
+    case GgmlType::kQ2_K:
+      return tile<dot_q2_k>;
+    case GgmlType::kQ3_K:
+      return tile<dot_q3_k>;
     case GgmlType::kQ4_K:
       return tile<dot_q45_k<false>>;
     case GgmlType::kQ5_K:

@@ -167,7 +167,51 @@ struct A32Format {
   static constexpr size_t kGroupBytes = kXs ? 68 : 4 * kBlockBytes;
 };
 
+// What the x86 bodies of the kA256 formats with 16 scales a super-block, one per 16 values in
+// natural order (q2_K, q3_K, q6_K), need to know of a block's layout. A value is
+// d * scale_j * (code - kOffset) (q2_K: minus dmin * min_j).
+template <GgmlType kType>
+struct K16Format {
+  static constexpr bool kQ2 = kType == GgmlType::kQ2_K, kQ3 = kType == GgmlType::kQ3_K;
+  static constexpr int kBytes = kQ2 ? 84 : kQ3 ? 110 : 210;
+  static constexpr int kD = kQ2 ? 80 : kQ3 ? 108 : 208;        // f16 d (q2_K: then dmin)
+  static constexpr int kOffsetShift = kQ2 ? -1 : kQ3 ? 2 : 5;  // log2 kOffset (-1: none)
+  static constexpr float kOffset = kQ2 ? 0.0f : kQ3 ? 4.0f : 32.0f;
+};
+
 #if SY_QDOT_X86
+// The 16 scales (q2_K: and the 16 mins) of a K16Format super-block as int16 words.
+template <GgmlType kType>
+__attribute__((target("avx2"))) SY_QDOT_INLINE __m256i k16_scales(const uint8_t* blk) {
+  if constexpr (kType == GgmlType::kQ2_K) {  // low nibbles of bytes 0..15
+    return _mm256_and_si256(
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk))),
+        _mm256_set1_epi16(0xf));
+  } else if constexpr (kType == GgmlType::kQ3_K) {  // quant::q3_k_scale for j = 0..15 at once
+    const __m128i packed = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 96));
+    const __m128i nib = _mm_set1_epi8(0xf);
+    // low 4 bits: the low nibbles of bytes 0..7, then their high nibbles
+    const __m128i low = _mm_unpacklo_epi64(_mm_and_si128(packed, nib),
+                                           _mm_and_si128(_mm_srli_epi16(packed, 4), nib));
+    // top 2 bits of scale j: bits 2 (j / 4) .. + 1 of byte 8 + j % 4 (dword j / 4 shifted by 2 j /
+    // 4)
+    uint32_t top_bytes = 0;
+    std::memcpy(&top_bytes, blk + 104, 4);
+    const __m128i top = _mm_and_si128(
+        _mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(top_bytes)), _mm_setr_epi32(0, 2, 4, 6)),
+        _mm_set1_epi8(3));
+    return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(low, _mm_slli_epi16(top, 4))),
+                            _mm256_set1_epi16(32));
+  } else {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+  }
+}
+__attribute__((target("avx2"))) SY_QDOT_INLINE __m256i q2_k_mins(const uint8_t* blk) {
+  return _mm256_cvtepu8_epi16(
+      _mm_and_si128(_mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)), 4),
+                    _mm_set1_epi8(0xf)));
+}
+
 // The iq4 table (quant::kIq4Values) as 16 bytes: signed values, or + 128 as vpdpbusd's unsigned
 // operand (the activations' start values take the 128 out).
 __attribute__((target("avx2"))) SY_QDOT_INLINE __m128i iq4_table(bool plus_128) {

@@ -45,6 +45,15 @@ inline void k_scale_min(int j, const uint8_t* packed, int& scale, int& min) {
   }
 }
 
+// Signed 6-bit scale of sub-block j (0..15) of a q3_K block, from its 12 packed bytes: low 4
+// bits the low nibble of byte j (j < 8) or the high nibble of byte j - 8, top 2 bits bits
+// 2 (j / 4) .. + 1 of byte 8 + j % 4; stored + 32.
+inline int q3_k_scale(const uint8_t* packed, int j) {
+  const int low = j < 8 ? (packed[j] & 0xf) : (packed[j - 8] >> 4);
+  const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return (low | (high << 4)) - 32;
+}
+
 // The 16 values a 4-bit code of iq4_nl and iq4_xs stands for (ggml's kvalues_iq4nl), before the
 // block's scale.
 inline constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,

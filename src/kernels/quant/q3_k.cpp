@@ -26,12 +26,6 @@ namespace {
 constexpr int kValues = 256;
 constexpr int kBytes = 110;
 
-int q3_k_scale(const uint8_t* packed, int j) {
-  const int low = j < 8 ? (packed[j] & 0xf) : (packed[j - 8] >> 4);
-  const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
-  return (low | (high << 4)) - 32;
-}
-
 }  // namespace
 
 void dequantize_q3_k(const uint8_t* blocks, float* out, int64_t nblocks) {

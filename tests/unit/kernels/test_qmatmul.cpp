@@ -26,9 +26,10 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-const GgmlType kQuantTypes[] = {
-    GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0,   GgmlType::kQ5_1,
-    GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
+const GgmlType kQuantTypes[] = {GgmlType::kQ8_0, GgmlType::kQ4_0,   GgmlType::kQ4_1,
+                                GgmlType::kQ5_0, GgmlType::kQ5_1,   GgmlType::kQ2_K,
+                                GgmlType::kQ3_K, GgmlType::kQ4_K,   GgmlType::kQ5_K,
+                                GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
 
 using ::sy::test::error_of;
 
@@ -93,6 +94,13 @@ Weights random_weights(GgmlType type, int64_t n, int64_t k, Rng& rng) {
       case GgmlType::kQ6_K:
         put_f16(blk + 208, rng.uniform(0.5f, 1.5f) / 4096.0f);
         break;
+      case GgmlType::kQ3_K:  // scales -32..31, codes -4..3
+        put_f16(blk + 108, rng.uniform(0.5f, 1.5f) / 128.0f);
+        break;
+      case GgmlType::kQ2_K:  // scales and mins 0..15, codes 0..3
+        put_f16(blk + 80, rng.uniform(0.5f, 1.5f) / 48.0f);
+        put_f16(blk + 82, rng.uniform(0.5f, 1.5f) / 32.0f);
+        break;
       case GgmlType::kIQ4_NL:  // table values up to 127
         put_f16(blk, rng.uniform(0.5f, 1.5f) / 128.0f);
         break;
@@ -116,29 +124,32 @@ std::vector<float> dequantized(const QuantMatrix& m) {
 // (for q4_K / q5_K and q4_1 / q5_1 the two parts of a value can cancel; elsewhere it is |W|).
 std::vector<float> term_sizes(const QuantMatrix& m, const std::vector<float>& w) {
   std::vector<float> out(w.size());
-  // Bytes of a block before its codes (and qh): the scales and mins.
-  int head = 0;
+  // Bytes [begin, end) of a block: its codes (and qh), which zeroed leave the mins.
+  size_t begin = 0, end = 0;
+  const auto block = static_cast<size_t>(ggml_type_info(m.type).block_bytes);
   switch (m.type) {
     case GgmlType::kQ4_K:
     case GgmlType::kQ5_K:
-      head = 16;
+      begin = 16, end = block;
       break;
     case GgmlType::kQ4_1:
     case GgmlType::kQ5_1:
-      head = 4;
+      begin = 4, end = block;
+      break;
+    case GgmlType::kQ2_K:
+      begin = 16, end = 80;
       break;
     default:
       for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i]);
       return out;
   }
   Bytes zero(m.data, m.data + static_cast<size_t>(m.rows) * m.row_bytes);
-  const auto block = static_cast<size_t>(ggml_type_info(m.type).block_bytes);
   for (size_t b = 0; b < zero.size(); b += block) {
-    std::memset(zero.data() + b + head, 0, block - static_cast<size_t>(head));  // codes (and qh)
+    std::memset(zero.data() + b + begin, 0, end - begin);
   }
   QuantMatrix z = m;
   z.data = zero.data();
-  const std::vector<float> mins = dequantized(z);  // -dmin * min, or m
+  const std::vector<float> mins = dequantized(z);  // -dmin * min (q2_K, q4_K, q5_K), or m
   for (size_t i = 0; i < w.size(); ++i) out[i] = std::fabs(w[i] - mins[i]) + std::fabs(mins[i]);
   return out;
 }
@@ -353,6 +364,40 @@ TEST(QuantMatmul, HandBuiltBlocksGiveExactProducts) {
       high = static_cast<uint8_t>(high | ((code >> 4) << (2 * g)));
       const int scale = i / 16 - 8;
       c.w[i] = 0.0625 * scale * (code - 32);
+    }
+    cases.push_back(c);
+  }
+  {  // q3_K: d = 1/8, scale of sub-block j = 2 j - 15 (6 bits + 32), code (i * 3 + i / 32) % 8 - 4
+    Case c{GgmlType::kQ3_K, Bytes(110), std::vector<double>(k)};
+    uint8_t* blk = c.row.data();
+    put_f16(blk + 108, 0.125f);
+    for (int j = 0; j < 16; ++j) {
+      const int stored = 2 * j - 15 + 32;
+      blk[96 + j % 8] = static_cast<uint8_t>(blk[96 + j % 8] | ((stored & 0xf) << (j < 8 ? 0 : 4)));
+      blk[104 + j % 4] = static_cast<uint8_t>(blk[104 + j % 4] | ((stored >> 4) << (2 * (j / 4))));
+    }
+    for (int i = 0; i < 256; ++i) {
+      const int code = (i * 3 + i / 32) % 8;  // 0..7: 2 low bits, and the high bit
+      const int half = i / 128, g = (i % 128) / 32, l = i % 32;
+      blk[32 + 32 * half + l] =
+          static_cast<uint8_t>(blk[32 + 32 * half + l] | ((code & 3) << (2 * g)));
+      blk[l] = static_cast<uint8_t>(blk[l] | ((code >> 2) << (4 * half + g)));
+      c.w[i] = 0.125 * (2 * (i / 16) - 15) * (code - 4);
+    }
+    cases.push_back(c);
+  }
+  {  // q2_K: d = 1/4, dmin = 1/8, sub-block j: scale (j * 7) % 16, min (j * 5 + 3) % 16
+    Case c{GgmlType::kQ2_K, Bytes(84), std::vector<double>(k)};
+    uint8_t* blk = c.row.data();
+    put_f16(blk + 80, 0.25f);
+    put_f16(blk + 82, 0.125f);
+    for (int j = 0; j < 16; ++j)
+      blk[j] = static_cast<uint8_t>((j * 7) % 16 | ((j * 5 + 3) % 16) << 4);
+    for (int i = 0; i < 256; ++i) {
+      const int code = (i * 5 + i / 64) % 4;
+      const int half = i / 128, g = (i % 128) / 32, l = i % 32, j = i / 16;
+      blk[16 + 32 * half + l] = static_cast<uint8_t>(blk[16 + 32 * half + l] | (code << (2 * g)));
+      c.w[i] = 0.25 * ((j * 7) % 16) * code - 0.125 * ((j * 5 + 3) % 16);
     }
     cases.push_back(c);
   }
@@ -703,14 +748,14 @@ TEST(QuantMatmul, RejectsBadShapesTypesAndSizes) {
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
             "quant_matmul: w: K = 100 is not a whole number of 32-value q4_0 blocks");
   bad = w.m;
-  bad.type = GgmlType::kQ3_K;
+  bad.type = GgmlType::kTQ2_0;
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
-            "quant_matmul: weight type q3_K is not supported (supported: q8_0, q4_0, q4_1, q5_0, "
-            "q5_1, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
+            "quant_matmul: weight type tq2_0 is not supported (supported: q8_0, q4_0, q4_1, q5_0, "
+            "q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad.type = static_cast<GgmlType>(99);
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),
             "quant_matmul: weight type id 99 is not supported (supported: q8_0, q4_0, q4_1, q5_0, "
-            "q5_1, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
+            "q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs, f32, f16, bf16)");
   bad = w.m;
   bad.row_bytes = 143;
   EXPECT_EQ(error_of([&] { quant_matmul(y, x, bad); }),

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <numeric>
+#include <vector>
 
 #include "io/gguf.h"
 #include "kernels/quant/quant.h"
@@ -95,11 +97,22 @@ Tensor logits_of(const std::string& path) {
   return m->forward(kTokens, cache, /*all_logits=*/true);
 }
 
-// Mean over positions of KL(p_ref || p), and the number of positions whose argmax differs.
-std::pair<double, int> kl_and_top1(const Tensor& ref, const Tensor& got) {
-  const int64_t t = ref.dim(0), v = ref.dim(1);
-  double kl = 0.0;
+// KL(p_ref || p) per position, and the number of positions whose argmax differs.
+struct Divergence {
+  std::vector<double> kl;
   int differ = 0;
+  double mean() const {
+    return std::accumulate(kl.begin(), kl.end(), 0.0) / static_cast<double>(kl.size());
+  }
+  double median() const {
+    std::vector<double> s = kl;
+    std::sort(s.begin(), s.end());
+    return s[s.size() / 2];
+  }
+};
+Divergence divergence(const Tensor& ref, const Tensor& got) {
+  const int64_t t = ref.dim(0), v = ref.dim(1);
+  Divergence out;
   for (int64_t i = 0; i < t; ++i) {
     const float* a = ref.data<float>() + i * v;
     const float* b = got.data<float>() + i * v;
@@ -111,13 +124,21 @@ std::pair<double, int> kl_and_top1(const Tensor& ref, const Tensor& got) {
     }
     double za = 0.0, zb = 0.0;
     for (int64_t j = 0; j < v; ++j) za += std::exp(a[j] - ma), zb += std::exp(b[j] - mb);
+    double kl = 0.0;
     for (int64_t j = 0; j < v; ++j) {
       const double la = a[j] - ma - std::log(za), lb = b[j] - mb - std::log(zb);
       kl += std::exp(la) * (la - lb);
     }
-    differ += ia != ib ? 1 : 0;
+    out.kl.push_back(kl);
+    out.differ += ia != ib ? 1 : 0;
   }
-  return {kl / static_cast<double>(t), differ};
+  return out;
+}
+
+// Mean over positions of KL(p_ref || p), and the number of positions whose argmax differs.
+std::pair<double, int> kl_and_top1(const Tensor& ref, const Tensor& got) {
+  const Divergence d = divergence(ref, got);
+  return {d.mean(), d.differ};
 }
 
 // The tiny f32 Mixtral (width 256) written by the reference script into dir; returns its path.
@@ -138,9 +159,9 @@ struct QuantCase {
   // 2-layer model has flat, near-tied next-token distributions, so this measures the weights'
   // quantization error, not a bug: the bounds are ~3x the values measured when the test was
   // written (q8_0 3.5e-4, q6_K 4.5e-3, q5_K 4.4e-2, q4_K 7.6e-2, q4_0 7.7e-2; iq4_xs 7.8e-2,
-  // iq4_nl 8.7e-2, q5_0 1.4e-2, q4_1 1.05e-1, q5_1 4.1e-2: on this model the 1-formats land above
-  // their 0-twins although their weights' RMS error is lower, 0.078 / 0.038 against 0.086 / 0.043
-  // on normal values).
+  // iq4_nl 8.7e-2, q5_0 1.4e-2, q4_1 1.05e-1, q5_1 4.1e-2, q3_K 2.2e-1, q2_K 6.4e-1: on this
+  // model the 1-formats land above their 0-twins although their weights' RMS error is lower,
+  // 0.078 / 0.038 against 0.086 / 0.043 on normal values).
   double kl_weights;
 };
 
@@ -149,11 +170,11 @@ TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
   const std::string f32_path = write_f32_model(dir);
   const Tensor f32 = logits_of(f32_path);
   const io::GgufFile src = io::GgufFile::open(f32_path);
-  const std::vector<QuantCase> cases = {{GgmlType::kQ8_0, 1e-3},   {GgmlType::kQ4_0, 0.25},
-                                        {GgmlType::kQ4_K, 0.25},   {GgmlType::kQ5_K, 0.15},
-                                        {GgmlType::kQ6_K, 1.5e-2}, {GgmlType::kIQ4_NL, 0.25},
-                                        {GgmlType::kIQ4_XS, 0.25}, {GgmlType::kQ5_0, 5e-2},
-                                        {GgmlType::kQ4_1, 0.3},    {GgmlType::kQ5_1, 0.15}};
+  const std::vector<QuantCase> cases = {
+      {GgmlType::kQ8_0, 1e-3},   {GgmlType::kQ4_0, 0.25},   {GgmlType::kQ4_K, 0.25},
+      {GgmlType::kQ5_K, 0.15},   {GgmlType::kQ6_K, 1.5e-2}, {GgmlType::kIQ4_NL, 0.25},
+      {GgmlType::kIQ4_XS, 0.25}, {GgmlType::kQ5_0, 5e-2},   {GgmlType::kQ4_1, 0.3},
+      {GgmlType::kQ5_1, 0.15},   {GgmlType::kQ3_K, 0.6},    {GgmlType::kQ2_K, 1.5}};
   for (const QuantCase& qc : cases) {
     const std::string name = std::string(ggml_type_info(qc.type).name);
     SCOPED_TRACE(name);
@@ -166,20 +187,26 @@ TEST(ModelQuant, PackedGgufMatchesTheF32PathWithinQuantizationError) {
     const Tensor d = logits_of(twin);
     // The f32 reference path on the same (quantized) weights: only the quantized kernels' int8
     // activations (rounded per block to max|x|/127, ~0.4%; kernels/qmatmul.h) separate the two.
-    // Measured: KL 2e-4 .. 4e-3 (iq4_xs 7.5e-3) and the argmax kept at 11 or 12 of the 12
-    // positions: a random 2-layer model has near-tied logits and routing, so one flip is allowed;
-    // a wrong block decode or scale gives KL of the order of the weights' own error (first column
-    // below).
-    const auto [kl_twin, differ_twin] = kl_and_top1(d, q);
-    EXPECT_LE(differ_twin, 1) << "argmax differs from the f32 path at " << differ_twin
+    // Measured: median KL 1.5e-4 .. 6.7e-4, mean 2e-4 .. 7.5e-3, the argmax kept at 11 or 12 of the
+    // 12 positions. A random 2-layer model has near-tied logits and routing: in the q2_K model (the
+    // most distorted, KL 0.64 against the f32 weights) position 9 picks other experts, its KL is
+    // 0.39 and the positions after it, which attend to it, 5e-3 and 2e-2, while the nine before it
+    // stay at 3e-4 .. 1.3e-3 (mean 3.5e-2, 2 argmax differ). So the median bounds the kernels and a
+    // flip or two is allowed; a wrong block decode or scale moves every position by KL of the order
+    // of the weights' own error (first column below).
+    const Divergence twin_div = divergence(d, q);
+    const double kl_twin = twin_div.median();
+    const int differ_twin = twin_div.differ;
+    EXPECT_LE(differ_twin, 2) << "argmax differs from the f32 path at " << differ_twin
                               << " positions";
-    EXPECT_LT(kl_twin, 1e-2);
+    EXPECT_LT(kl_twin, 5e-3);
+    EXPECT_LT(twin_div.mean(), 5e-2);
     const auto [kl, differ] = kl_and_top1(f32, q);
     EXPECT_LT(kl, qc.kl_weights);
     std::printf(
-        "%s: KL vs the f32 path on the same weights %.3g (%d argmax differ), vs the f32 "
-        "weights %.3g (%d differ)\n",
-        name.c_str(), kl_twin, differ_twin, kl, differ);
+        "%s: KL vs the f32 path on the same weights: median %.3g, mean %.3g (%d argmax differ); "
+        "vs the f32 weights %.3g (%d differ)\n",
+        name.c_str(), kl_twin, twin_div.mean(), differ_twin, kl, differ);
   }
 }
 
