@@ -93,6 +93,29 @@ struct A32Kernel {
   using F = A32Format<kType>;
   static constexpr int kRp = 4, kTp = 4;
 
+  // q5_0, q4_1, q5_1: word indices into the group's first 64 bytes (0..31) and its last 64
+  // (32..63, the pair that _mm512_permutex2var_epi16 takes) of the u16 at byte `at` of the group.
+  static constexpr uint16_t word_at(int at) {
+    return static_cast<uint16_t>(at < 64 ? at / 2 : 32 + (at - (F::kGroupBytes - 64)) / 2);
+  }
+  // Words 0..3: the blocks' f16 d; 4..7: their f16 m (q4_1, q5_1).
+  static constexpr std::array<uint16_t, 32> head_words() {
+    std::array<uint16_t, 32> w{};
+    for (int b = 0; b < 4; ++b) {
+      w[b] = word_at(F::kBlockBytes * b);
+      w[4 + b] = word_at(F::kBlockBytes * b + 2);
+    }
+    return w;
+  }
+  // Words 8 b and 8 b + 1 (128-bit lane b): block b's u32 qh.
+  static constexpr std::array<uint16_t, 32> qh_words() {
+    std::array<uint16_t, 32> w{};
+    for (int i = 0; i < 32; ++i) w[i] = word_at(F::kBlockBytes * (i / 8) + F::kQh + 2 * (i % 2));
+    return w;
+  }
+  alignas(64) static constexpr std::array<uint16_t, 32> kHeadWords = head_words();
+  alignas(64) static constexpr std::array<uint16_t, 32> kQhWords = qh_words();
+
   // p: 4 whole blocks (F::kGroupBytes readable); iq4_xs: the super-block, and which half.
   // xs_scales: iq4_xs's 8 sub-block scales of the super-block (iq4_xs_scales), unused otherwise.
   static SY_QDOT_INLINE A32W load(const uint8_t* p, int half, __m256 xs_scales) {
@@ -133,12 +156,14 @@ struct A32Kernel {
       const __m512i nib = _mm512_set1_epi8(0x0f);
       w.lo = _mm512_and_si512(v, nib);
       w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+      // q5_0, q4_1, q5_1: the group's first and last 64 bytes, where its scales, mins and qh are
+      __m512i first = _mm512_setzero_si512(), last = _mm512_setzero_si512();
+      if constexpr (F::kFive || F::kMin) {
+        first = load512(p);
+        last = load512(p + F::kGroupBytes - 64);
+      }
       if constexpr (F::kFive) {  // bit 4 of value i: bit i of each block's u32 qh (lane = block)
-        uint32_t h[4];
-        for (int b = 0; b < 4; ++b) std::memcpy(&h[b], p + F::kBlockBytes * b + F::kQh, 4);
-        const __m512i qh =
-            _mm512_setr_epi32(static_cast<int>(h[0]), 0, 0, 0, static_cast<int>(h[1]), 0, 0, 0,
-                              static_cast<int>(h[2]), 0, 0, 0, static_cast<int>(h[3]), 0, 0, 0);
+        const __m512i qh = _mm512_permutex2var_epi16(first, words(kQhWords.data()), last);
         const __m512i bit = _mm512_set1_epi64(static_cast<int64_t>(0x8040201008040201ull));
         const __m512i lo_idx =
             _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
@@ -161,16 +186,9 @@ struct A32Kernel {
             _mm512_add_epi32(_mm512_set1_epi32(4 * half),
                              _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
         w.dw = _mm512_permutexvar_ps(pick, _mm512_castps256_ps512(xs_scales));
-      } else if constexpr (F::kFive || F::kMin) {
-        // The f16 scales (and mins) at the start of each block, 66 or more bytes for the last.
-        uint16_t h[8] = {};
-        for (int b = 0; b < 4; ++b) {
-          std::memcpy(&h[b], p + F::kBlockBytes * b, 2);
-          if constexpr (F::kMin) std::memcpy(&h[4 + b], p + F::kBlockBytes * b + 2, 2);
-        }
-        __m128i words;
-        std::memcpy(&words, h, 16);
-        const __m256 eight = _mm256_cvtph_ps(words);
+      } else if constexpr (F::kFive || F::kMin) {  // the f16 scales (and mins) of the blocks
+        const __m256 eight = _mm256_cvtph_ps(_mm512_castsi512_si128(
+            _mm512_permutex2var_epi16(first, words(kHeadWords.data()), last)));
         const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
         w.dw = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(eight));
         if constexpr (F::kMin) {

@@ -2,6 +2,7 @@
 // tiles (qdot_avx512-inl.h) are compiled twice: for AVX-512 F/BW/VL (vpmaddubsw + vpmaddwd) and
 // for the same plus VNNI (vpdpbusd, vpdpwssd). Only code inside the target regions uses AVX-512;
 // the entry calls it after checking the CPU (kernels/qmatmul.cpp).
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
