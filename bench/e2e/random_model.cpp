@@ -33,8 +33,9 @@ std::vector<size_t> scale_offsets(GgmlType type) {
     case GgmlType::kQ5_1:
     case GgmlType::kQ4_K:
     case GgmlType::kQ5_K:
-    case GgmlType::kQ2_K:
       return {0, 2};
+    case GgmlType::kQ2_K:  // d and dmin follow the scales and codes
+      return {80, 82};
     case GgmlType::kQ6_K:
       return {208};
     case GgmlType::kQ3_K:
