@@ -49,8 +49,8 @@ constexpr int64_t kPrivateActValues = 4096;
 // Rows of f16/bf16 (or unaligned f32) weights widened per OpenBLAS call in the plain path.
 constexpr int64_t kPlainChunkRows = 256;
 // From this many tokens on, products on AVX-512 VNNI take the kI16 bodies where the weight type has
-// one (cpu::qdot_tile_i16_vnni: q8_0, q4_0, q5_0, q4_K, iq4_nl, iq4_xs): each tile repacks its
-// weight rows once, which pays when enough tokens reuse them.
+// one (cpu::qdot_tile_i16_vnni: q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl, iq4_xs): each tile
+// repacks its weight rows once, which pays when enough tokens reuse them.
 constexpr int64_t kI16MinTokens = 8;
 
 bool is_quant(GgmlType type) {

@@ -17,12 +17,12 @@
 //   |y - x dequant(W)^T| <= sum_i |dequant(W)_i| * d_block(i) / 2   (+ f32 rounding).
 // quant_matmul_activations gives the rounded activations themselves.
 //
-// Prefill (8 tokens or more) of q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs weights on AVX-512 VNNI:
-// each tile of weight rows is repacked once into an order where every 32-bit lane of a sum holds
-// one block for 16 blocks at a time (cpu/qdot.h, kI16), and the activations are quantized to the
-// same codes in the matching order, so one f32 step serves 16 blocks. P16 matrices (QuantLayout
-// below) are already in that order: on AVX-512 VNNI they take the kI16 bodies at every token count,
-// decode included.
+// Prefill (8 tokens or more) of q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs weights on
+// AVX-512 VNNI: each tile of weight rows is repacked once into an order where every 32-bit lane of
+// a sum holds one block for 16 blocks at a time (cpu/qdot.h, kI16), and the activations are
+// quantized to the same codes in the matching order, so one f32 step serves 16 blocks. P16 matrices
+// (QuantLayout below) are already in that order: on AVX-512 VNNI they take the kI16 bodies at every
+// token count, decode included.
 //
 // Threads: OpenMP with the count from core/threads.h. The rows of W are split across threads; with
 // several tokens each thread walks its rows in small tiles that are reused from cache across

@@ -75,15 +75,17 @@ using ActQuantizeFn = void (*)(GgmlType weight_type, const float* x, int64_t k, 
 // The values a quantized row stands for, in natural order: out[i] = d(block of i) * q_i.
 void dequantize_act_row(GgmlType weight_type, const uint8_t* act, int64_t k, float* out);
 
-// kI16 (q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs weights, prefill on AVX-512 VNNI): the codes and
-// d of kA32 (q8_0, q4_0, q5_0, iq4_nl, iq4_xs) or kA256 (q4_K: one d per 256 values), laid out for
+// kI16 (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs weights, prefill on AVX-512 VNNI):
+// the codes and d of kA32 (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs) or kA256 (q4_K: one d per
+// 256 values), laid out for
 // products of many tokens against weights that the tile repacks the same way (so that one f32 step
 // serves 16 blocks instead of 4). Groups of 16 blocks of 32 values (the last group zero-padded),
 // 640 bytes per group:
 //   bytes   0..511  8 vectors of 64 bytes: in vector i, 32-bit lane b holds codes 4 i .. 4 i + 3
 //                   of block b
-//   bytes 512..575  kA32 types: int32 lane b = -c * (sum of block b's codes), c as for kA32;
-//                   q4_K: f32 lane b = d * (sum of block b's codes), for the mins
+//   bytes 512..575  q8_0, q4_0, q5_0, iq4: int32 lane b = -c * (sum of block b's codes), c as
+//                   for kA32; q4_K, q4_1, q5_1: f32 lane b = d * (sum of block b's codes), for the
+//                   mins
 //   bytes 576..639  f32 lane b: d of block b
 inline constexpr int64_t kI16GroupValues = 512;
 inline constexpr size_t kI16GroupBytes = 640;

@@ -113,8 +113,9 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
 
 // kI16 rows: codes and d exactly as quantize_a32 (one d per 32 values) or, with per256 (q4_K),
 // quantize_a256 (one d per 256 values) makes them, transposed 16 blocks at a time. Bytes
-// 512..575: -c * each block's code sum (int32), or with per256 d * that sum (f32, for the mins).
-void quantize_i16(const float* x, int64_t k, int c, bool per256, uint8_t* out) {
+// 512..575: -c * each block's code sum (int32), or with scaled (q4_K, q4_1, q5_1) d * that sum
+// (f32, for the mins).
+void quantize_i16(const float* x, int64_t k, int c, bool per256, bool scaled, uint8_t* out) {
   const int64_t nb = k / 32;
   const int span = per256 ? 8 : 1;  // blocks that share one d
   const __m512i ones8 = _mm512_set1_epi8(1), ones16 = _mm512_set1_epi16(1);
@@ -150,7 +151,7 @@ void quantize_i16(const float* x, int64_t k, int c, bool per256, uint8_t* out) {
           _mm512_add_epi32(sums, _mm512_madd_epi16(_mm512_maddubs_epi16(ones8, cols[i]), ones16));
     }
     const __m512 dv = _mm512_load_ps(d);
-    if (per256) {
+    if (scaled) {
       _mm512_store_ps(reinterpret_cast<float*>(o + 512),
                       _mm512_mul_ps(dv, _mm512_cvtepi32_ps(sums)));
     } else {
@@ -183,18 +184,24 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
-// ---- q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs against kI16 activations (prefill) ---------------
+// ---- q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs against kI16 activations (prefill) ---
 //
 // A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
 // unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32, and for
-// q4_K the 16 mins), and reuses them for all its tokens. Then every 32-bit lane of an int32 sum
-// holds one block for the whole group, so 8 vpdpbusd per row and token end in one f32 step
-// (convert, scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack each
-// row's codes again for every few tokens.
+// q4_K, q4_1 and q5_1 the 16 mins), and reuses them for all its tokens. Then every 32-bit lane of
+// an int32 sum holds one block for the whole group, so 8 vpdpbusd per row and token end in one f32
+// step (convert, scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack
+// each row's codes again for every few tokens.
 
-// Bytes of a repacked group: codes and scales, and for q4_K the mins too.
+// Weight types whose kI16 products take mins against the activations' scaled code sums instead of
+// starting from their start values: q4_K, q4_1, q5_1.
 template <GgmlType kType>
-constexpr size_t kRepGroupBytes = kType == GgmlType::kQ4_K ? 640 : 576;
+constexpr bool kI16Mins =
+    kType == GgmlType::kQ4_K || kType == GgmlType::kQ4_1 || kType == GgmlType::kQ5_1;
+
+// Bytes of a repacked group: codes and scales, and for the kI16Mins types the mins too.
+template <GgmlType kType>
+constexpr size_t kRepGroupBytes = kI16Mins<kType> ? 640 : 576;
 
 // Where block b (32 values) of a row at p starts, and its scale: q8_0, q4_0, q5_0 and iq4_nl blocks
 // begin with their f16 d; iq4_xs's 32-value sub-block b % 8 of super-block b / 8 has its 16
@@ -234,7 +241,7 @@ SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
     }
     if constexpr (A32Format<kType>::kFive) {  // bit 4 of value i: bit i of the u32 qh
       uint32_t qh = 0;
-      std::memcpy(&qh, blk + 2, 4);
+      std::memcpy(&qh, blk + A32Format<kType>::kQh, 4);
       __m256i top_lo = _mm256_setzero_si256(), top_hi = _mm256_setzero_si256();
       q5_high_bits(qh, 0, top_lo, top_hi);
       lo = _mm_or_si128(lo, _mm256_castsi256_si128(top_lo));
@@ -305,9 +312,13 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
     transpose_16x8(rows, cols);
     uint8_t* o = out + g * kRepGroupBytes<kType>;
     for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
-    alignas(64) float dw[16] = {};
+    alignas(64) float dw[16] = {}, dm[16] = {};
     for (int64_t b = 0; b < n; ++b) dw[b] = block_scale<kType>(p, b0 + b);
     _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(dw));
+    if constexpr (kI16Mins<kType>) {  // q4_1, q5_1: - m, as the products subtract dm * sums
+      for (int64_t b = 0; b < n; ++b) dm[b] = -f16_at(block_at<kType>(p, b0 + b) + 2);
+      _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(dm));
+    }
   }
 }
 
@@ -345,7 +356,7 @@ SY_QDOT_INLINE void i16_finish_row(__m512 (&acc)[T], const __m512i (&sum)[T], __
 // Rows [0, R) of the repacked W (rows rs bytes apart) x tokens [0, T) of kI16 activations.
 template <GgmlType kType, int R, int T>
 void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
-  constexpr bool kMins = kType == GgmlType::kQ4_K;  // unsigned codes, no start values; mins
+  constexpr bool kMins = kI16Mins<kType>;  // unsigned codes, no start values; mins
   __m512 acc[R][T];
   SY_QDOT_UNROLL
   for (int r = 0; r < R; ++r) {
@@ -636,8 +647,12 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
       return avx512_vnni::run_tile_i16<GgmlType::kQ8_0>;
     case GgmlType::kQ4_0:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_0>;
+    case GgmlType::kQ4_1:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ4_1>;
     case GgmlType::kQ5_0:
       return avx512_vnni::run_tile_i16<GgmlType::kQ5_0>;
+    case GgmlType::kQ5_1:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ5_1>;
     case GgmlType::kQ4_K:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_K>;
     case GgmlType::kIQ4_NL:
@@ -651,7 +666,8 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
 
 void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
   const bool per256 = weight_type == GgmlType::kQ4_K;
-  avx512_bw::quantize_i16(x, k, per256 ? 0 : act_a32_bias(weight_type), per256, out);
+  const bool scaled = per256 || weight_type == GgmlType::kQ4_1 || weight_type == GgmlType::kQ5_1;
+  avx512_bw::quantize_i16(x, k, scaled ? 0 : act_a32_bias(weight_type), per256, scaled, out);
 }
 
 void quantize_act_row_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {

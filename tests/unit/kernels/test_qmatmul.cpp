@@ -458,7 +458,8 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
 
 // The header's promise: each output is computed the same way whatever the thread count, so
 // results are bit-identical; and whatever other tokens share the call, except that from 8 tokens
-// on q8_0, q4_0, q5_0, q4_K, iq4_nl and iq4_xs on AVX-512 VNNI take the kI16 bodies, which sum the
+// on q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs on AVX-512 VNNI take the kI16 bodies,
+// which sum the
 // same integer products in another f32 order (then a lone token agrees within f32 rounding of the
 // sums).
 TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
@@ -480,8 +481,9 @@ TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
       EXPECT_TRUE(same_bits(one.data<float>(), three.data<float>(), one.numel()));
       const bool i16 =
           path == QdotPath::kAvx512Vnni &&
-          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ5_0 ||
-           type == GgmlType::kQ4_K || type == GgmlType::kIQ4_NL || type == GgmlType::kIQ4_XS);
+          (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_1 ||
+           type == GgmlType::kQ5_0 || type == GgmlType::kQ5_1 || type == GgmlType::kQ4_K ||
+           type == GgmlType::kIQ4_NL || type == GgmlType::kIQ4_XS);
       const Expected e = expected_for(x, w.m);
       for (int64_t i = 0; i < t; i += 5) {
         Tensor single = Tensor::zeros({n});
@@ -695,15 +697,29 @@ TEST(QuantMatmul, SimdActivationQuantizersMatchPortable) {
       EXPECT_TRUE(same_bits(&lane, &expected, 1))
           << "block " << b << ": " << lane << " vs " << expected;
     }
-    // Start values: -c times each block's code sum, as the kA32 lanes of the block add up to.
+    // Start values: -c times each block's code sum, as the kA32 lanes of the block add up to;
+    // q4_1, q5_1 (c = -1 in kA32): d times the code sum, for the mins.
+    const bool mins = type == GgmlType::kQ4_1 || type == GgmlType::kQ5_1;
     for (int64_t b = 0; !k4 && b < kk / 32; ++b) {
-      int32_t a32 = 0, lane = 0;
+      const uint8_t* ga = pw + (b / 4) * cpu::kA32GroupBytes;
+      const uint8_t* at = pi + (b / 16) * cpu::kI16GroupBytes + 512 + 4 * (b % 16);
+      int32_t a32 = 0;
       for (int l = 0; l < 4; ++l) {
         int32_t v = 0;
-        std::memcpy(&v, pw + (b / 4) * cpu::kA32GroupBytes + 128 + 4 * (4 * (b % 4) + l), 4);
+        std::memcpy(&v, ga + 128 + 4 * (4 * (b % 4) + l), 4);
         a32 += v;
       }
-      std::memcpy(&lane, pi + (b / 16) * cpu::kI16GroupBytes + 512 + 4 * (b % 16), 4);
+      if (mins) {
+        float d = 0.0f, lane = 0.0f;
+        std::memcpy(&d, ga + 192 + 16 * (b % 4), 4);
+        std::memcpy(&lane, at, 4);
+        const float expected = d * static_cast<float>(a32);
+        EXPECT_TRUE(same_bits(&lane, &expected, 1))
+            << name_of(type) << " block " << b << ": " << lane << " vs " << expected;
+        continue;
+      }
+      int32_t lane = 0;
+      std::memcpy(&lane, at, 4);
       EXPECT_EQ(lane, a32) << name_of(type) << " block " << b;
     }
     // Padding blocks of the last group: zero codes, start values and scales.
