@@ -118,17 +118,20 @@ struct A32Kernel {
         return w;
       }
     }
-    // d of the two blocks in halves 0 and 1 (and their mins in 2 and 3).
-    const auto two_f16 = [&](int at) {
-      return b0[at] | (b0[at + 1] << 8) | (b1[at] << 16) | (static_cast<int>(b1[at + 1]) << 24);
-    };
-    const __m128 four = _mm_cvtph_ps(_mm_setr_epi32(two_f16(0), F::kMin ? two_f16(2) : 0, 0, 0));
-    w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(four),
-                                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-    if constexpr (F::kMin) {
-      w.mw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(four),
-                                      _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3));
+    if constexpr (F::kMin) {  // each block's d and m, one u32: [d0, m0, d1, m1]
+      uint32_t h0 = 0, h1 = 0;
+      std::memcpy(&h0, b0, 4);
+      std::memcpy(&h1, b1, 4);
+      const __m256 four = _mm256_castps128_ps256(
+          _mm_cvtph_ps(_mm_setr_epi32(static_cast<int>(h0), static_cast<int>(h1), 0, 0)));
+      w.dw = _mm256_permutevar8x32_ps(four, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2));
+      w.mw = _mm256_permutevar8x32_ps(four, _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3));
+      return w;
     }
+    const int d = b0[0] | (b0[1] << 8) | (b1[0] << 16) | (b1[1] << 24);
+    const __m128 two = _mm_cvtph_ps(_mm_cvtsi32_si128(d));
+    w.dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two),
+                                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
     return w;
   }
 
