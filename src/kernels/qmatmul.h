@@ -30,7 +30,9 @@
 // output is computed by the same sequence of operations either way), except where the kI16 path
 // above applies to the call and not to a smaller one: the same integer products are then summed
 // in another f32 order, and the results agree within f32 rounding of those sums. (P16 matrices
-// take the same bodies at every token count, so for them the exception does not arise.)
+// take the same bodies at every token count, so for them the exception does not arise.) Plain
+// weights go through OpenBLAS, whose order may change with the token count; f16 and bf16 rows
+// against at most 4 tokens are widened as they are read and summed in one order for any of 1..4.
 #pragma once
 
 #include <cstddef>

@@ -35,6 +35,8 @@ Linear Linear::dense(Tensor w) {
   l.rows_ = w.dim(0);
   l.cols_ = w.dim(1);
   l.data_ = std::move(w);
+  // For apply only (quant() stays null: batches and expert banks treat the matrix as dense).
+  l.quant_ = kernels::quant_matrix_view(l.data_, GgmlType::kF32, l.rows_, l.cols_);
   return l;
 }
 
@@ -78,7 +80,9 @@ void Linear::apply(Tensor& y, const Tensor& x, bool accumulate) const {
   x.expect_shape({-1, cols_}, "Linear::apply: x");
   y.expect_shape({x.dim(0), rows_}, "Linear::apply: y");
   if (!packed_) {
-    kernels::gemm(y, x, data_, {.trans_b = true, .accumulate = accumulate});
+    // quant_matmul's plain path: a few tokens (decode) dot the rows as they are read, more go
+    // through OpenBLAS as kernels::gemm would.
+    kernels::quant_matmul(y, x, quant_, accumulate);
     return;
   }
   if (has_quant_) {
@@ -147,6 +151,7 @@ Linear Linear::slice_rows(int64_t begin, int64_t end) const {
     }
   } else {
     l.data_ = data_.slice_rows(begin, end);
+    l.quant_ = kernels::quant_matrix_view(l.data_, GgmlType::kF32, end - begin, cols_);
   }
   return l;
 }

@@ -560,35 +560,60 @@ TEST(QuantMatmul, BatchMatchesSeparateCalls) {
 
 // f32, f16 and bf16 weights (and f32 at an odd address, which takes the widening path) against a
 // double product: f32 rounding of K = 96 terms of size <= 4 is far below 1e-4.
+// Up to 4 tokens, f32, f16 and bf16 rows are dotted as they are read (cpu/plain_dot_cpu.h), from 5
+// on they go through OpenBLAS: both against a double product, with K ending inside a vector or not;
+// a misaligned f32 matrix as an aligned one, for 5 tokens and for 1.
 TEST(QuantMatmul, PlainTypesMatchDoubleProduct) {
   Rng rng(9);
-  const int64_t t = 5, n = 300, k = 96;
-  const Tensor x = test::random_uniform({t, k}, rng);
-  const Tensor w32 = test::random_uniform({n, k}, rng, -2.0f, 2.0f);
-  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
-    const QuantMatrix m = quantize_matrix(w32, type);
-    const std::vector<float> w = dequantized(m);
-    Tensor want = Tensor::zeros({t, n});
-    for (int64_t i = 0; i < t; ++i) {
-      for (int64_t r = 0; r < n; ++r) {
-        double s = 0.0;
-        for (int64_t j = 0; j < k; ++j) s += double{w[r * k + j]} * x.data<float>()[i * k + j];
-        want.mutable_data<float>()[i * n + r] = static_cast<float>(s);
+  const int64_t n = 300;
+  for (int64_t k : {96, 203}) {
+    const Tensor w32 = test::random_uniform({n, k}, rng, -2.0f, 2.0f);
+    for (int64_t t : {1, 2, 3, 4, 5}) {
+      const Tensor x = test::random_uniform({t, k}, rng);
+      for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
+        const QuantMatrix m = quantize_matrix(w32, type);
+        const std::vector<float> w = dequantized(m);
+        Tensor want = Tensor::zeros({t, n});
+        for (int64_t i = 0; i < t; ++i) {
+          for (int64_t r = 0; r < n; ++r) {
+            double s = 0.0;
+            for (int64_t j = 0; j < k; ++j) s += double{w[r * k + j]} * x.data<float>()[i * k + j];
+            want.mutable_data<float>()[i * n + r] = static_cast<float>(s);
+          }
+        }
+        Tensor y = Tensor::zeros({t, n});
+        quant_matmul(y, x, m);
+        EXPECT_ALL_CLOSE(y, want, 1e-4f, 1e-5f) << name_of(type) << " T=" << t << " K=" << k;
+        // Accumulating onto a start, and each token alone as in a batch of up to 4.
+        Tensor acc = Tensor::from_f32({t, n}, std::vector<float>(static_cast<size_t>(t * n), 1.0f));
+        quant_matmul(acc, x, m, true);
+        for (int64_t i = 0; i < t * n; ++i) want.mutable_data<float>()[i] += 1.0f;
+        EXPECT_ALL_CLOSE(acc, want, 1e-4f, 1e-5f) << name_of(type) << " T=" << t << " K=" << k;
+        if (t > 4) continue;
+        for (int64_t i = 0; i < t; ++i) {
+          Tensor one = Tensor::zeros({1, n});
+          quant_matmul(one, x.slice_rows(i, i + 1), m);
+          EXPECT_TRUE(same_bits(one.data<float>(), y.data<float>() + i * n, n))
+              << name_of(type) << " token " << i << " of " << t;
+        }
       }
     }
-    Tensor y = Tensor::zeros({t, n});
-    quant_matmul(y, x, m);
-    EXPECT_ALL_CLOSE(y, want, 1e-4f, 1e-5f) << name_of(type);
   }
+  const int64_t t = 5, k = 96;
+  const Tensor x = test::random_uniform({t, k}, rng);
+  const Tensor w32 = test::random_uniform({n, k}, rng, -2.0f, 2.0f);
   Bytes odd(static_cast<size_t>(n * k * 4 + 1));
   std::memcpy(odd.data() + 1, w32.data<float>(), static_cast<size_t>(n * k * 4));
   QuantMatrix m = quantize_matrix(w32, GgmlType::kF32);
   m.data = odd.data() + 1;
-  Tensor y_odd = Tensor::from_f32({t, n}, std::vector<float>(t * n, 1.0f));
-  Tensor y_direct = Tensor::from_f32({t, n}, std::vector<float>(t * n, 1.0f));
-  quant_matmul(y_odd, x, m, true);
-  quant_matmul(y_direct, x, quantize_matrix(w32, GgmlType::kF32), true);
-  EXPECT_ALL_CLOSE(y_odd, y_direct, 1e-5f, 1e-6f);
+  for (int64_t tokens : {t, int64_t{1}}) {
+    const Tensor xt = x.slice_rows(0, tokens);
+    Tensor y_odd = Tensor::from_f32({tokens, n}, std::vector<float>(tokens * n, 1.0f));
+    Tensor y_direct = Tensor::from_f32({tokens, n}, std::vector<float>(tokens * n, 1.0f));
+    quant_matmul(y_odd, xt, m, true);
+    quant_matmul(y_direct, xt, quantize_matrix(w32, GgmlType::kF32), true);
+    EXPECT_ALL_CLOSE(y_odd, y_direct, 1e-5f, 1e-6f) << tokens << " tokens";
+  }
 }
 
 // quantize_matrix keeps the reference quantizer's bytes, and the product with real (not random)
