@@ -36,6 +36,21 @@ class SafetensorsWeights final : public WeightReader {
     check_shape(ckpt_.path(), name, t.shape(), shape);
     return as_f32(t);
   }
+  // f16 and bf16 matrices stay as stored (views of the mapped file): widened to f32 they would
+  // take twice the memory, and their products widen each row as they read it.
+  Linear read_linear(const std::string& name, const Shape& shape) const override {
+    SY_CHECK(ckpt_.contains(name), "{}: tensor '{}' is missing", ckpt_.path(), name);
+    const Tensor t = ckpt_.tensor(name);
+    if (t.dtype() != DType::F16 && t.dtype() != DType::BF16) {
+      return WeightReader::read_linear(name, shape);
+    }
+    check_shape(ckpt_.path(), name, t.shape(), shape);
+    const int64_t cols = shape.back();
+    const Tensor bytes = Tensor::view_of(t.storage(), t.byte_offset(),
+                                         {static_cast<int64_t>(t.nbytes())}, DType::U8);
+    return Linear::packed(t.dtype() == DType::F16 ? GgmlType::kF16 : GgmlType::kBF16,
+                          t.numel() / cols, cols, bytes);
+  }
 
  private:
   io::SafetensorsCheckpoint ckpt_;
@@ -81,14 +96,9 @@ class GgufWeights final : public WeightReader {
   Linear read_linear(const std::string& name, const Shape& shape) const override {
     const io::GgufTensorInfo* info = set_.find_tensor(name);
     SY_CHECK(info != nullptr, "{}: tensor '{}' is missing", path_, name);
-    switch (info->type) {
-      case GgmlType::kF32:
-      case GgmlType::kF16:
-      case GgmlType::kBF16:
-        return WeightReader::read_linear(name, shape);
-      default:
-        break;
-    }
+    // f32 as a view of the file; f16, bf16 and the block types packed as stored (see
+    // SafetensorsWeights::read_linear).
+    if (info->type == GgmlType::kF32) return WeightReader::read_linear(name, shape);
     check_shape(path_, name, info->shape(), shape);
     SY_CHECK(kernels::can_dequantize(info->type),
              "{}: tensor '{}' has type {}, which cannot be "

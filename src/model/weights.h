@@ -26,8 +26,8 @@ class WeightReader {
   // The tensor as f32 with row-major `shape`. Throws sy::Error naming the file, the tensor, the
   // shape found and the shape expected, or the dtype that cannot be read.
   virtual Tensor read(const std::string& name, const Shape& shape) const = 0;
-  // A matrix of `shape` ([N, K], or [E, N, K] read as [E*N, K]) for y = x W^T: GGUF block types
-  // stay packed (a view of the file), everything else is read as f32.
+  // A matrix of `shape` ([N, K], or [E, N, K] read as [E*N, K]) for y = x W^T: GGUF block types,
+  // f16 and bf16 stay packed (a view of the file), f32 is read as f32.
   virtual Linear read_linear(const std::string& name, const Shape& shape) const;
 };
 
