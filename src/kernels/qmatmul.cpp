@@ -151,8 +151,18 @@ struct fmt::formatter<sy::kernels::Where> : fmt::formatter<std::string_view> {
 namespace sy::kernels {
 namespace {
 
-// Activations that share a quantized form: same x, same layout variant (q5_K uses q4_K's).
-GgmlType act_variant(GgmlType type) { return type == GgmlType::kQ5_K ? GgmlType::kQ4_K : type; }
+// Activations that share a quantized form: same x, same layout variant (q5_K uses q4_K's; f32,
+// f16 and bf16 rows all read the f32 values).
+GgmlType act_variant(GgmlType type) {
+  if (is_plain(type)) return GgmlType::kF32;
+  return type == GgmlType::kQ5_K ? GgmlType::kQ4_K : type;
+}
+
+// Plain (f32 / f16 / bf16) jobs of more tokens than cpu::plain_dot_rows takes go to OpenBLAS on
+// their own; fewer are shared out in units like the quantized ones.
+bool wide_plain(const QuantMatmulJob& j) {
+  return is_plain(j.w->type) && j.x->rows() > cpu::kPlainDotMaxTokens;
+}
 
 // Checks one product.
 void check_job(const Tensor& y, const Tensor& x, const Tensor* gate, const QuantMatrix& w,
@@ -475,8 +485,8 @@ void run_quantized(std::span<Stage> stages) {
   }
 }
 
-bool has_plain(std::span<const QuantMatmulJob> jobs) {
-  return std::ranges::any_of(jobs, [](const QuantMatmulJob& j) { return is_plain(j.w->type); });
+bool has_wide_plain(std::span<const QuantMatmulJob> jobs) {
+  return std::ranges::any_of(jobs, wide_plain);
 }
 
 // Checks every job of a batch as quant_matmul checks one, and that no output overlaps another
@@ -510,8 +520,8 @@ void check_jobs(std::span<const QuantMatmulJob> jobs, const char* op) {
   }
 }
 
-// The quantized products of a checked batch, ready to run; f32/f16/bf16 jobs and empty ones run
-// here and now.
+// The quantized products of a checked batch, ready to run; f32/f16/bf16 jobs of more than
+// cpu::kPlainDotMaxTokens tokens and empty ones run here and now.
 Stage build_stage(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
   Stage s;
   s.jobs.reserve(jobs.size());
@@ -521,7 +531,8 @@ Stage build_stage(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
     const int64_t t = j.x->rows();
     if (t == 0 || w.rows == 0) continue;
     float* y = j.y->mutable_data<float>();
-    if (is_plain(w.type)) {
+    const bool plain = is_plain(w.type);
+    if (wide_plain(j)) {
       if (j.gate == nullptr) {
         plain_matmul(*j.y, *j.x, w, j.accumulate);
       } else {
@@ -538,13 +549,14 @@ Stage build_stage(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
     }
     const bool p16 = w.layout == QuantLayout::kP16;
     const bool vnni = resolved == QdotPath::kAvx512Vnni;
-    const cpu::QdotTileFn i16_tile = !vnni                ? nullptr
+    const cpu::QdotTileFn i16_tile = !vnni || plain       ? nullptr
                                      : p16                ? cpu::qdot_tile_p16_vnni(w.type)
                                      : t >= kI16MinTokens ? cpu::qdot_tile_i16_vnni(w.type)
                                                           : nullptr;
     const bool i16 = i16_tile != nullptr;
-    const PathKernels pk = i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, i16_tile}
-                               : kernels_for(resolved, w.type);
+    const PathKernels pk = plain ? PathKernels{cpu::copy_act_row_f32, cpu::plain_dot_tile(w.type)}
+                           : i16 ? PathKernels{cpu::quantize_act_row_i16_avx512, i16_tile}
+                                 : kernels_for(resolved, w.type);
     SY_DCHECK(pk.tile != nullptr);
     const float* x = j.x->data<float>();
     const float* gate = j.gate == nullptr ? nullptr : j.gate->data<float>();
@@ -556,8 +568,9 @@ Stage build_stage(std::span<const QuantMatmulJob> jobs, QdotPath resolved) {
       ++act;
     }
     if (act == s.acts.size()) {
-      const size_t bytes =
-          i16 ? cpu::act_row_bytes_i16(w.cols) : cpu::act_row_bytes(w.type, w.cols);
+      const size_t bytes = plain ? static_cast<size_t>(w.cols) * 4
+                           : i16 ? cpu::act_row_bytes_i16(w.cols)
+                                 : cpu::act_row_bytes(w.type, w.cols);
       s.acts.push_back({x, gate, t, w.cols, w.type, i16, pk.quantize, (bytes + 63) / 64 * 64, 0});
     }
     s.jobs.push_back({w.data, w.row_bytes, w.rows, w.cols, t, y, j.accumulate, pk.tile, act, w.type,
@@ -727,11 +740,11 @@ void quant_matmul_stages(std::span<const QuantMatmulJob> first,
   check_jobs(first, "quant_matmul_stages: first");
   check_jobs(then, "quant_matmul_stages: then");
   const QdotPath resolved = resolve_path(path, "quant_matmul_stages");
-  // Plain jobs run through OpenBLAS, and jobs with K = 0 are written at once when built: then
-  // the batches run one after the other.
+  // Plain jobs of many tokens run through OpenBLAS, and jobs with K = 0 are written at once when
+  // built: then the batches run one after the other.
   const bool zero_k =
       std::ranges::any_of(then, [](const QuantMatmulJob& j) { return j.w->cols == 0; });
-  if (has_plain(first) || has_plain(then) || zero_k) {
+  if (has_wide_plain(first) || has_wide_plain(then) || zero_k) {
     run_batch(first, resolved);
     run_batch(then, resolved);
     return;

@@ -142,7 +142,36 @@ HWY_EXPORT(PlainDotRows);
 namespace {
 // Rows a thread takes at a time: a few KB of weights, so the two threads' streams stay long.
 constexpr int64_t kRowsPerChunk = 16;
+
+template <PlainKind kKind>
+void plain_tile(const QdotTile& a) {
+  for (int64_t t0 = 0; t0 < a.tokens; t0 += kPlainDotMaxTokens) {
+    const int64_t nt = std::min(kPlainDotMaxTokens, a.tokens - t0);
+    HWY_DYNAMIC_DISPATCH(PlainDotRows)
+    (static_cast<int>(kKind), a.w, a.w_stride, 0, static_cast<size_t>(a.rows),
+     reinterpret_cast<const float*>(a.act + static_cast<size_t>(t0) * a.act_stride),
+     a.act_stride / 4, static_cast<size_t>(nt), static_cast<size_t>(a.k), a.y + t0 * a.y_stride,
+     static_cast<size_t>(a.y_stride), a.accumulate);
+  }
+}
 }  // namespace
+
+QdotTileFn plain_dot_tile(GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32:
+      return plain_tile<PlainKind::kF32>;
+    case GgmlType::kF16:
+      return plain_tile<PlainKind::kF16>;
+    case GgmlType::kBF16:
+      return plain_tile<PlainKind::kBF16>;
+    default:
+      return nullptr;
+  }
+}
+
+void copy_act_row_f32(GgmlType /*weight_type*/, const float* x, int64_t k, uint8_t* out) {
+  std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
+}
 
 void plain_dot_rows(GgmlType type, const uint8_t* w, size_t ws, int64_t rows, const float* x,
                     int64_t xs, int64_t tokens, int64_t k, float* y, int64_t ys, bool accumulate,

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/ggml_types.h"
+#include "kernels/cpu/qdot.h"
 
 namespace sy::kernels::cpu {
 
@@ -24,5 +25,11 @@ enum class PlainKind { kF32, kF16, kBF16 };
 void plain_dot_rows(GgmlType type, const uint8_t* w, size_t ws, int64_t rows, const float* x,
                     int64_t xs, int64_t tokens, int64_t k, float* y, int64_t ys, bool accumulate,
                     bool parallel);
+
+// The same products as tile bodies for kernels/qmatmul.cpp's units (cpu/qdot.h's QdotTile, on the
+// calling thread, kPlainDotMaxTokens tokens at a time), for f32, f16 and bf16; the activations
+// are the f32 rows themselves, which copy_act_row_f32 writes (an ActQuantizeFn).
+QdotTileFn plain_dot_tile(GgmlType type);
+void copy_act_row_f32(GgmlType weight_type, const float* x, int64_t k, uint8_t* out);
 
 }  // namespace sy::kernels::cpu
