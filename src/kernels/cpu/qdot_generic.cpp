@@ -26,6 +26,14 @@ int load_i16(const uint8_t* p) {
 }
 const int8_t* as_i8(const uint8_t* p) { return reinterpret_cast<const int8_t*>(p); }
 
+// A K-format super-block's d * d_a * dot - dmin * d_a * min_sum: d and dmin the two f16 at dd,
+// d_a that of the kA256 activations at a.
+float with_mins(const uint8_t* dd, const uint8_t* a, int dot, int min_sum) {
+  const float da = load_f32(a + 288);
+  return load_f16(dd) * da * static_cast<float>(dot) -
+         load_f16(dd + 2) * da * static_cast<float>(min_sum);
+}
+
 // Block b of a kA32 row: its 32 codes (lo = values 0..15, hi = values 16..31) and d.
 struct A32Block {
   const int8_t* lo;
@@ -170,9 +178,7 @@ float dot_q45_k(const uint8_t* w, const uint8_t* act, int64_t k) {
       main_sum += sc * s;
       min_sum += m * (load_i16(a + 256 + 4 * j) + load_i16(a + 258 + 4 * j));
     }
-    const float da = load_f32(a + 288);
-    sum += load_f16(blk) * da * static_cast<float>(main_sum) -
-           load_f16(blk + 2) * da * static_cast<float>(min_sum);
+    sum += with_mins(blk, a, main_sum, min_sum);
   }
   return sum;
 }
@@ -240,9 +246,7 @@ float dot_q2_k(const uint8_t* w, const uint8_t* act, int64_t k) {
       dot += (blk[j] & 0xf) * s;
       min_sum += (blk[j] >> 4) * load_i16(a + 256 + 2 * j);
     }
-    const float da = load_f32(a + 288);
-    sum += load_f16(blk + 80) * da * static_cast<float>(dot) -
-           load_f16(blk + 82) * da * static_cast<float>(min_sum);
+    sum += with_mins(blk + 80, a, dot, min_sum);
   }
   return sum;
 }
