@@ -1,5 +1,5 @@
-// Raw bodies of the plain-weight products for a few tokens (decode): rows of f16 or bf16 weights
-// widened to f32 as they are read and dotted with f32 activations, with no f32 copy of the rows.
+// Raw bodies of the plain-weight products for a few tokens (decode): rows of f32, f16 or bf16
+// weights widened to f32 as they are read and dotted with f32 activations, with no f32 copy.
 // No checks beyond SY_DCHECK: kernels/qmatmul.cpp checked shapes and sizes.
 #pragma once
 
