@@ -562,32 +562,5 @@ struct K16Kernel {
 };
 
 inline QdotTileFn tile_for(GgmlType type) {
-  switch (type) {
-    case GgmlType::kQ8_0:
-      return run_tile<A32Kernel<GgmlType::kQ8_0>>;
-    case GgmlType::kQ4_0:
-      return run_tile<A32Kernel<GgmlType::kQ4_0>>;
-    case GgmlType::kQ4_1:
-      return run_tile<A32Kernel<GgmlType::kQ4_1>>;
-    case GgmlType::kQ5_0:
-      return run_tile<A32Kernel<GgmlType::kQ5_0>>;
-    case GgmlType::kQ5_1:
-      return run_tile<A32Kernel<GgmlType::kQ5_1>>;
-    case GgmlType::kQ4_K:
-      return run_tile<K45Kernel<false>>;
-    case GgmlType::kQ5_K:
-      return run_tile<K45Kernel<true>>;
-    case GgmlType::kQ2_K:
-      return run_tile<K16Kernel<GgmlType::kQ2_K>>;
-    case GgmlType::kQ3_K:
-      return run_tile<K16Kernel<GgmlType::kQ3_K>>;
-    case GgmlType::kQ6_K:
-      return run_tile<K16Kernel<GgmlType::kQ6_K>>;
-    case GgmlType::kIQ4_NL:
-      return run_tile<A32Kernel<GgmlType::kIQ4_NL>>;
-    case GgmlType::kIQ4_XS:
-      return run_tile<A32Kernel<GgmlType::kIQ4_XS>>;
-    default:
-      return nullptr;
-  }
+  return tile_for_kernels<A32Kernel, K45Kernel, K16Kernel>(type);
 }

@@ -147,6 +147,41 @@ void run_tile(const QdotTile& a) {
   });
 }
 
+// The tile body for `type` from one instruction set's kernel templates (the AVX2 ones or the
+// AVX-512 ones): A32 for the 32-value formats, K45 for q4_K / q5_K, K16 for q2_K / q3_K / q6_K;
+// nullptr for a type without one.
+template <template <GgmlType> class A32, template <bool> class K45, template <GgmlType> class K16>
+QdotTileFn tile_for_kernels(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ8_0:
+      return run_tile<A32<GgmlType::kQ8_0>>;
+    case GgmlType::kQ4_0:
+      return run_tile<A32<GgmlType::kQ4_0>>;
+    case GgmlType::kQ4_1:
+      return run_tile<A32<GgmlType::kQ4_1>>;
+    case GgmlType::kQ5_0:
+      return run_tile<A32<GgmlType::kQ5_0>>;
+    case GgmlType::kQ5_1:
+      return run_tile<A32<GgmlType::kQ5_1>>;
+    case GgmlType::kQ4_K:
+      return run_tile<K45<false>>;
+    case GgmlType::kQ5_K:
+      return run_tile<K45<true>>;
+    case GgmlType::kQ2_K:
+      return run_tile<K16<GgmlType::kQ2_K>>;
+    case GgmlType::kQ3_K:
+      return run_tile<K16<GgmlType::kQ3_K>>;
+    case GgmlType::kQ6_K:
+      return run_tile<K16<GgmlType::kQ6_K>>;
+    case GgmlType::kIQ4_NL:
+      return run_tile<A32<GgmlType::kIQ4_NL>>;
+    case GgmlType::kIQ4_XS:
+      return run_tile<A32<GgmlType::kIQ4_XS>>;
+    default:
+      return nullptr;
+  }
+}
+
 // What the x86 bodies of the kA32 weight formats (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs)
 // need to know of a block's layout.
 template <GgmlType kType>
