@@ -59,36 +59,29 @@ float dot_q8_0(const uint8_t* w, const uint8_t* act, int64_t k) {
   return sum;
 }
 
-float dot_q4_0(const uint8_t* w, const uint8_t* act, int64_t k) {
-  float sum = 0.0f;
-  for (int64_t b = 0; b < k / 32; ++b) {
-    const uint8_t* blk = w + b * 18;
-    const uint8_t* qs = blk + 2;
-    const A32Block a = a32_block(act, b);
-    int s = 0;
-    for (int i = 0; i < 16; ++i) {
-      s += ((qs[i] & 0xf) - 8) * a.lo[i] + ((qs[i] >> 4) - 8) * a.hi[i];
-    }
-    sum += load_f16(blk) * a.d * static_cast<float>(s);
+// (code - offset) . a over a block's 32 codes: the nibbles at qs (low nibbles values 0..15, high
+// nibbles 16..31), topped for q5_0 / q5_1 by bit i of the u32 qh for value i (qh = 0 otherwise).
+int dot_codes(const uint8_t* qs, uint32_t qh, int offset, const A32Block& a) {
+  int s = 0;
+  for (int i = 0; i < 16; ++i) {
+    const int lo = (qs[i] & 0xf) | static_cast<int>(((qh >> i) & 1) << 4);
+    const int hi = (qs[i] >> 4) | static_cast<int>(((qh >> (i + 16)) & 1) << 4);
+    s += (lo - offset) * a.lo[i] + (hi - offset) * a.hi[i];
   }
-  return sum;
+  return s;
 }
 
-// q5_0: codes of 5 bits (the nibble, and bit i of the u32 qh for value i), minus 16.
-float dot_q5_0(const uint8_t* w, const uint8_t* act, int64_t k) {
+// q4_0 and q5_0: codes of 4 or 5 bits minus 8 or 16, times d.
+template <bool kFive>
+float dot_q_0(const uint8_t* w, const uint8_t* act, int64_t k) {
+  constexpr int64_t kBytes = kFive ? 22 : 18;
   float sum = 0.0f;
   for (int64_t b = 0; b < k / 32; ++b) {
-    const uint8_t* blk = w + b * 22;
-    const uint32_t qh =
-        blk[2] | (blk[3] << 8) | (blk[4] << 16) | (static_cast<uint32_t>(blk[5]) << 24);
-    const uint8_t* qs = blk + 6;
+    const uint8_t* blk = w + b * kBytes;
+    uint32_t qh = 0;
+    if constexpr (kFive) std::memcpy(&qh, blk + 2, 4);
     const A32Block a = a32_block(act, b);
-    int s = 0;
-    for (int i = 0; i < 16; ++i) {
-      const int lo = (qs[i] & 0xf) | static_cast<int>(((qh >> i) & 1) << 4);
-      const int hi = (qs[i] >> 4) | static_cast<int>(((qh >> (i + 16)) & 1) << 4);
-      s += (lo - 16) * a.lo[i] + (hi - 16) * a.hi[i];
-    }
+    const int s = dot_codes(blk + (kFive ? 6 : 2), qh, kFive ? 16 : 8, a);
     sum += load_f16(blk) * a.d * static_cast<float>(s);
   }
   return sum;
@@ -104,15 +97,10 @@ float dot_q_1(const uint8_t* w, const uint8_t* act, int64_t k) {
     const uint8_t* blk = w + b * kBytes;
     uint32_t qh = 0;
     if constexpr (kFive) std::memcpy(&qh, blk + 4, 4);
-    const uint8_t* qs = blk + (kFive ? 8 : 4);
     const A32Block a = a32_block(act, b);
-    int s = 0, a_sum = 0;
-    for (int i = 0; i < 16; ++i) {
-      const int lo = (qs[i] & 0xf) | static_cast<int>(((qh >> i) & 1) << 4);
-      const int hi = (qs[i] >> 4) | static_cast<int>(((qh >> (i + 16)) & 1) << 4);
-      s += lo * a.lo[i] + hi * a.hi[i];
-      a_sum += a.lo[i] + a.hi[i];
-    }
+    const int s = dot_codes(blk + (kFive ? 8 : 4), qh, 0, a);
+    int a_sum = 0;
+    for (int i = 0; i < 16; ++i) a_sum += a.lo[i] + a.hi[i];
     sum += (load_f16(blk) * static_cast<float>(s) + load_f16(blk + 2) * static_cast<float>(a_sum)) *
            a.d;
   }
@@ -270,11 +258,11 @@ QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
     case GgmlType::kQ8_0:
       return tile<dot_q8_0>;
     case GgmlType::kQ4_0:
-      return tile<dot_q4_0>;
+      return tile<dot_q_0<false>>;
     case GgmlType::kQ4_1:
       return tile<dot_q_1<false>>;
     case GgmlType::kQ5_0:
-      return tile<dot_q5_0>;
+      return tile<dot_q_0<true>>;
     case GgmlType::kQ5_1:
       return tile<dot_q_1<true>>;
     case GgmlType::kQ2_K:
