@@ -99,7 +99,7 @@ void DotRows(const uint8_t* w, size_t ws, size_t r0, size_t r1, const float* x, 
   }
 }
 
-// The exported body: rows [r0, r1) of weights of `kind` (Kind as an int).
+// The exported body: rows [r0, r1) of weights of `kind` (a PlainKind as an int).
 void PlainDotRows(int kind, const uint8_t* w, size_t ws, size_t r0, size_t r1, const float* x,
                   size_t xs, size_t tokens, size_t k, float* y, size_t ys, bool accumulate) {
   switch (static_cast<PlainKind>(kind)) {
@@ -176,15 +176,22 @@ void copy_act_row_f32(GgmlType /*weight_type*/, const float* x, int64_t k, uint8
 void plain_dot_rows(GgmlType type, const uint8_t* w, size_t ws, int64_t rows, const float* x,
                     int64_t xs, int64_t tokens, int64_t k, float* y, int64_t ys, bool accumulate,
                     bool parallel) {
-  const int kind = static_cast<int>(type == GgmlType::kF32    ? PlainKind::kF32
-                                    : type == GgmlType::kBF16 ? PlainKind::kBF16
-                                                              : PlainKind::kF16);
+  const QdotTileFn tile = plain_dot_tile(type);
   const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
   parallel_for(0, chunks, parallel, [&](int64_t c) {
-    const int64_t r0 = c * kRowsPerChunk, r1 = std::min(rows, r0 + kRowsPerChunk);
-    HWY_DYNAMIC_DISPATCH(PlainDotRows)
-    (kind, w, ws, static_cast<size_t>(r0), static_cast<size_t>(r1), x, static_cast<size_t>(xs),
-     static_cast<size_t>(tokens), static_cast<size_t>(k), y, static_cast<size_t>(ys), accumulate);
+    const int64_t r0 = c * kRowsPerChunk;
+    QdotTile t;
+    t.w = w + static_cast<size_t>(r0) * ws;
+    t.w_stride = ws;
+    t.rows = std::min(rows, r0 + kRowsPerChunk) - r0;
+    t.act = reinterpret_cast<const uint8_t*>(x);
+    t.act_stride = static_cast<size_t>(xs) * sizeof(float);
+    t.tokens = tokens;
+    t.k = k;
+    t.y = y + r0;
+    t.y_stride = ys;
+    t.accumulate = accumulate;
+    tile(t);
   });
 }
 
