@@ -158,7 +158,7 @@ GgmlType act_variant(GgmlType type) {
   return type == GgmlType::kQ5_K ? GgmlType::kQ4_K : type;
 }
 
-// Plain (f32 / f16 / bf16) jobs of more tokens than cpu::plain_dot_rows takes go to OpenBLAS on
+// Plain (f32 / f16 / bf16) jobs of more tokens than cpu::plain_dot_tile takes go to OpenBLAS on
 // their own; fewer are shared out in units like the quantized ones.
 bool wide_plain(const QuantMatmulJob& j) {
   return is_plain(j.w->type) && j.x->rows() > cpu::kPlainDotMaxTokens;
@@ -214,9 +214,9 @@ void check_job(const Tensor& y, const Tensor& x, const Tensor* gate, const Quant
   }
 }
 
-// y = (or +=) x W^T for f32 / f16 / bf16 weights. Against a few tokens (decode) each row is dotted
-// as it is read (cpu::plain_dot_rows: no f32 copy, and OpenBLAS's sgemm with one row of x read an
-// f32 matrix at ~11 GB/s here); more go through OpenBLAS, rows widened to f32 in chunks unless
+// y = (or +=) x W^T for f32 / f16 / bf16 weights against more tokens than cpu::plain_dot_tile
+// takes (fewer run in build_stage's units, each row dotted as it is read: OpenBLAS's sgemm with one
+// row of x read an f32 matrix at ~11 GB/s here): OpenBLAS, rows widened to f32 in chunks unless
 // they are aligned f32 already.
 void plain_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumulate) {
   const int64_t t = x.rows(), n = w.rows, k = w.cols;
@@ -226,11 +226,6 @@ void plain_matmul(Tensor& y, const Tensor& x, const QuantMatrix& w, bool accumul
   if (t == 0 || n == 0) return;
   if (k == 0) {
     if (!accumulate) std::fill(yp, yp + t * n, 0.0f);
-    return;
-  }
-  if (t <= cpu::kPlainDotMaxTokens) {
-    cpu::plain_dot_rows(w.type, w.data, w.row_bytes, n, xp, k, t, k, yp, n, accumulate,
-                        n * k >= (int64_t{1} << 16));
     return;
   }
   if (w.type == GgmlType::kF32 && reinterpret_cast<uintptr_t>(w.data) % 4 == 0 &&

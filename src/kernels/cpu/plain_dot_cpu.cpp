@@ -48,7 +48,7 @@ HWY_INLINE hn::Vec<DF> Widen(DF df, const uint8_t* HWY_RESTRICT p, size_t j) {
   }
 }
 
-// Rows [r0, r1) against kT tokens (see plain_dot_rows). Per token two partial sums take the
+// Rows [r0, r1) against kT tokens (see plain_dot_tile). Per token two partial sums take the
 // even and the odd vectors of the row, so one row's loads and conversions serve every token and
 // the FMA chains stay short.
 template <PlainKind kKind, int kT>
@@ -133,15 +133,11 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <algorithm>
 
-#include "core/threads.h"
-
 namespace sy::kernels::cpu {
 
 HWY_EXPORT(PlainDotRows);
 
 namespace {
-// Rows a thread takes at a time: a few KB of weights, so the two threads' streams stay long.
-constexpr int64_t kRowsPerChunk = 16;
 
 template <PlainKind kKind>
 void plain_tile(const QdotTile& a) {
@@ -171,28 +167,6 @@ QdotTileFn plain_dot_tile(GgmlType type) {
 
 void copy_act_row_f32(GgmlType /*weight_type*/, const float* x, int64_t k, uint8_t* out) {
   std::memcpy(out, x, static_cast<size_t>(k) * sizeof(float));
-}
-
-void plain_dot_rows(GgmlType type, const uint8_t* w, size_t ws, int64_t rows, const float* x,
-                    int64_t xs, int64_t tokens, int64_t k, float* y, int64_t ys, bool accumulate,
-                    bool parallel) {
-  const QdotTileFn tile = plain_dot_tile(type);
-  const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
-  parallel_for(0, chunks, parallel, [&](int64_t c) {
-    const int64_t r0 = c * kRowsPerChunk;
-    QdotTile t;
-    t.w = w + static_cast<size_t>(r0) * ws;
-    t.w_stride = ws;
-    t.rows = std::min(rows, r0 + kRowsPerChunk) - r0;
-    t.act = reinterpret_cast<const uint8_t*>(x);
-    t.act_stride = static_cast<size_t>(xs) * sizeof(float);
-    t.tokens = tokens;
-    t.k = k;
-    t.y = y + r0;
-    t.y_stride = ys;
-    t.accumulate = accumulate;
-    tile(t);
-  });
 }
 
 }  // namespace sy::kernels::cpu
