@@ -71,38 +71,28 @@ int dot_codes(const uint8_t* qs, uint32_t qh, int offset, const A32Block& a) {
   return s;
 }
 
-// q4_0 and q5_0: codes of 4 or 5 bits minus 8 or 16, times d.
-template <bool kFive>
-float dot_q_0(const uint8_t* w, const uint8_t* act, int64_t k) {
-  constexpr int64_t kBytes = kFive ? 22 : 18;
+// q4_0, q5_0, q4_1 and q5_1: codes of 4 or 5 bits (bit 4 from the u32 qh after d, or d and m).
+// The _0 formats take d * ((q - 8 or 16) . a); the _1 formats, w = d * q + m, take
+// d * (q . a) + m * sum(a); both times the block's d_a.
+template <bool kFive, bool kMin>
+float dot_nibbles(const uint8_t* w, const uint8_t* act, int64_t k) {
+  constexpr int64_t kHead = kMin ? 4 : 2, kQs = kHead + (kFive ? 4 : 0), kBytes = kQs + 16;
   float sum = 0.0f;
   for (int64_t b = 0; b < k / 32; ++b) {
     const uint8_t* blk = w + b * kBytes;
     uint32_t qh = 0;
-    if constexpr (kFive) std::memcpy(&qh, blk + 2, 4);
+    if constexpr (kFive) std::memcpy(&qh, blk + kHead, 4);
     const A32Block a = a32_block(act, b);
-    const int s = dot_codes(blk + (kFive ? 6 : 2), qh, kFive ? 16 : 8, a);
-    sum += load_f16(blk) * a.d * static_cast<float>(s);
-  }
-  return sum;
-}
-
-// q4_1 and q5_1: w = d * q + m with codes of 4 or 5 bits (q5_1: bit 4 from the u32 qh, as q5_0),
-// so the dot is d * (q . a) + m * sum(a), times the block's d_a.
-template <bool kFive>
-float dot_q_1(const uint8_t* w, const uint8_t* act, int64_t k) {
-  constexpr int64_t kBytes = kFive ? 24 : 20;
-  float sum = 0.0f;
-  for (int64_t b = 0; b < k / 32; ++b) {
-    const uint8_t* blk = w + b * kBytes;
-    uint32_t qh = 0;
-    if constexpr (kFive) std::memcpy(&qh, blk + 4, 4);
-    const A32Block a = a32_block(act, b);
-    const int s = dot_codes(blk + (kFive ? 8 : 4), qh, 0, a);
-    int a_sum = 0;
-    for (int i = 0; i < 16; ++i) a_sum += a.lo[i] + a.hi[i];
-    sum += (load_f16(blk) * static_cast<float>(s) + load_f16(blk + 2) * static_cast<float>(a_sum)) *
-           a.d;
+    const int s = dot_codes(blk + kQs, qh, kMin ? 0 : (kFive ? 16 : 8), a);
+    if constexpr (kMin) {
+      int a_sum = 0;
+      for (int i = 0; i < 16; ++i) a_sum += a.lo[i] + a.hi[i];
+      sum +=
+          (load_f16(blk) * static_cast<float>(s) + load_f16(blk + 2) * static_cast<float>(a_sum)) *
+          a.d;
+    } else {
+      sum += load_f16(blk) * a.d * static_cast<float>(s);
+    }
   }
   return sum;
 }
@@ -258,13 +248,13 @@ QdotTileFn qdot_tile_scalar(GgmlType weight_type) {
     case GgmlType::kQ8_0:
       return tile<dot_q8_0>;
     case GgmlType::kQ4_0:
-      return tile<dot_q_0<false>>;
+      return tile<dot_nibbles<false, false>>;
     case GgmlType::kQ4_1:
-      return tile<dot_q_1<false>>;
+      return tile<dot_nibbles<false, true>>;
     case GgmlType::kQ5_0:
-      return tile<dot_q_0<true>>;
+      return tile<dot_nibbles<true, false>>;
     case GgmlType::kQ5_1:
-      return tile<dot_q_1<true>>;
+      return tile<dot_nibbles<true, true>>;
     case GgmlType::kQ2_K:
       return tile<dot_q2_k>;
     case GgmlType::kQ3_K:
