@@ -479,6 +479,19 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
 
 // Rows [0, R) x tokens [0, T) straight from the P16 rows. Inlined into the row loops: for one
 // token a call per row cost about 5% of OLMoE decode (short rows of 576-1152 bytes).
+//
+// Open question, for whoever takes OLMoE q4_0 decode on: q4_0 rows read slower per byte than
+// q4_K rows of the same size, although q4_K's group step does more work. Scratch test on this
+// Zen 4 host: 128 matrices of 2048 x 2048 (huge pages), batches of 16, one token, q4_0, q4_K and
+// a plain read alternating in one process: q4_0 / q4_K 0.95-0.98 while the read gives ~32 GB/s,
+// 0.87-0.90 at ~50 GB/s. Adding q4_K's scale decoding (k4_group_scales on the q4_0 scale bytes,
+// folded into dw) to q4_0's group step brought it to 0.99-1.02 at both, and OLMoE q4_0
+// `bench decode` from 0.83-0.90 to 0.89-0.93 (3 runs each, alternating); that work is dead, so
+// it was not kept. Measured no better: 3 extra loads of the scale line (0.965 at ~50 GB/s),
+// only its integer or only its f32 half, the scales loaded at the group's start, dependent
+// multiplies (6 or 12), two rows at a time, the f32 step deferred by a group, scale prefetches
+// into L1 or once a line, prefetch distances of 3 and 12 KB, and the ggml-layout body (1.01-1.04
+// at ~32 GB/s, 0.82-0.86 at ~50).
 template <GgmlType kType, int R, int T>
 SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
   constexpr bool kMins = kType == GgmlType::kQ4_K;
