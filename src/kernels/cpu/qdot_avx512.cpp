@@ -460,17 +460,6 @@ constexpr size_t p16_codes_bytes(int64_t k) {
   return static_cast<size_t>(kType == GgmlType::kQ8_0 ? k : k / 2);
 }
 
-// The 16 f16 scales at p (a P16 row's q8_0, q4_0 or iq4_nl group) as f32, read as four 8-byte
-// pieces: the same values as one 32-byte load widened at once, but OLMoE-shaped q4_0 decode read
-// memory faster this way (see micro_p16).
-SY_QDOT_INLINE __m512 f16_group_scales(const uint8_t* p) {
-  const auto quarter = [p](int i) {
-    return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * i)));
-  };
-  const __m512 lo = _mm512_insertf32x4(_mm512_castps128_ps512(quarter(0)), quarter(1), 1);
-  return _mm512_insertf32x4(_mm512_insertf32x4(lo, quarter(2), 2), quarter(3), 3);
-}
-
 // The f32 scales of group g of a P16 row at w (k values): dw, and for q4_K dm.
 template <GgmlType kType>
 SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& dw, __m512& dm) {
@@ -483,7 +472,7 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
                            _mm256_castps_pd(iq4_xs_scales(s + 8)), 1));
     dm = _mm512_setzero_ps();
   } else {
-    dw = f16_group_scales(s);
+    dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
     dm = _mm512_setzero_ps();
   }
 }
@@ -491,20 +480,20 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
 // Rows [0, R) x tokens [0, T) straight from the P16 rows. Inlined into the row loops: for one
 // token a call per row cost about 5% of OLMoE decode (short rows of 576-1152 bytes).
 //
-// How q4_0 rows meet memory here is not understood. They read slower per byte than q4_K rows of
-// the same size, although q4_K's group step does more work. Scratch test on this Zen 4 host: 128
-// matrices of 2048 x 2048 (huge pages), batches of 16, one token; q4_0, q4_K and a plain read
-// alternating in one process. With the scales widened from one 32-byte load, q4_0 / q4_K was
-// 0.94-0.98 while the read gave ~32 GB/s, and 0.86-0.90 at ~50 GB/s. The scales read as four
-// 8-byte pieces (f16_group_scales) give 0.98-1.00 at ~32 GB/s and 0.91-0.98 at ~46-50, with q8_0
-// (same scales) unchanged. Other measurements:
-// - More loads of the scale line helped by degrees, the more the better:
-//   - extra loads left unused: 0.89-0.95 (1 or 2 loads), 0.92-0.96 (3);
-//   - q4_K's whole scale decoding added as dead work: 0.96-1.03.
-// - No better: the scales loaded at the group's start or a group ahead; dependent multiplies
-//   (6 or 12); two rows at a time; the f32 step deferred by a group; scale prefetches once a line
-//   or into L1; prefetch distances of 3 and 12 KB.
-// - The ggml-layout body: 1.01-1.04 at ~32 GB/s, 0.82-0.86 at ~50.
+// How q4_0 rows meet memory here is not understood. In a scratch test on this Zen 4 host (128
+// matrices of 2048 x 2048 on huge pages, batches of 16, one token; q4_0, q4_K and a plain read
+// alternating in one process), q4_0 rows read 0.94-0.98 of q4_K's rate per byte while the read
+// gave ~32 GB/s and 0.86-0.90 at ~50, although q4_K's group step does more work. More loads of
+// the scale line closed part of that, by degrees: 1-3 extra loads left unused 0.89-0.96 at ~50;
+// the scales read as four 8-byte pieces 0.98-1.00 at ~32 and 0.91-0.98 at ~50; q4_K's scale
+// decoding added as dead work 0.96-1.03. But the four-piece read did not move OLMoE decode
+// (`bench decode --filter olmoe/q4_0`, 7 runs each: median 0.883 -> 0.884) or the MoE layer
+// kernel (`bench kernels --filter qmatvec_moe_decode`, q4_0 median 0.965 -> 0.967), and it cost
+// q8_0 (same scales) 3 points in OLMoE decode (0.939 -> 0.907, 6 runs each), so it was taken
+// back. No better in the scratch test: the scales loaded at the group's start or a group ahead,
+// dependent multiplies, two rows at a time, the f32 step deferred by a group, scale prefetches
+// once a line or into L1, prefetch distances of 3 and 12 KB; the ggml-layout body read 1.01-1.04
+// at ~32 GB/s but 0.82-0.86 at ~50.
 template <GgmlType kType, int R, int T>
 SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
   constexpr bool kMins = kType == GgmlType::kQ4_K;
