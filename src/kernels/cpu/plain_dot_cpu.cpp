@@ -48,16 +48,15 @@ HWY_INLINE hn::Vec<DF> Widen(DF df, const uint8_t* HWY_RESTRICT p, size_t j) {
   }
 }
 
-// Rows [r0, r1) against kT tokens (see plain_dot_tile). Per token two partial sums take the
+// Rows [0, rows) against kT tokens (see plain_dot_tile). Per token two partial sums take the
 // even and the odd vectors of the row, so one row's loads and conversions serve every token and
 // the FMA chains stay short.
 template <PlainKind kKind, int kT>
-void DotRowsT(const uint8_t* HWY_RESTRICT w, size_t ws, size_t r0, size_t r1,
-              const float* HWY_RESTRICT x, size_t xs, size_t k, float* HWY_RESTRICT y, size_t ys,
-              bool accumulate) {
+void DotRowsT(const uint8_t* HWY_RESTRICT w, size_t ws, size_t rows, const float* HWY_RESTRICT x,
+              size_t xs, size_t k, float* HWY_RESTRICT y, size_t ys, bool accumulate) {
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
-  for (size_t r = r0; r < r1; ++r) {
+  for (size_t r = 0; r < rows; ++r) {
     const uint8_t* row = w + r * ws;
     hn::Vec<decltype(df)> even[kT], odd[kT];
     for (int t = 0; t < kT; ++t) even[t] = odd[t] = hn::Zero(df);
@@ -85,32 +84,32 @@ void DotRowsT(const uint8_t* HWY_RESTRICT w, size_t ws, size_t r0, size_t r1,
 }
 
 template <PlainKind kKind>
-void DotRows(const uint8_t* w, size_t ws, size_t r0, size_t r1, const float* x, size_t xs,
-             size_t tokens, size_t k, float* y, size_t ys, bool accumulate) {
+void DotRows(const uint8_t* w, size_t ws, size_t rows, const float* x, size_t xs, size_t tokens,
+             size_t k, float* y, size_t ys, bool accumulate) {
   switch (tokens) {
     case 1:
-      return DotRowsT<kKind, 1>(w, ws, r0, r1, x, xs, k, y, ys, accumulate);
+      return DotRowsT<kKind, 1>(w, ws, rows, x, xs, k, y, ys, accumulate);
     case 2:
-      return DotRowsT<kKind, 2>(w, ws, r0, r1, x, xs, k, y, ys, accumulate);
+      return DotRowsT<kKind, 2>(w, ws, rows, x, xs, k, y, ys, accumulate);
     case 3:
-      return DotRowsT<kKind, 3>(w, ws, r0, r1, x, xs, k, y, ys, accumulate);
+      return DotRowsT<kKind, 3>(w, ws, rows, x, xs, k, y, ys, accumulate);
     default:
-      return DotRowsT<kKind, 4>(w, ws, r0, r1, x, xs, k, y, ys, accumulate);
+      return DotRowsT<kKind, 4>(w, ws, rows, x, xs, k, y, ys, accumulate);
   }
 }
 
-// The exported body: rows [r0, r1) of weights of `kind` (a PlainKind as an int).
-void PlainDotRows(int kind, const uint8_t* w, size_t ws, size_t r0, size_t r1, const float* x,
-                  size_t xs, size_t tokens, size_t k, float* y, size_t ys, bool accumulate) {
+// The exported body: rows [0, rows) of weights of `kind` (a PlainKind as an int).
+void PlainDotRows(int kind, const uint8_t* w, size_t ws, size_t rows, const float* x, size_t xs,
+                  size_t tokens, size_t k, float* y, size_t ys, bool accumulate) {
   switch (static_cast<PlainKind>(kind)) {
     case PlainKind::kF32:
-      return DotRows<PlainKind::kF32>(w, ws, r0, r1, x, xs, tokens, k, y, ys, accumulate);
+      return DotRows<PlainKind::kF32>(w, ws, rows, x, xs, tokens, k, y, ys, accumulate);
     case PlainKind::kBF16:
-      return DotRows<PlainKind::kBF16>(w, ws, r0, r1, x, xs, tokens, k, y, ys, accumulate);
+      return DotRows<PlainKind::kBF16>(w, ws, rows, x, xs, tokens, k, y, ys, accumulate);
     case PlainKind::kF16:
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
       // Highway 1.0's emulated f16 widening has no infinity or NaN case: one value at a time.
-      for (size_t r = r0; r < r1; ++r) {
+      for (size_t r = 0; r < rows; ++r) {
         for (size_t t = 0; t < tokens; ++t) {
           float s = 0.0f;
           for (size_t j = 0; j < k; ++j)
@@ -121,7 +120,7 @@ void PlainDotRows(int kind, const uint8_t* w, size_t ws, size_t r0, size_t r1, c
       }
       return;
 #else
-      return DotRows<PlainKind::kF16>(w, ws, r0, r1, x, xs, tokens, k, y, ys, accumulate);
+      return DotRows<PlainKind::kF16>(w, ws, rows, x, xs, tokens, k, y, ys, accumulate);
 #endif
   }
 }
@@ -144,7 +143,7 @@ void plain_tile(const QdotTile& a) {
   for (int64_t t0 = 0; t0 < a.tokens; t0 += kPlainDotMaxTokens) {
     const int64_t nt = std::min(kPlainDotMaxTokens, a.tokens - t0);
     HWY_DYNAMIC_DISPATCH(PlainDotRows)
-    (static_cast<int>(kKind), a.w, a.w_stride, 0, static_cast<size_t>(a.rows),
+    (static_cast<int>(kKind), a.w, a.w_stride, static_cast<size_t>(a.rows),
      reinterpret_cast<const float*>(a.act + static_cast<size_t>(t0) * a.act_stride),
      a.act_stride / 4, static_cast<size_t>(nt), static_cast<size_t>(a.k), a.y + t0 * a.y_stride,
      static_cast<size_t>(a.y_stride), a.accumulate);
