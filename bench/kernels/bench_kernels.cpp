@@ -133,20 +133,20 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
   }
 
   if (wanted(opts, "cached_attention")) {
-    // Inference prefill over the f16 KV cache, OLMoE's heads (16 query and kv heads of 128): a
-    // 512-token prompt, and a 512-token chunk after 3584 cached positions. FLOPs count the two
-    // products over the keys each query sees.
+    // Inference prefill over the f16 KV cache (head-major, as the model keeps it), OLMoE's heads
+    // (16 query and kv heads of 128): a 512-token prompt, and a 512-token chunk after 3584 cached
+    // positions. FLOPs count the two products over the keys each query sees.
     const int64_t t = opts.quick ? 128 : 512, heads = 16, dh = 128;
     for (const int64_t past : {int64_t{0}, opts.quick ? int64_t{384} : int64_t{3584}}) {
       const int64_t cached = past + t;
       const Tensor q = random_tensor({t, heads, dh}, 11);
-      const Tensor k = random_tensor({cached, heads, dh}, 12).to(DType::F16);
-      const Tensor v = random_tensor({cached, heads, dh}, 13).to(DType::F16);
+      const Tensor k = random_tensor({heads, cached, dh}, 12).to(DType::F16);
+      const Tensor v = random_tensor({heads, cached, dh}, 13).to(DType::F16);
       Tensor out = Tensor::zeros({t, heads, dh});
       const double seen = static_cast<double>(t) * past + 0.5 * static_cast<double>(t) * (t + 1);
       const double flops = 2.0 * 2.0 * seen * heads * dh;
-      const double sec =
-          median(time_samples([&] { kernels::cached_attention(out, q, k, v); }, opts.timing));
+      const double sec = median(time_samples(
+          [&] { kernels::cached_attention_heads(out, q, k, v, cached); }, opts.timing));
       reporter.emit({.bench = "kernels",
                      .name = "cached_attention_prefill/f16/t" + std::to_string(t) + "s" +
                              std::to_string(cached) + "/h" + std::to_string(heads) + "d" +
@@ -159,7 +159,8 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
   }
 
   if (wanted(opts, "cached_attention_decode")) {
-    // One decode step's attention over an f16 cache of S positions, for the heads of OLMoE (16
+    // One decode step's attention over a head-major f16 cache (the model's) of S positions, for
+    // the heads of OLMoE (16
     // query and kv heads of 128), Mixtral (32 and 8) and Qwen3-MoE (32 and 4). The calls cycle
     // over enough layers' caches (at least 256 MB) that each reads its keys and values from
     // memory, as a decode step does after streaming weights. GB/s of keys and values read,
@@ -178,17 +179,17 @@ void run_kernel_suite(Reporter& reporter, const MachineLimits& limits, const Sui
       std::vector<Tensor> k, v;
       for (int64_t l = 0; l < layers; ++l) {
         k.push_back(
-            random_tensor({s, h.kv, h.dim}, 20 + 2 * static_cast<uint64_t>(l)).to(DType::F16));
+            random_tensor({h.kv, s, h.dim}, 20 + 2 * static_cast<uint64_t>(l)).to(DType::F16));
         v.push_back(
-            random_tensor({s, h.kv, h.dim}, 21 + 2 * static_cast<uint64_t>(l)).to(DType::F16));
+            random_tensor({h.kv, s, h.dim}, 21 + 2 * static_cast<uint64_t>(l)).to(DType::F16));
       }
       const Tensor q = random_tensor({1, h.q, h.dim}, 19);
       Tensor out = Tensor::zeros({1, h.q, h.dim});
       int64_t next = 0;
       const double sec = median(time_samples(
           [&] {
-            kernels::cached_attention(out, q, k[static_cast<size_t>(next)],
-                                      v[static_cast<size_t>(next)]);
+            kernels::cached_attention_heads(out, q, k[static_cast<size_t>(next)],
+                                            v[static_cast<size_t>(next)], s);
             next = (next + 1) % layers;
           },
           opts.timing));

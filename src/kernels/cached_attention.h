@@ -15,7 +15,8 @@
 // sum, rescaled as the max grows) between the scores' GEMM and the values' GEMM (OpenBLAS); the
 // work items are independent, so results do not depend on the thread count. Decode steps (up to
 // 4 new tokens) split each token's keys across the threads and merge their partial softmax
-// states, flash-decoding style. Memory beyond the output is a few tiles per thread.
+// states, flash-decoding style; over a head-major cache they share out (kv head, key range)
+// pairs instead. Memory beyond the output is a few tiles per thread.
 #pragma once
 
 #include <cstdint>
@@ -35,5 +36,12 @@ struct CachedAttentionOptions {
 // v:   same dtype as k, [S, Hkv, Dv]
 void cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                       const CachedAttentionOptions& opts = {});
+
+// The same over a head-major cache (the model's KV cache, model/kv_cache.h): k [Hkv, C, Dk] and
+// v [Hkv, C, Dv], each kv head's C >= S positions back to back, of which the first S = cached
+// are read. Decode steps then take each kv head's keys and values as two sequential streams
+// (see cpu/cached_attention_cpu.cpp, attend_heads).
+void cached_attention_heads(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
+                            int64_t cached, const CachedAttentionOptions& opts = {});
 
 }  // namespace sy::kernels

@@ -2,8 +2,10 @@
 // to the past without recomputing it. Lives in the model layer because Model::forward appends
 // to it (infer/ builds sessions and schedulers on top).
 //
-// Layout per layer: k f32 [capacity, Hkv, Dk], v f32 [capacity, Hkv, Dv]; rows [0, length) are
-// filled. Multi-head latent attention stores the decompressed per-head keys and values.
+// Layout per layer, head-major: k [Hkv, capacity, Dk], v [Hkv, capacity, Dv] (f16, or f32),
+// positions [0, length) of each kv head filled. A decode step then reads each kv head's keys and
+// values as two sequential streams (kernels::cached_attention_heads). Multi-head latent
+// attention stores the decompressed per-head keys and values.
 #pragma once
 
 #include <cstdint>

@@ -169,8 +169,8 @@ KvCache Model::new_cache(int64_t capacity, DType dtype) const {
   KvCache cache;
   cache.capacity = capacity;
   for (int64_t l = 0; l < config_.num_layers; ++l) {
-    cache.k.push_back(Tensor::zeros({capacity, config_.num_kv_heads, config_.key_dim()}, dtype));
-    cache.v.push_back(Tensor::zeros({capacity, config_.num_kv_heads, config_.value_dim()}, dtype));
+    cache.k.push_back(Tensor::zeros({config_.num_kv_heads, capacity, config_.key_dim()}, dtype));
+    cache.v.push_back(Tensor::zeros({config_.num_kv_heads, capacity, config_.value_dim()}, dtype));
   }
   return cache;
 }

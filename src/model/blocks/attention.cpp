@@ -40,18 +40,26 @@ void clamp(Tensor& t, float limit) {
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::clamp(p[i], -limit, limit);
 }
 
-// Copies the rows of `src` (f32) into rows [at, at + rows) of the cache tensor `dst` (f32 or f16).
+// Writes the rows of `src` (f32 [T, Hkv, D]) at positions [at, at + T) of the head-major cache
+// tensor `dst` (f32 or f16 [Hkv, C, D]).
 void write_rows(Tensor& dst, int64_t at, const Tensor& src) {
-  const int64_t width = src.numel() / std::max<int64_t>(src.dim(0), 1);
-  SY_CHECK(at + src.dim(0) <= dst.dim(0), "KV cache full: {} positions, {} more needed", dst.dim(0),
-           at + src.dim(0) - dst.dim(0));
-  if (dst.dtype() == DType::F16) {
-    convert_f32_to_f16(src.data<float>(), dst.mutable_data<uint16_t>() + at * width,
-                       static_cast<size_t>(src.numel()));
-    return;
+  const int64_t t = src.dim(0), heads = dst.dim(0), cap = dst.dim(1), d = dst.dim(2);
+  SY_CHECK(at + t <= cap, "KV cache full: {} positions, {} more needed", cap, at + t - cap);
+  SY_DCHECK(src.numel() == t * heads * d);
+  const float* s = src.data<float>();
+  uint16_t* f16 = dst.dtype() == DType::F16 ? dst.mutable_data<uint16_t>() : nullptr;
+  float* f32 = f16 == nullptr ? dst.mutable_data<float>() : nullptr;
+  for (int64_t g = 0; g < heads; ++g) {
+    for (int64_t i = 0; i < t; ++i) {
+      const float* row = s + (i * heads + g) * d;
+      const int64_t to = (g * cap + at + i) * d;
+      if (f16 != nullptr) {
+        convert_f32_to_f16(row, f16 + to, static_cast<size_t>(d));
+      } else {
+        std::memcpy(f32 + to, row, static_cast<size_t>(d) * sizeof(float));
+      }
+    }
   }
-  std::memcpy(dst.mutable_data<float>() + at * width, src.data<float>(),
-              static_cast<size_t>(src.numel()) * sizeof(float));
 }
 
 // kv_b [H * (nope + v), rkv] rebuilt from llama.cpp's split form: k_b [H, rkv, nope] (each
@@ -226,11 +234,9 @@ Tensor Attention::forward(const Tensor& x, int64_t past, Tensor& cache_k, Tensor
   }
   write_rows(cache_k, past, k);
   write_rows(cache_v, past, v);
-  const Tensor keys = cache_k.slice_rows(0, past + t);
-  const Tensor values = cache_v.slice_rows(0, past + t);
   Tensor out = Tensor::empty({t, c_.num_heads, c_.value_dim()});
-  kernels::cached_attention(out, q, keys, values,
-                            {.scale = c_.attn_scale, .window = c_.sliding_window});
+  kernels::cached_attention_heads(out, q, cache_k, cache_v, past + t,
+                                  {.scale = c_.attn_scale, .window = c_.sliding_window});
   return linear(out.reshape({t, c_.num_heads * c_.value_dim()}), o_);
 }
 

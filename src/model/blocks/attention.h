@@ -20,8 +20,8 @@ class Attention {
   Attention(const ModelConfig& config, const LayerWeights& weights);
   // y: f32 [T, D]. x: f32 [T, D] (normalised input); the new tokens sit at positions
   // [past, past + T) where past = the cache length before the call. cache_k/cache_v: this
-  // layer's cache tensors (f32 [capacity, Hkv, Dk] / [capacity, Hkv, Dv]); rows
-  // [past, past + T) are written.
+  // layer's cache tensors (f16 or f32, head-major [Hkv, capacity, Dk] / [Hkv, capacity, Dv],
+  // model/kv_cache.h); positions [past, past + T) are written.
   Tensor forward(const Tensor& x, int64_t past, Tensor& cache_k, Tensor& cache_v) const;
   // Bytes of weights one forward reads (decode bandwidth bound).
   uint64_t weight_bytes() const;

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -21,8 +23,25 @@ struct Case {
 // x rounded to f16 and back, so the reference sees exactly what the f16 cache holds.
 Tensor round_f16(const Tensor& x) { return x.to(DType::F16).to_f32(); }
 
+// x [S, H, D] as a head-major cache of `capacity` positions per head, [H, capacity, D], the
+// positions past S NaN so that reading one shows in the output.
+Tensor heads_first(const Tensor& x, int64_t capacity) {
+  const int64_t s = x.dim(0), h = x.dim(1), d = x.dim(2);
+  Tensor out = Tensor::empty({h, capacity, d});
+  out.fill(NAN);
+  const float* src = x.data<float>();
+  float* dst = out.mutable_data<float>();
+  for (int64_t p = 0; p < s; ++p) {
+    for (int64_t g = 0; g < h; ++g) {
+      std::copy(src + (p * h + g) * d, src + (p * h + g + 1) * d, dst + (g * capacity + p) * d);
+    }
+  }
+  return out;
+}
+
 // Checks cached_attention on each shape against the PyTorch reference, on every SIMD path and
-// once per thread count (0: the default team).
+// once per thread count (0: the default team); and cached_attention_heads on the same keys and
+// values in a head-major cache with room for 5 more positions.
 void check_against_reference(const std::vector<Case>& shapes, uint64_t seed,
                              const std::vector<int>& thread_counts) {
   Rng rng(seed);
@@ -45,9 +64,15 @@ void check_against_reference(const std::vector<Case>& shapes, uint64_t seed,
         SCOPED_TRACE(::testing::Message() << "case " << i << ", threads " << threads);
         Tensor out = Tensor::zeros({s.tokens, s.q_heads, s.value_dim});
         const DType kv = s.f16 ? DType::F16 : DType::F32;
-        cached_attention(out, cases[i].inputs.at("q"), cases[i].inputs.at("k").to(kv),
-                         cases[i].inputs.at("v").to(kv), s.opts);
+        const Tensor& k = cases[i].inputs.at("k");
+        const Tensor& v = cases[i].inputs.at("v");
+        cached_attention(out, cases[i].inputs.at("q"), k.to(kv), v.to(kv), s.opts);
         EXPECT_ALL_CLOSE(out, refs[i].at("out"), 1e-5f, 1e-5f);
+        Tensor by_head = Tensor::zeros({s.tokens, s.q_heads, s.value_dim});
+        cached_attention_heads(by_head, cases[i].inputs.at("q"),
+                               heads_first(k, s.cached + 5).to(kv),
+                               heads_first(v, s.cached + 5).to(kv), s.cached, s.opts);
+        EXPECT_ALL_CLOSE(by_head, refs[i].at("out"), 1e-5f, 1e-5f);
       }
     }
   });
@@ -86,6 +111,9 @@ TEST(CachedAttention, MatchesPyTorch) {
       {2, 60, 48, 16, 32, 32, {}},         // the same in f32, two tokens
       {1, 80, 7, 1, 20, 44, {}, true},     // group 7 (4 + 2 + 1 heads), lane tails
       {1, 80, 6, 2, 16, 40, {}},           // group 3 (2 + 1), Dv of 2 vectors + a tail
+      // Groups of 16 and 32 query heads (head-major: 16 heads per reduction).
+      {1, 130, 32, 2, 64, 64, {}, true},
+      {2, 50, 32, 1, 32, 32, {}},
   };
   check_against_reference(shapes, 5, {0});
 }
@@ -120,6 +148,9 @@ TEST(CachedAttention, DecodeSplitsKeysAcrossThreads) {
       {3, 260, 8, 4, 72, 40, {.scale = 0.2f}},           // three tokens, lane tails, group 2
       {4, 700, 16, 16, 128, 128, {}, true},              // OLMoE shape, four tokens, many blocks
       {2, 400, 32, 8, 128, 128, {.window = 100}, true},  // Mixtral-like, window, two tokens
+      // Head-major: fewer (token, kv head) pairs than threads cut each head's keys into chunks.
+      {1, 600, 8, 1, 64, 64, {}, true},                // one kv head, group 8
+      {2, 300, 4, 2, 128, 32, {.window = 200}, true},  // four pairs, window
   };
   check_against_reference(shapes, 6, {1, 2, 3, 5});
 }
@@ -130,6 +161,12 @@ TEST(CachedAttention, RejectsBadShapes) {
   EXPECT_THROW(cached_attention(out, q, k, v), Error);  // fewer cached rows than tokens
   Tensor k3 = Tensor::zeros({4, 3, 8}), v3 = Tensor::zeros({4, 3, 8});
   EXPECT_THROW(cached_attention(out, q, k3, v3), Error);  // 4 heads over 3 kv heads
+  // Head-major [Hkv, C, D]: more cached positions than C, or v with another capacity.
+  Tensor kh = Tensor::zeros({2, 4, 8}), vh = Tensor::zeros({2, 4, 8});
+  EXPECT_THROW(cached_attention_heads(out, q, kh, vh, 5), Error);
+  EXPECT_NO_THROW(cached_attention_heads(out, q, kh, vh, 4));
+  Tensor vh5 = Tensor::zeros({2, 5, 8});
+  EXPECT_THROW(cached_attention_heads(out, q, kh, vh5, 4), Error);
 }
 
 }  // namespace
