@@ -887,19 +887,23 @@ void attend_heads(float* out, const float* q, const void* k, const void* v, bool
   const int64_t chunks = std::max<int64_t>(1, (threads + pairs - 1) / pairs);
   // Per item: o [group, Dv], then m [group] and l [group] (see AttendHead).
   const int64_t state = group * (s.value_dim + 2);
-  std::vector<float> partial(static_cast<size_t>(pairs * chunks * state));
+  // Every item writes its whole state, so the buffer is kept from call to call, not cleared.
+  thread_local std::vector<float> kept;
+  kept.resize(std::max(kept.size(), static_cast<size_t>(pairs * chunks * state)));
+  float* partial = kept.data();  // the caller's buffer, for every thread of the team
   const auto attend =
       kv_f16 ? HWY_DYNAMIC_DISPATCH(AttendHeadF16) : HWY_DYNAMIC_DISPATCH(AttendHeadF32);
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> scores(static_cast<size_t>(group * kKeyBlock));
+    thread_local std::vector<float> scores;
+    scores.resize(std::max(scores.size(), static_cast<size_t>(group * kKeyBlock)));
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < pairs * chunks; ++item) {
       const int64_t t = item / (s.kv_heads * chunks), g = item / chunks % s.kv_heads;
       const int64_t c = item % chunks;
       const int64_t lo = first_key(t), keys = past + t + 1 - lo;
       const int64_t begin = lo + keys * c / chunks, end = lo + keys * (c + 1) / chunks;
-      float* o = partial.data() + item * state;
+      float* o = partial + item * state;
       float* m = o + group * s.value_dim;
       attend(o, m, m + group, q + t * ldq + g * group * s.key_dim,
              kb + (g * cap + begin) * s.key_dim * elem, vb + (g * cap + begin) * s.value_dim * elem,
@@ -913,7 +917,7 @@ void attend_heads(float* out, const float* q, const void* k, const void* v, bool
       const int64_t t = item / s.q_heads, h = item % s.q_heads;
       const int64_t g = h / group, i = h % group;
       const auto at = [&](int64_t c) {
-        return partial.data() + ((t * s.kv_heads + g) * chunks + c) * state;
+        return partial + ((t * s.kv_heads + g) * chunks + c) * state;
       };
       const int64_t mi = group * s.value_dim + i, li = mi + group;
       float mx = -INFINITY;

@@ -62,6 +62,23 @@ void write_rows(Tensor& dst, int64_t at, const Tensor& src) {
   }
 }
 
+// Fetches for writing the lines of positions [at, at + t) of every kv head of a head-major cache
+// tensor (see write_rows), for a decode step (t <= 4): they sit a whole head's capacity apart and
+// are cold, so written straight away each costs a miss to memory on the main thread, while the
+// other threads wait (OLMoE q4_0 decode: write_rows took 0.66% of the main thread's time, against
+// 0.1% for the old position-major rows); fetched before the QKV products, they are in cache when
+// written.
+void prefetch_rows(Tensor& dst, int64_t at, int64_t t) {
+  if (t > 4) return;
+  const int64_t heads = dst.dim(0), cap = dst.dim(1);
+  const int64_t row = dst.dim(2) * static_cast<int64_t>(dtype_size(dst.dtype()));
+  const auto* base = reinterpret_cast<const char*>(dst.bytes());
+  for (int64_t g = 0; g < heads; ++g) {
+    const char* p = base + (g * cap + at) * row;
+    for (int64_t b = 0; b < t * row; b += 64) __builtin_prefetch(p + b, 1, 3);
+  }
+}
+
 // kv_b [H * (nope + v), rkv] rebuilt from llama.cpp's split form: k_b [H, rkv, nope] (each
 // head's key block transposed) and v_b [H, v, rkv].
 Tensor join_kv_b(const Tensor& k_b, const Tensor& v_b, const MlaConfig& m, int64_t heads) {
@@ -226,6 +243,10 @@ uint64_t Attention::weight_bytes() const {
 
 Tensor Attention::forward(const Tensor& x, int64_t past, Tensor& cache_k, Tensor& cache_v) const {
   const int64_t t = x.dim(0);
+  if (past + t <= cache_k.dim(1)) {  // else write_rows reports the full cache
+    prefetch_rows(cache_k, past, t);
+    prefetch_rows(cache_v, past, t);
+  }
   Tensor q, k, v;
   if (c_.mla) {
     project_mla(x, past, q, k, v);
