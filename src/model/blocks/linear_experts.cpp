@@ -54,9 +54,12 @@ void LinearExperts::check_offsets(const std::vector<int64_t>& offsets) const {
 void LinearExperts::forward(Tensor& out, const Tensor& buffer, const std::vector<int64_t>& offsets,
                             moe::FfnSaved* /*saved*/) {
   check_offsets(offsets);
-  std::vector<Tensor> inputs(static_cast<size_t>(e_));
-  for (size_t j = 0; j < inputs.size(); ++j) {
-    if (offsets[j] < offsets[j + 1]) inputs[j] = buffer.slice_rows(offsets[j], offsets[j + 1]);
+  std::vector<ExpertInput> inputs;
+  for (int64_t j = 0; j < e_; ++j) {
+    const auto b = static_cast<size_t>(j);
+    if (offsets[b] < offsets[b + 1]) {
+      inputs.push_back({j, buffer.slice_rows(offsets[b], offsets[b + 1])});
+    }
   }
   run(out, offsets, inputs);
 }
@@ -69,9 +72,11 @@ void LinearExperts::forward_rows(Tensor& out, const Tensor& x, const Tensor& row
   row_token.expect_dtype(DType::I32, "LinearExperts.forward_rows: row_token");
   row_token.expect_shape({offsets.back()}, "LinearExperts.forward_rows: row_token");
   const int32_t* tok = row_token.data<int32_t>();
-  std::vector<Tensor> inputs(static_cast<size_t>(e_));
-  for (size_t j = 0; j < inputs.size(); ++j) {
-    const int64_t begin = offsets[j], end = offsets[j + 1];
+  // The experts with rows (a decode step: top-k of them), so the list stays short.
+  std::vector<ExpertInput> inputs;
+  for (int64_t j = 0; j < e_; ++j) {
+    const int64_t begin = offsets[static_cast<size_t>(j)];
+    const int64_t end = offsets[static_cast<size_t>(j) + 1];
     if (begin == end) continue;
     const int64_t first = tok[begin];
     bool run_of_x = first >= 0 && first + (end - begin) <= x.dim(0);
@@ -81,13 +86,13 @@ void LinearExperts::forward_rows(Tensor& out, const Tensor& x, const Tensor& row
               saved);
       return;
     }
-    inputs[j] = x.slice_rows(first, first + (end - begin));
+    inputs.push_back({j, x.slice_rows(first, first + (end - begin))});
   }
   run(out, offsets, inputs);
 }
 
 void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
-                        const std::vector<Tensor>& inputs) {
+                        const std::vector<ExpertInput>& inputs) {
   // Gate, up and hidden rows of all experts in one buffer each, in the order of `out`'s rows, so
   // one activation call covers every expert (a decode step has 8 experts of one row each). The
   // quantized path needs no hidden rows: its down products take silu(gate) * up directly.
@@ -100,14 +105,16 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
     const Tensor* x;
     Tensor gate, up, hidden, y;
   };
-  std::vector<Active> active;
-  active.reserve(static_cast<size_t>(std::min<int64_t>(e_, rows)));
-  for (int64_t j = 0; j < e_; ++j) {
+  // Kept from call to call (a decode step makes one per MoE layer): a list of a few KB costs
+  // glibc a search of its bins each time, on the main thread while the others wait. Cleared on
+  // the way out so that no tensor outlives the call.
+  thread_local std::vector<Active> active;
+  active.clear();
+  for (const ExpertInput& in : inputs) {
+    const int64_t j = in.expert;
     const int64_t begin = offsets[static_cast<size_t>(j)];
     const int64_t end = offsets[static_cast<size_t>(j) + 1];
-    if (begin == end) continue;
-    active.push_back({j, &inputs[static_cast<size_t>(j)],
-                      gate.slice_rows(begin - first, end - first),
+    active.push_back({j, &in.x, gate.slice_rows(begin - first, end - first),
                       up.slice_rows(begin - first, end - first),
                       quantized_ ? Tensor() : hidden.slice_rows(begin - first, end - first),
                       out.slice_rows(begin, end)});
@@ -120,6 +127,7 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
     }
     kernels::swiglu_forward(hidden, gate, up);
     for (Active& a : active) down_[static_cast<size_t>(a.expert)].apply(a.y, a.hidden);
+    active.clear();
     return;
   }
   // Every active expert's gate and up projections (an input is quantized once for all the
@@ -127,9 +135,9 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
   // then all down projections on silu(gate) * up, in one parallel region: with few
   // tokens (decode) each product is small; sharing the rows of all experts keeps every thread
   // busy, and the SwiGLU runs on every thread as the down products' input is quantized.
-  std::vector<kernels::QuantMatmulJob> gate_up, down;
-  gate_up.reserve(2 * active.size());
-  down.reserve(active.size());
+  thread_local std::vector<kernels::QuantMatmulJob> gate_up, down;
+  gate_up.clear();
+  down.clear();
   for (Active& a : active) {
     const auto j = static_cast<size_t>(a.expert);
     gate_up.push_back({&a.gate, a.x, gate_[j].quant(), false});
@@ -137,6 +145,9 @@ void LinearExperts::run(Tensor& out, const std::vector<int64_t>& offsets,
     down.push_back({.y = &a.y, .x = &a.up, .w = down_[j].quant(), .gate = &a.gate});
   }
   kernels::quant_matmul_stages(gate_up, down);
+  gate_up.clear();
+  down.clear();
+  active.clear();
 }
 
 void LinearExperts::backward(Tensor& /*d_buffer*/, const Tensor& /*d_out*/,

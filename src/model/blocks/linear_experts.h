@@ -38,9 +38,15 @@ class LinearExperts final : public moe::ExpertBank {
 
  private:
   int64_t e_, d_, f_;
-  // out rows [offsets[j], offsets[j+1]) = expert j's FFN of inputs[j] (undefined for experts
-  // without rows).
-  void run(Tensor& out, const std::vector<int64_t>& offsets, const std::vector<Tensor>& inputs);
+  // An expert with rows, and its input rows.
+  struct ExpertInput {
+    int64_t expert;
+    Tensor x;
+  };
+  // out rows [offsets[j], offsets[j+1]) = expert j's FFN of its input rows, for each expert j
+  // listed in `inputs` (in expert order; those without rows are not listed).
+  void run(Tensor& out, const std::vector<int64_t>& offsets,
+           const std::vector<ExpertInput>& inputs);
   void check_offsets(const std::vector<int64_t>& offsets) const;
 
   std::vector<Linear> gate_, up_, down_;  // per expert
