@@ -494,6 +494,15 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
 // dependent multiplies, two rows at a time, the f32 step deferred by a group, scale prefetches
 // once a line or into L1, prefetch distances of 3 and 12 KB; the ggml-layout body read 1.01-1.04
 // at ~32 GB/s but 0.82-0.86 at ~50.
+// It is not the loads: in OLMoE decode (`bench decode --filter olmoe/q4_0`, variants switched
+// in one binary and run alternately), idle vector ops added to the q4_0 group step after the
+// scales (kept by an empty asm) raised the median ratio: none 0.886 (19 runs), 8 vpaddd 0.888
+// (5), 16 0.904 (13), 24 0.945 (4), q4_K's scale decoding 0.93 (8); 16 scalar lea 0.896 (4),
+// 16 nops 0.87-0.89 (2), 3 more loads of the scale line 0.88-0.90 (2). The gain came in the
+// minutes of high bandwidth (0.87 -> 0.93 at a ~50 GB/s triad). None of it was kept: the same
+// 16 ops cost q8_0 7-15 points (0.92-0.99 -> 0.80-0.85) and q4_K up to 4, and 24 did not help
+// q4_0 on the Mixtral shape (rows of 1024 and 3584 values: 0.855-0.858 against 0.84-0.95), so
+// what they change is tied to this body, this row length and this core in a way not yet known.
 template <GgmlType kType, int R, int T>
 SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
   constexpr bool kMins = kType == GgmlType::kQ4_K;
