@@ -790,6 +790,51 @@ constexpr int64_t kDirectMaxTokens = 4;
 // Below this many bytes of keys and values read, the direct path runs on one thread.
 constexpr int64_t kDirectParallelBytes = int64_t{1} << 18;
 
+// What the decode walks (attend_direct, attend_heads) take from the shape. Token t (position
+// past + t) sees the keys [first_key(t), past + t]; parallel: the keys and values read come to
+// kDirectParallelBytes or more, so the whole team shares them.
+struct DirectWalk {
+  DirectWalk(const CachedAttentionShape& s, bool kv_f16, int64_t window_)
+      : group(s.q_heads / s.kv_heads),
+        past(s.cached - s.tokens),
+        ldq(s.q_heads * s.key_dim),
+        ldo(s.q_heads * s.value_dim),
+        elem(kv_f16 ? 2 : 4),
+        window(window_) {
+    int64_t bytes = 0;
+    for (int64_t t = 0; t < s.tokens; ++t) {
+      bytes += (past + t + 1 - first_key(t)) * s.kv_heads * (s.key_dim + s.value_dim);
+    }
+    parallel = bytes * elem >= kDirectParallelBytes;
+  }
+  int64_t first_key(int64_t t) const {
+    return window > 0 ? std::max<int64_t>(0, past + t - window + 1) : 0;
+  }
+  int64_t group, past, ldq, ldo, elem, window;
+  bool parallel = false;
+};
+
+// One query head's output from n unnormalised partial states over disjoint key ranges (see
+// AttendRange): out[0, dv) = sum_i exp(m_i - M) o_i / sum_i exp(m_i - M) l_i, M = max_i m_i,
+// where state(i) is state i's buffer, holding o_i from o_at on, m_i at m_at and l_i at l_at.
+template <class State>
+void merge_partials(float* out, int64_t dv, int64_t n, const State& state, int64_t o_at,
+                    int64_t m_at, int64_t l_at) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, state(i)[m_at]);
+  std::fill(out, out + dv, 0.0f);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* si = state(i);
+    if (si[m_at] == -INFINITY) continue;  // no keys (or none with weight) in its range
+    const float w = std::exp(si[m_at] - mx);
+    for (int64_t c = 0; c < dv; ++c) out[c] += w * si[o_at + c];
+    sum += w * si[l_at];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t c = 0; c < dv; ++c) out[c] *= inv;
+}
+
 // Decode attention split over key positions (flash-decoding): each thread takes one contiguous
 // range of every token's keys, attends all query heads over it in position order (AttendRange:
 // whole cache rows, one sequential stream), and the threads' unnormalised partial results are
@@ -797,20 +842,13 @@ constexpr int64_t kDirectParallelBytes = int64_t{1} << 18;
 // every row, which the hardware prefetchers do not follow.
 void attend_direct(float* out, const float* q, const void* k, const void* v, bool kv_f16,
                    const CachedAttentionShape& s, float scale, int64_t window) {
-  const int64_t group = s.q_heads / s.kv_heads;
-  const int64_t past = s.cached - s.tokens;
-  const int64_t ldq = s.q_heads * s.key_dim, ldo = s.q_heads * s.value_dim;
+  const DirectWalk w(s, kv_f16, window);
+  const int64_t group = w.group, past = w.past, ldq = w.ldq, ldo = w.ldo, elem = w.elem;
   const int64_t ldk = s.kv_heads * s.key_dim, ldv = s.kv_heads * s.value_dim;
-  const auto elem = static_cast<int64_t>(kv_f16 ? 2 : 4);
+  const bool parallel = w.parallel;
+  const auto first_key = [&](int64_t t) { return w.first_key(t); };
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
-  // Token t (position past + t) sees the keys [first_key(t), past + t].
-  const auto first_key = [&](int64_t t) {
-    return window > 0 ? std::max<int64_t>(0, past + t - window + 1) : 0;
-  };
-  int64_t bytes = 0;
-  for (int64_t t = 0; t < s.tokens; ++t) bytes += (past + t + 1 - first_key(t)) * (ldk + ldv);
-  const bool parallel = bytes * elem >= kDirectParallelBytes;
   // Per thread and token: o [Hq, Dv], then m [Hq] and l [Hq] (see AttendRange).
   const int64_t state = s.q_heads * (s.value_dim + 2);
   const int64_t max_threads = parallel ? omp_get_max_threads() : 1;
@@ -838,21 +876,9 @@ void attend_direct(float* out, const float* q, const void* k, const void* v, boo
     for (int64_t item = 0; item < s.tokens * s.q_heads; ++item) {
       const int64_t t = item / s.q_heads, h = item % s.q_heads;
       const auto at = [&](int64_t i) { return partial.data() + (i * s.tokens + t) * state; };
-      const int64_t mi = s.q_heads * s.value_dim + h, li = mi + s.q_heads;
-      float mx = -INFINITY;
-      for (int64_t i = 0; i < threads; ++i) mx = std::max(mx, at(i)[mi]);
-      float* o = out + t * ldo + h * s.value_dim;
-      std::fill(o, o + s.value_dim, 0.0f);
-      float sum = 0.0f;
-      for (int64_t i = 0; i < threads; ++i) {
-        if (at(i)[mi] == -INFINITY) continue;  // no keys (or none with weight) in its range
-        const float w = std::exp(at(i)[mi] - mx);
-        const float* oi = at(i) + h * s.value_dim;
-        for (int64_t c = 0; c < s.value_dim; ++c) o[c] += w * oi[c];
-        sum += w * at(i)[li];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t c = 0; c < s.value_dim; ++c) o[c] *= inv;
+      const int64_t mi = s.q_heads * s.value_dim + h;
+      merge_partials(out + t * ldo + h * s.value_dim, s.value_dim, threads, at, h * s.value_dim, mi,
+                     mi + s.q_heads);
     }
   }
 }
@@ -867,21 +893,13 @@ void attend_direct(float* out, const float* q, const void* k, const void* v, boo
 // by head, 1.04 and 1.03-1.13.
 void attend_heads(float* out, const float* q, const void* k, const void* v, bool kv_f16,
                   const CachedAttentionShape& s, float scale, int64_t window) {
-  const int64_t group = s.q_heads / s.kv_heads;
-  const int64_t past = s.cached - s.tokens;
-  const int64_t ldq = s.q_heads * s.key_dim, ldo = s.q_heads * s.value_dim;
+  const DirectWalk w(s, kv_f16, window);
+  const int64_t group = w.group, past = w.past, ldq = w.ldq, ldo = w.ldo, elem = w.elem;
   const int64_t cap = s.head_capacity;
-  const auto elem = static_cast<int64_t>(kv_f16 ? 2 : 4);
+  const bool parallel = w.parallel;
+  const auto first_key = [&](int64_t t) { return w.first_key(t); };
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
-  const auto first_key = [&](int64_t t) {
-    return window > 0 ? std::max<int64_t>(0, past + t - window + 1) : 0;
-  };
-  int64_t bytes = 0;
-  for (int64_t t = 0; t < s.tokens; ++t) {
-    bytes += (past + t + 1 - first_key(t)) * s.kv_heads * (s.key_dim + s.value_dim);
-  }
-  const bool parallel = bytes * elem >= kDirectParallelBytes;
   const int64_t threads = parallel ? omp_get_max_threads() : 1;
   const int64_t pairs = s.tokens * s.kv_heads;
   const int64_t chunks = std::max<int64_t>(1, (threads + pairs - 1) / pairs);
@@ -919,21 +937,9 @@ void attend_heads(float* out, const float* q, const void* k, const void* v, bool
       const auto at = [&](int64_t c) {
         return partial + ((t * s.kv_heads + g) * chunks + c) * state;
       };
-      const int64_t mi = group * s.value_dim + i, li = mi + group;
-      float mx = -INFINITY;
-      for (int64_t c = 0; c < chunks; ++c) mx = std::max(mx, at(c)[mi]);
-      float* o = out + t * ldo + h * s.value_dim;
-      std::fill(o, o + s.value_dim, 0.0f);
-      float sum = 0.0f;
-      for (int64_t c = 0; c < chunks; ++c) {
-        if (at(c)[mi] == -INFINITY) continue;  // no keys (or none with weight) in its range
-        const float w = std::exp(at(c)[mi] - mx);
-        const float* oc = at(c) + i * s.value_dim;
-        for (int64_t x = 0; x < s.value_dim; ++x) o[x] += w * oc[x];
-        sum += w * at(c)[li];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t x = 0; x < s.value_dim; ++x) o[x] *= inv;
+      const int64_t mi = group * s.value_dim + i;
+      merge_partials(out + t * ldo + h * s.value_dim, s.value_dim, chunks, at, i * s.value_dim, mi,
+                     mi + group);
     }
   }
 }
