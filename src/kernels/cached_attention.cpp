@@ -1,7 +1,5 @@
 #include "kernels/cached_attention.h"
 
-#include <fmt/format.h>
-
 #include <cmath>
 
 #include "kernels/cpu/cached_attention_cpu.h"
@@ -10,15 +8,26 @@ namespace sy::kernels {
 
 namespace {
 
+// The operands' names in messages, per entry point (literals: a decode step calls this per layer).
+struct Names {
+  const char *op, *q, *k, *v, *out;
+};
+constexpr Names kPositionMajor{"cached_attention", "cached_attention: q", "cached_attention: k",
+                               "cached_attention: v", "cached_attention: out"};
+constexpr Names kHeadMajor{"cached_attention_heads", "cached_attention_heads: q",
+                           "cached_attention_heads: k", "cached_attention_heads: v",
+                           "cached_attention_heads: out"};
+
 // Checks the operands (k and v laid out as `heads_first` says) and runs the kernel.
 void run_cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
-                          int64_t cached, bool heads_first, const CachedAttentionOptions& opts,
-                          const char* op) {
-  q.expect_dtype(DType::F32, fmt::format("{}: q", op).c_str());
+                          int64_t cached, bool heads_first, const CachedAttentionOptions& opts) {
+  const Names& n = heads_first ? kHeadMajor : kPositionMajor;
+  const char* op = n.op;
+  q.expect_dtype(DType::F32, n.q);
   const bool f16 = k.dtype() == DType::F16;
-  k.expect_dtype(f16 ? DType::F16 : DType::F32, fmt::format("{}: k", op).c_str());
-  v.expect_dtype(k.dtype(), fmt::format("{}: v", op).c_str());
-  out.expect_dtype(DType::F32, fmt::format("{}: out", op).c_str());
+  k.expect_dtype(f16 ? DType::F16 : DType::F32, n.k);
+  v.expect_dtype(k.dtype(), n.v);
+  out.expect_dtype(DType::F32, n.out);
   const char* layout = heads_first ? "[Hkv, C, Dk], [Hkv, C, Dv]" : "[S, Hkv, Dk], [S, Hkv, Dv]";
   SY_CHECK(q.rank() == 3 && k.rank() == 3 && v.rank() == 3,
            "{}: q {}, k {}, v {}, expected [T, Hq, Dk], {}", op, shape_str(q.shape()),
@@ -46,8 +55,7 @@ void run_cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const T
            "{}: {} cached positions, but k holds {} per head", op, shape.cached,
            shape.head_capacity);
   SY_CHECK(opts.window >= 0, "{}: window is {}, expected >= 0", op, opts.window);
-  out.expect_shape({shape.tokens, shape.q_heads, shape.value_dim},
-                   fmt::format("{}: out", op).c_str());
+  out.expect_shape({shape.tokens, shape.q_heads, shape.value_dim}, n.out);
   const float scale =
       opts.scale != 0.0f ? opts.scale : 1.0f / std::sqrt(static_cast<float>(shape.key_dim));
   if (shape.tokens == 0) return;
@@ -63,12 +71,12 @@ void run_cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const T
 
 void cached_attention(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                       const CachedAttentionOptions& opts) {
-  run_cached_attention(out, q, k, v, 0, false, opts, "cached_attention");
+  run_cached_attention(out, q, k, v, 0, false, opts);
 }
 
 void cached_attention_heads(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v,
                             int64_t cached, const CachedAttentionOptions& opts) {
-  run_cached_attention(out, q, k, v, cached, true, opts, "cached_attention_heads");
+  run_cached_attention(out, q, k, v, cached, true, opts);
 }
 
 }  // namespace sy::kernels
