@@ -541,9 +541,23 @@ void AttendRange(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRI
     AddWeightedValues(o, v + j0 * ldv, nb, heads, group, dv, ldv, scores, kKeyBlock, 1, next_keys);
   }
 }
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// Lane r: q . key row r of the nb <= 16 rows at k (dk values each, back to back; dk a multiple
+// of 16), 0 past nb. The 16 dot products are reduced together (SumLanes16).
+template <class T>
+HWY_INLINE __m512 RowDots16(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, size_t nb,
+                            size_t dk) {
+  __m512 acc[16];
+  for (size_t r = 0; r < 16; ++r) {
+    acc[r] = r < nb ? DotKv16(q, k + r * dk, dk) : _mm512_setzero_ps();
+  }
+  return SumLanes16(acc);
+}
+#endif
+
 // The scores of one query head q (dk values) against nb key rows at k, dk values each back to
-// back, times scale, into s[0, nb): on AVX-512, 16 rows' dot products reduced together
-// (SumLanes16), else one reduction per row.
+// back, times scale, into s[0, nb): on AVX-512 16 rows at a time (RowDots16), else one
+// reduction per row.
 template <class T>
 HWY_INLINE void HeadScores(float* HWY_RESTRICT s, const float* HWY_RESTRICT q,
                            const T* HWY_RESTRICT k, size_t nb, size_t dk, float scale) {
@@ -551,14 +565,12 @@ HWY_INLINE void HeadScores(float* HWY_RESTRICT s, const float* HWY_RESTRICT q,
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   if (dk % 16 == 0) {
     for (size_t j0 = 0; j0 < nb; j0 += 16) {
-      __m512 acc[16];
-      for (size_t i = 0; i < 16; ++i) {
-        acc[i] = j0 + i < nb ? DotKv16(q, k + (j0 + i) * dk, dk) : _mm512_setzero_ps();
-      }
-      const hn::Vec<decltype(df)> sums{SumLanes16(acc)};
+      const size_t n = std::min<size_t>(16, nb - j0);
       HWY_ALIGN float row[16];
-      hn::Store(hn::Mul(sums, hn::Set(df, scale)), df, row);
-      std::copy(row, row + std::min<size_t>(16, nb - j0), s + j0);
+      hn::Store(
+          hn::Mul(hn::Vec<decltype(df)>{RowDots16(q, k + j0 * dk, n, dk)}, hn::Set(df, scale)), df,
+          row);
+      std::copy(row, row + n, s + j0);
     }
     return;
   }
@@ -567,47 +579,39 @@ HWY_INLINE void HeadScores(float* HWY_RESTRICT s, const float* HWY_RESTRICT q,
 }
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-// AttendHead on AVX-512 for value rows of NV vectors (dk a multiple of 16): blocks of 16
-// positions, each query head's 16 scores from one vector reduction (SumLanes16), its online
-// softmax across the lanes and its output rows summed in registers, loaded and stored once a
-// block. A block's 16 key and value rows (8 KB for heads of 128 f16) stay in L1 for the group's
-// other heads.
+// AttendHead on AVX-512 for a kv head read by one query head, value rows of NV vectors (dk a
+// multiple of 16): blocks of 16 positions, the head's 16 scores from one vector reduction
+// (RowDots16), its online softmax across the lanes and its output row summed in registers,
+// loaded and stored once a block.
 template <size_t NV, class T>
-void AttendHead16(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                  const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,
-                  size_t group, size_t dk, size_t keys, float scale) {
+void AttendHead16(float* HWY_RESTRICT o, float& m, float& l, const float* HWY_RESTRICT q,
+                  const T* HWY_RESTRICT k, const T* HWY_RESTRICT v, size_t dk, size_t keys,
+                  float scale) {
   const hn::ScalableTag<float> df;
   constexpr size_t dv = NV * 16;
   for (size_t j0 = 0; j0 < keys; j0 += 16) {
     const size_t nb = std::min<size_t>(16, keys - j0);
-    const auto live = hn::FirstN(df, nb);
-    for (size_t i = 0; i < group; ++i) {
-      __m512 acc[16];
-      for (size_t r = 0; r < 16; ++r) {
-        acc[r] = r < nb ? DotKv16(q + i * dk, k + (j0 + r) * dk, dk) : _mm512_setzero_ps();
-      }
-      const auto sc =
-          hn::IfThenElse(live, hn::Mul(hn::Vec<decltype(df)>{SumLanes16(acc)}, hn::Set(df, scale)),
-                         hn::Set(df, -INFINITY));
-      const float mx = std::max(m[i], hn::GetLane(hn::MaxOfLanes(df, sc)));
-      if (mx == -INFINITY) continue;        // only -inf scores so far: nothing has weight yet
-      const float c = std::exp(m[i] - mx);  // 0 for the first block (m = -inf, o and l 0)
-      const auto p = hn::Exp(df, hn::Sub(sc, hn::Set(df, mx)));  // 0 in the dead lanes
-      l[i] = l[i] * c + hn::GetLane(hn::SumOfLanes(df, p));
-      m[i] = mx;
-      HWY_ALIGN float w[16];
-      hn::Store(p, df, w);
-      float* oi = o + i * dv;
-      hn::Vec<decltype(df)> sum[NV];
-      const auto vc = hn::Set(df, c);
-      for (size_t x = 0; x < NV; ++x) sum[x] = hn::Mul(hn::LoadU(df, oi + 16 * x), vc);
-      for (size_t r = 0; r < nb; ++r) {
-        const T* vr = v + (j0 + r) * dv;
-        const auto wr = hn::Set(df, w[r]);
-        for (size_t x = 0; x < NV; ++x) sum[x] = hn::MulAdd(wr, LoadKv(df, vr + 16 * x), sum[x]);
-      }
-      for (size_t x = 0; x < NV; ++x) hn::StoreU(sum[x], df, oi + 16 * x);
+    const auto sc = hn::IfThenElse(
+        hn::FirstN(df, nb),
+        hn::Mul(hn::Vec<decltype(df)>{RowDots16(q, k + j0 * dk, nb, dk)}, hn::Set(df, scale)),
+        hn::Set(df, -INFINITY));
+    const float mx = std::max(m, hn::GetLane(hn::MaxOfLanes(df, sc)));
+    if (mx == -INFINITY) continue;     // only -inf scores so far: nothing has weight yet
+    const float c = std::exp(m - mx);  // 0 for the first block (m = -inf, o and l 0)
+    const auto p = hn::Exp(df, hn::Sub(sc, hn::Set(df, mx)));  // 0 in the dead lanes
+    l = l * c + hn::GetLane(hn::SumOfLanes(df, p));
+    m = mx;
+    HWY_ALIGN float w[16];
+    hn::Store(p, df, w);
+    hn::Vec<decltype(df)> sum[NV];
+    const auto vc = hn::Set(df, c);
+    for (size_t x = 0; x < NV; ++x) sum[x] = hn::Mul(hn::LoadU(df, o + 16 * x), vc);
+    for (size_t r = 0; r < nb; ++r) {
+      const T* vr = v + (j0 + r) * dv;
+      const auto wr = hn::Set(df, w[r]);
+      for (size_t x = 0; x < NV; ++x) sum[x] = hn::MulAdd(wr, LoadKv(df, vr + 16 * x), sum[x]);
     }
+    for (size_t x = 0; x < NV; ++x) hn::StoreU(sum[x], df, o + 16 * x);
   }
 }
 
@@ -684,13 +688,13 @@ void AttendHead(float* HWY_RESTRICT o, float* HWY_RESTRICT m, float* HWY_RESTRIC
   if (group == 1 && dk % 16 == 0) {
     switch (dv) {
       case 32:
-        AttendHead16<2>(o, m, l, q, k, v, group, dk, keys, scale);
+        AttendHead16<2>(o, *m, *l, q, k, v, dk, keys, scale);
         return;
       case 64:
-        AttendHead16<4>(o, m, l, q, k, v, group, dk, keys, scale);
+        AttendHead16<4>(o, *m, *l, q, k, v, dk, keys, scale);
         return;
       case 128:
-        AttendHead16<8>(o, m, l, q, k, v, group, dk, keys, scale);
+        AttendHead16<8>(o, *m, *l, q, k, v, dk, keys, scale);
         return;
       default:
         break;
