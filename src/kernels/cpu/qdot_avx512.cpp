@@ -477,32 +477,33 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
   }
 }
 
+// Decode asks for q4_0 rows twice: at decode_ahead and again at half that distance.
+//
+// Why: q4_0's group step does the least work per byte of these bodies, and at high bandwidth its
+// rows read slower than q4_K's of the same size (same bytes, same prefetches). Earlier stops
+// found that anything slowing the step closed the gap: idle vector ops added after the scales
+// (16 vpaddd: OLMoE decode median ratio 0.886 -> 0.904; 24: 0.945), or q4_K's scale decoding
+// as dead work (0.93). Prefetching every other line instead of every line cut the ratio
+// (0.84-0.90 -> 0.79-0.84), so the rows depend on the software prefetches. What fits all of it:
+// a fast step keeps more demand loads waiting for memory, these hold the core's miss buffers,
+// and prefetches issued meanwhile are dropped. A second request for the same lines, nearer, gets
+// the dropped ones fetched before the loads reach them, without slowing the step.
+//
+// Measured (`bench decode --filter olmoe/<type>`, a scratch build switched by an environment
+// variable, runs alternating; ratio of the bandwidth bound):
+// - q4_0: 0.877-0.907 (8 runs) -> 0.916-0.969 (8 runs: 3 with the second request at half the
+//   distance, 5 at a fixed 3 KB); at a fixed 2 KB 0.923-0.955 (5). At a ~50 GB/s triad the
+//   experts' products took 1076-1088 ms a run against 1163-1181 with one request.
+// - q8_0 (its one request at two rows is already near): 0.940-0.957 -> 0.855-0.896, so not there.
+// - q4_K (0.889-0.926 / 0.889-0.946) and iq4_xs (0.852-0.866 / 0.844-0.877): no change, so
+//   left as they were.
+// - `bench kernels --filter decode/q4_0`, 5 runs each: the single matrix 1.024 -> 1.058 of the
+//   triad (medians), the MoE layer 1.014 -> 1.004.
+template <GgmlType kType>
+constexpr bool kP16AskTwice = kType == GgmlType::kQ4_0;
+
 // Rows [0, R) x tokens [0, T) straight from the P16 rows. Inlined into the row loops: for one
 // token a call per row cost about 5% of OLMoE decode (short rows of 576-1152 bytes).
-//
-// How q4_0 rows meet memory here is not understood. In a scratch test on this Zen 4 host (128
-// matrices of 2048 x 2048 on huge pages, batches of 16, one token; q4_0, q4_K and a plain read
-// alternating in one process), q4_0 rows read 0.94-0.98 of q4_K's rate per byte while the read
-// gave ~32 GB/s and 0.86-0.90 at ~50, although q4_K's group step does more work. More loads of
-// the scale line closed part of that, by degrees: 1-3 extra loads left unused 0.89-0.96 at ~50;
-// the scales read as four 8-byte pieces 0.98-1.00 at ~32 and 0.91-0.98 at ~50; q4_K's scale
-// decoding added as dead work 0.96-1.03. But the four-piece read did not move OLMoE decode
-// (`bench decode --filter olmoe/q4_0`, 7 runs each: median 0.883 -> 0.884) or the MoE layer
-// kernel (`bench kernels --filter qmatvec_moe_decode`, q4_0 median 0.965 -> 0.967), and it cost
-// q8_0 (same scales) 3 points in OLMoE decode (0.939 -> 0.907, 6 runs each), so it was taken
-// back. No better in the scratch test: the scales loaded at the group's start or a group ahead,
-// dependent multiplies, two rows at a time, the f32 step deferred by a group, scale prefetches
-// once a line or into L1, prefetch distances of 3 and 12 KB; the ggml-layout body read 1.01-1.04
-// at ~32 GB/s but 0.82-0.86 at ~50.
-// It is not the loads: in OLMoE decode (`bench decode --filter olmoe/q4_0`, variants switched
-// in one binary and run alternately), idle vector ops added to the q4_0 group step after the
-// scales (kept by an empty asm) raised the median ratio: none 0.886 (19 runs), 8 vpaddd 0.888
-// (5), 16 0.904 (13), 24 0.945 (4), q4_K's scale decoding 0.93 (8); 16 scalar lea 0.896 (4),
-// 16 nops 0.87-0.89 (2), 3 more loads of the scale line 0.88-0.90 (2). The gain came in the
-// minutes of high bandwidth (0.87 -> 0.93 at a ~50 GB/s triad). None of it was kept: the same
-// 16 ops cost q8_0 7-15 points (0.92-0.99 -> 0.80-0.85) and q4_K up to 4, and 24 did not help
-// q4_0 on the Mixtral shape (rows of 1024 and 3584 values: 0.855-0.858 against 0.84-0.95), so
-// what they change is tied to this body, this row length and this core in a way not yet known.
 template <GgmlType kType, int R, int T>
 SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
   constexpr bool kMins = kType == GgmlType::kQ4_K;
@@ -520,13 +521,19 @@ SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
     const uint8_t* ag = m.act + g * kI16GroupBytes;
     __m512i sum[R][T];
     i16_start_sums<kMins>(sum, ag, m.as);
-    if constexpr (T == 1) {  // decode (see decode_ahead)
+    if constexpr (T == 1) {  // decode (see decode_ahead, and kP16AskTwice above)
       SY_QDOT_UNROLL
       for (int r = 0; r < R; ++r) {
-        const uint8_t* wr = m.w + r * m.ws;
-        prefetch_ahead<kGroupCodes>(wr + g * kGroupCodes, m.ahead);
-        prefetch_ahead<kP16GroupScaleBytes<kType>>(
-            wr + p16_codes_bytes<kType>(m.k) + kP16GroupScaleBytes<kType> * g, m.ahead);
+        const uint8_t* codes = m.w + r * m.ws + g * kGroupCodes;
+        const uint8_t* scales =
+            m.w + r * m.ws + p16_codes_bytes<kType>(m.k) + kP16GroupScaleBytes<kType> * g;
+        prefetch_ahead<kGroupCodes>(codes, m.ahead);
+        prefetch_ahead<kP16GroupScaleBytes<kType>>(scales, m.ahead);
+        if constexpr (kP16AskTwice<kType>) {
+          const size_t again = m.ahead / 2 / 64 * 64;
+          prefetch_ahead<kGroupCodes>(codes, again);
+          prefetch_ahead<kP16GroupScaleBytes<kType>>(scales, again);
+        }
       }
     }
     if constexpr (kNibbles) {
