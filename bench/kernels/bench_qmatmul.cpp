@@ -96,7 +96,8 @@ void run_qmatmul_cases(Reporter& reporter, const MachineLimits& limits, const Su
   // Decode streams through copies of the matrix that together far exceed the last-level cache,
   // as a model's layers do; each call reads the next copy.
   const double stream_bytes = opts.quick ? 64e6 : 256e6;
-  for (GgmlType type : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K}) {
+  for (GgmlType type :
+       {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K}) {
     const std::string tname(ggml_type_info(type).name);
     const double matrix_bytes = static_cast<double>(n) * ggml_row_bytes(type, k);
 
