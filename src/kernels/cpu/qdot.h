@@ -75,17 +75,17 @@ using ActQuantizeFn = void (*)(GgmlType weight_type, const float* x, int64_t k, 
 // The values a quantized row stands for, in natural order: out[i] = d(block of i) * q_i.
 void dequantize_act_row(GgmlType weight_type, const uint8_t* act, int64_t k, float* out);
 
-// kI16 (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs weights, prefill on AVX-512 VNNI):
-// the codes and d of kA32 (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs) or kA256 (q4_K: one d per
-// 256 values), laid out for
+// kI16 (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K, iq4_nl and iq4_xs weights, prefill on
+// AVX-512 VNNI): the codes and d of kA32 (q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, iq4_xs) or kA256
+// (q4_K, q5_K, q6_K: one d per 256 values), laid out for
 // products of many tokens against weights that the tile repacks the same way (so that one f32 step
 // serves 16 blocks instead of 4). Groups of 16 blocks of 32 values (the last group zero-padded),
 // 640 bytes per group:
 //   bytes   0..511  8 vectors of 64 bytes: in vector i, 32-bit lane b holds codes 4 i .. 4 i + 3
 //                   of block b
 //   bytes 512..575  q8_0, q4_0, q5_0, iq4: int32 lane b = -c * (sum of block b's codes), c as
-//                   for kA32; q4_K, q4_1, q5_1: f32 lane b = d * (sum of block b's codes), for the
-//                   mins
+//                   for kA32; q4_K, q5_K, q6_K, q4_1, q5_1: f32 lane b = d * (sum of block b's
+//                   codes), for the mins
 //   bytes 576..639  f32 lane b: d of block b
 inline constexpr int64_t kI16GroupValues = 512;
 inline constexpr size_t kI16GroupBytes = 640;
@@ -148,9 +148,10 @@ using QdotTileFn = void (*)(const QdotTile& tile);
 QdotTileFn qdot_tile_scalar(GgmlType weight_type);
 QdotTileFn qdot_tile_avx2(GgmlType weight_type);
 QdotTileFn qdot_tile_avx512(GgmlType weight_type, bool vnni);
-// The AVX-512 VNNI tile against kI16 activations for q8_0, q4_0, q4_K weights (nullptr for other
-// types or outside x86-64 builds): it repacks its rows of W into the kI16 order in a per-thread
-// buffer, then runs register tiles of several rows x several tokens. For tiles of many tokens.
+// The AVX-512 VNNI tile against kI16 activations for q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K,
+// q6_K, iq4_nl and iq4_xs weights (nullptr for other types or outside x86-64 builds): it repacks
+// its rows of W into the kI16 order in a per-thread buffer, then runs register tiles of several
+// rows x several tokens. For tiles of many tokens.
 QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type);
 // The AVX-512 VNNI tile for P16 weights of q8_0, q4_0, q4_K against kI16 activations, any number
 // of tokens (nullptr for other types or outside x86-64 builds). Every output is computed with the

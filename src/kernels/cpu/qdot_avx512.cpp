@@ -111,10 +111,10 @@ void quantize_a256(const float* x, int64_t k, bool k4_order, uint8_t* out) {
   }
 }
 
-// kI16 rows: codes and d exactly as quantize_a32 (one d per 32 values) or, with per256 (q4_K),
-// quantize_a256 (one d per 256 values) makes them, transposed 16 blocks at a time. Bytes
-// 512..575: -c * each block's code sum (int32), or with scaled (q4_K, q4_1, q5_1) d * that sum
-// (f32, for the mins).
+// kI16 rows: codes and d exactly as quantize_a32 (one d per 32 values) or, with per256 (q4_K,
+// q5_K, q6_K), quantize_a256 (one d per 256 values) makes them, transposed 16 blocks at a time.
+// Bytes 512..575: -c * each block's code sum (int32), or with scaled (q4_K, q5_K, q6_K, q4_1, q5_1)
+// d * that sum (f32, for the mins; q6_K does not read them).
 void quantize_i16(const float* x, int64_t k, int c, bool per256, bool scaled, uint8_t* out) {
   const int64_t nb = k / 32;
   const int span = per256 ? 8 : 1;  // blocks that share one d
@@ -184,20 +184,21 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
-// ---- q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs against kI16 activations (prefill) ---
+// ---- q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, iq4_nl and iq4_xs against kI16 activations -----
+// ---- (prefill)
 //
 // A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
 // unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32, and for
-// q4_K, q4_1 and q5_1 the 16 mins), and reuses them for all its tokens. Then every 32-bit lane of
-// an int32 sum holds one block for the whole group, so 8 vpdpbusd per row and token end in one f32
-// step (convert, scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and unpack
-// each row's codes again for every few tokens.
+// q4_K, q5_K, q4_1 and q5_1 the 16 mins), and reuses them for all its tokens. Then every 32-bit
+// lane of an int32 sum holds one block for the whole group, so 8 vpdpbusd per row and token end in
+// one f32 step (convert, scale, add) for 16 blocks, where the kA32 bodies take one per 4 blocks and
+// unpack each row's codes again for every few tokens.
 
 // Weight types whose kI16 products take mins against the activations' scaled code sums instead of
-// starting from their start values: q4_K, q4_1, q5_1.
+// starting from their start values: q4_K, q5_K, q4_1, q5_1.
 template <GgmlType kType>
-constexpr bool kI16Mins =
-    kType == GgmlType::kQ4_K || kType == GgmlType::kQ4_1 || kType == GgmlType::kQ5_1;
+constexpr bool kI16Mins = kType == GgmlType::kQ4_K || kType == GgmlType::kQ5_K ||
+                          kType == GgmlType::kQ4_1 || kType == GgmlType::kQ5_1;
 
 // Bytes of a repacked group: codes and scales, and for the kI16Mins types the mins too.
 template <GgmlType kType>
@@ -251,18 +252,36 @@ SY_QDOT_INLINE __m256i block_codes(const uint8_t* p, int64_t b) {
   }
 }
 
-// q4_K: the codes of the 32-value sub-blocks 2 p and 2 p + 1 of the super-block at blk (low and
-// high nibbles of the same 32 bytes).
-SY_QDOT_INLINE void k4_pair_codes(const uint8_t* blk, int p, __m256i& even, __m256i& odd) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * p));
+// Bit `bit` of each of the 32 bytes of v, moved to bit 4 (0 or 16). The 16-bit shifts carry bits
+// across the bytes of a word, but none of them into bit 4.
+SY_QDOT_INLINE __m256i bit_to_16(__m256i v, int bit) {
+  const __m256i moved = bit <= 4 ? _mm256_slli_epi16(v, 4 - bit) : _mm256_srli_epi16(v, bit - 4);
+  return _mm256_and_si256(moved, _mm256_set1_epi8(0x10));
+}
+
+// q4_K / q5_K: the codes of the 32-value sub-blocks 2 p and 2 p + 1 of the super-block at blk
+// (low and high nibbles of the same 32 bytes; q5_K adds bits 2 p and 2 p + 1 of its qh bytes as
+// bit 4).
+template <GgmlType kType>
+SY_QDOT_INLINE void k_pair_codes(const uint8_t* blk, int p, __m256i& even, __m256i& odd) {
+  constexpr bool kFive = kType == GgmlType::kQ5_K;
+  const __m256i v =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + (kFive ? 48 : 16) + 32 * p));
   const __m256i nib = _mm256_set1_epi8(0x0f);
   even = _mm256_and_si256(v, nib);
   odd = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+  if constexpr (kFive) {
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+    even = _mm256_or_si256(even, bit_to_16(qh, 2 * p));
+    odd = _mm256_or_si256(odd, bit_to_16(qh, 2 * p + 1));
+  }
 }
 
-// One q4_K row (nb sub-blocks of 32 at p, nb a multiple of 8) in the kI16 order: per group of two
-// super-blocks the codes, then d * scale and dmin * min of each sub-block as f32.
-void repack_row_k4(const uint8_t* p, int64_t nb, uint8_t* out) {
+// One q4_K or q5_K row (nb sub-blocks of 32 at p, nb a multiple of 8) in the kI16 order: per
+// group of two super-blocks the codes, then d * scale and dmin * min of each sub-block as f32.
+template <GgmlType kType>
+void repack_row_k(const uint8_t* p, int64_t nb, uint8_t* out) {
+  constexpr size_t kBlockBytes = kType == GgmlType::kQ5_K ? 176 : 144;
   for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
     __m256i sub[16];
     alignas(64) float dw[16] = {}, dm[16] = {};
@@ -271,8 +290,10 @@ void repack_row_k4(const uint8_t* p, int64_t nb, uint8_t* out) {
         for (int j = 0; j < 8; ++j) sub[8 * s + j] = _mm256_setzero_si256();
         continue;
       }
-      const uint8_t* blk = p + (2 * g + s) * 144;
-      for (int q = 0; q < 4; ++q) k4_pair_codes(blk, q, sub[8 * s + 2 * q], sub[8 * s + 2 * q + 1]);
+      const uint8_t* blk = p + (2 * g + s) * kBlockBytes;
+      for (int q = 0; q < 4; ++q) {
+        k_pair_codes<kType>(blk, q, sub[8 * s + 2 * q], sub[8 * s + 2 * q + 1]);
+      }
       const float d = f16_at(blk), dmin = f16_at(blk + 2);
       for (int j = 0; j < 8; ++j) {
         int sc = 0, mn = 0;
@@ -286,7 +307,7 @@ void repack_row_k4(const uint8_t* p, int64_t nb, uint8_t* out) {
       rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(sub[r]), sub[r + 8], 1);
     }
     transpose_16x8(rows, cols);
-    uint8_t* o = out + g * kRepGroupBytes<GgmlType::kQ4_K>;
+    uint8_t* o = out + g * kRepGroupBytes<kType>;
     for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
     _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(dw));
     _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(dm));
@@ -297,8 +318,8 @@ void repack_row_k4(const uint8_t* p, int64_t nb, uint8_t* out) {
 // blocks of the last group zero).
 template <GgmlType kType>
 void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
-  if constexpr (kType == GgmlType::kQ4_K) {
-    repack_row_k4(p, nb, out);
+  if constexpr (kType == GgmlType::kQ4_K || kType == GgmlType::kQ5_K) {
+    repack_row_k<kType>(p, nb, out);
     return;
   }
   for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
@@ -323,8 +344,8 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
 }
 
 // The integer sums of one group of kI16 activations (ag, token rows as bytes apart) start at
-// the activations' start values (q8_0, q4_0: -c * code sums) or at 0 (q4_K, whose mins are
-// taken out in f32).
+// the activations' start values (q8_0, q4_0: -c * code sums) or at 0 (the kI16Mins types, whose
+// mins are taken out in f32).
 template <bool kMins, int R, int T>
 SY_QDOT_INLINE void i16_start_sums(__m512i (&sum)[R][T], const uint8_t* ag, size_t as) {
   SY_QDOT_UNROLL
@@ -336,7 +357,8 @@ SY_QDOT_INLINE void i16_start_sums(__m512i (&sum)[R][T], const uint8_t* ag, size
 }
 
 // The f32 step of one group for one weight row: acc[t] += sum[t] * (dw * d of the activations),
-// and for q4_K - dm (dmin * min of each sub-block) x the activations' scaled sums. micro_i16 and
+// and for the kI16Mins types - dm (q4_K, q5_K: dmin * min of each sub-block) x the activations'
+// scaled sums. micro_i16 and
 // micro_p16 both end their groups here, so each output takes the same operations in the same
 // order in either body.
 template <bool kMins, int T>
@@ -408,6 +430,142 @@ void run_tile_i16(const QdotTile& a) {
   }
   walk_micro_tiles<4, 3>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
     micro_i16<kType, R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
+  });
+}
+
+// ---- q6_K against kI16 activations (prefill) ---------------------------------------------------
+//
+// q6_K's 16 scales a super-block each cover 16 values, half a kI16 block: vectors 0..3 of a group
+// hold the first 16 values of every block, vectors 4..7 the second 16. So a row and token keep
+// two sums, one per half, and a group ends in two f32 steps. The repacked codes are signed
+// (q - 32, in -32..31) and the activations' codes are taken + 128, vpdpbusd's unsigned operand;
+// each sum starts at -128 times its half's codes summed, which the repacking computes once.
+// A repacked group (768 bytes): the codes as kI16 vectors (512), d * scale of each block's first
+// half, then of its second (f32, 2 x 64), then the two start values (int32, 2 x 64).
+constexpr size_t kQ6RepGroupBytes = 768;
+
+// One q6_K row (nb blocks of 32 at p, nb a multiple of 8) in that order.
+void repack_row_q6(const uint8_t* p, int64_t nb, uint8_t* out) {
+  using Q6 = K16Kernel<GgmlType::kQ6_K>;
+  const __m512i ones = _mm512_set1_epi8(1), offset = _mm512_set1_epi8(32);
+  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
+    __m256i sub[16];
+    alignas(64) float first[16] = {}, second[16] = {};
+    for (int s = 0; s < 2; ++s) {
+      if (16 * g + 8 * s >= nb) {
+        for (int j = 0; j < 8; ++j) sub[8 * s + j] = _mm256_setzero_si256();
+        continue;
+      }
+      const uint8_t* blk = p + (2 * g + s) * 210;
+      for (int q = 0; q < 4; ++q) {  // values 64 q .. 64 q + 63: blocks 2 q and 2 q + 1
+        const __m512i c = _mm512_sub_epi8(Q6::codes(blk, q), offset);
+        sub[8 * s + 2 * q] = _mm512_castsi512_si256(c);
+        sub[8 * s + 2 * q + 1] = _mm512_extracti64x4_epi64(c, 1);
+      }
+      const float d = f16_at(blk + 208);
+      for (int j = 0; j < 8; ++j) {
+        first[8 * s + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * j]));
+        second[8 * s + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * j + 1]));
+      }
+    }
+    __m512i rows[8], cols[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(sub[r]), sub[r + 8], 1);
+    }
+    transpose_16x8(rows, cols);
+    uint8_t* o = out + g * kQ6RepGroupBytes;
+    __m512i sum_first = _mm512_setzero_si512(), sum_second = _mm512_setzero_si512();
+    for (int i = 0; i < 8; ++i) {
+      _mm512_store_si512(o + 64 * i, cols[i]);
+      if (i < 4) {
+        sum_first = _mm512_dpbusd_epi32(sum_first, ones, cols[i]);
+      } else {
+        sum_second = _mm512_dpbusd_epi32(sum_second, ones, cols[i]);
+      }
+    }
+    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(first));
+    _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(second));
+    const __m512i zero = _mm512_setzero_si512();
+    _mm512_store_si512(o + 640, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum_first, 7)));
+    _mm512_store_si512(o + 704, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum_second, 7)));
+  }
+}
+
+// Rows [0, R) of the repacked q6_K W (rows rs bytes apart) x tokens [0, T) of kI16 activations.
+template <int R, int T>
+void micro_q6_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[R][T];
+  SY_QDOT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    SY_QDOT_UNROLL
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* wg = w + g * kQ6RepGroupBytes;
+    const uint8_t* ag = m.act + g * kI16GroupBytes;
+    __m512i first[R][T], second[R][T];
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const __m512i s0 = _mm512_load_si512(wg + r * rs + 640);
+      const __m512i s1 = _mm512_load_si512(wg + r * rs + 704);
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        first[r][t] = s0;
+        second[r][t] = s1;
+      }
+    }
+    SY_QDOT_UNROLL
+    for (int i = 0; i < 8; ++i) {
+      __m512i wv[R];
+      SY_QDOT_UNROLL
+      for (int r = 0; r < R; ++r) wv[r] = _mm512_load_si512(wg + r * rs + 64 * i);
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512i av = _mm512_xor_si512(_mm512_load_si512(ag + t * m.as + 64 * i), flip);
+        SY_QDOT_UNROLL
+        for (int r = 0; r < R; ++r) {
+          if (i < 4) {
+            first[r][t] = _mm512_dpbusd_epi32(first[r][t], av, wv[r]);
+          } else {
+            second[r][t] = _mm512_dpbusd_epi32(second[r][t], av, wv[r]);
+          }
+        }
+      }
+    }
+    SY_QDOT_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const __m512 d0 = _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 512));
+      const __m512 d1 = _mm512_load_ps(reinterpret_cast<const float*>(wg + r * rs + 576));
+      SY_QDOT_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512 da = _mm512_load_ps(reinterpret_cast<const float*>(ag + t * m.as + 576));
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(first[r][t]), _mm512_mul_ps(d0, da), acc[r][t]);
+        acc[r][t] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(second[r][t]), _mm512_mul_ps(d1, da), acc[r][t]);
+      }
+    }
+  }
+  store_sums<R, T>(m, acc);
+}
+
+// As run_tile_i16, with two sums per row and token, in tiles of 2 rows x 4 tokens: 24 sums and
+// partial products in registers. `bench kernels --filter prefill512/q6_K` (GFLOP/s): 4 x 2 tiles
+// 382-384, 3 x 3 351-368, 2 x 3 335-343, 2 x 4 443-447; the K16 body before it 237-251.
+void run_tile_q6_i16(const QdotTile& a) {
+  const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
+  const size_t rs = static_cast<size_t>(groups) * kQ6RepGroupBytes;
+  thread_local std::vector<uint8_t> storage;
+  if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
+    storage.resize(rs * static_cast<size_t>(a.rows) + 64);
+  }
+  uint8_t* w = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
+  for (int64_t r = 0; r < a.rows; ++r) {
+    repack_row_q6(a.w + static_cast<size_t>(r) * a.w_stride, nb, w + static_cast<size_t>(r) * rs);
+  }
+  walk_micro_tiles<2, 4>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
+    micro_q6_i16<R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
   });
 }
 
@@ -686,6 +844,10 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
       return avx512_vnni::run_tile_i16<GgmlType::kQ5_1>;
     case GgmlType::kQ4_K:
       return avx512_vnni::run_tile_i16<GgmlType::kQ4_K>;
+    case GgmlType::kQ5_K:
+      return avx512_vnni::run_tile_i16<GgmlType::kQ5_K>;
+    case GgmlType::kQ6_K:
+      return avx512_vnni::run_tile_q6_i16;
     case GgmlType::kIQ4_NL:
       return avx512_vnni::run_tile_i16<GgmlType::kIQ4_NL>;
     case GgmlType::kIQ4_XS:
@@ -696,7 +858,8 @@ QdotTileFn qdot_tile_i16_vnni(GgmlType weight_type) {
 }
 
 void quantize_act_row_i16_avx512(GgmlType weight_type, const float* x, int64_t k, uint8_t* out) {
-  const bool per256 = weight_type == GgmlType::kQ4_K;
+  const bool per256 = weight_type == GgmlType::kQ4_K || weight_type == GgmlType::kQ5_K ||
+                      weight_type == GgmlType::kQ6_K;
   const bool scaled = per256 || weight_type == GgmlType::kQ4_1 || weight_type == GgmlType::kQ5_1;
   avx512_bw::quantize_i16(x, k, scaled ? 0 : act_a32_bias(weight_type), per256, scaled, out);
 }

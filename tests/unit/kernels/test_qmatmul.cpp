@@ -458,7 +458,8 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
 
 // The header's promise: each output is computed the same way whatever the thread count, so
 // results are bit-identical; and whatever other tokens share the call, except that from 8 tokens
-// on q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, iq4_nl and iq4_xs on AVX-512 VNNI take the kI16 bodies,
+// on q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K, iq4_nl and iq4_xs on AVX-512 VNNI take the
+// kI16 bodies,
 // which sum the
 // same integer products in another f32 order (then a lone token agrees within f32 rounding of the
 // sums).
@@ -483,7 +484,8 @@ TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
           path == QdotPath::kAvx512Vnni &&
           (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ4_1 ||
            type == GgmlType::kQ5_0 || type == GgmlType::kQ5_1 || type == GgmlType::kQ4_K ||
-           type == GgmlType::kIQ4_NL || type == GgmlType::kIQ4_XS);
+           type == GgmlType::kQ5_K || type == GgmlType::kQ6_K || type == GgmlType::kIQ4_NL ||
+           type == GgmlType::kIQ4_XS);
       const Expected e = expected_for(x, w.m);
       for (int64_t i = 0; i < t; i += 5) {
         Tensor single = Tensor::zeros({n});
@@ -694,8 +696,9 @@ TEST(QuantMatmul, SimdActivationQuantizersMatchPortable) {
     if (std::ranges::find(paths, QdotPath::kAvx2) != paths.end()) {
       EXPECT_GT(checked, 0);
     }
-    // kI16 holds the very codes and scales of kA32 (q4_K: kA256), transposed 16 blocks at a time.
-    const bool k4 = type == GgmlType::kQ4_K;
+    // kI16 holds the very codes and scales of kA32 (q4_K, q5_K, q6_K: kA256), transposed 16
+    // blocks at a time.
+    const bool k4 = type == GgmlType::kQ4_K || type == GgmlType::kQ5_K || type == GgmlType::kQ6_K;
     if ((act_block(type) != 32 && !k4) ||
         std::ranges::find(paths, QdotPath::kAvx512) == paths.end()) {
       continue;
@@ -709,7 +712,7 @@ TEST(QuantMatmul, SimdActivationQuantizersMatchPortable) {
     cpu::dequantize_act_row(type, pw, kk, from_a32.data());
     cpu::dequantize_act_row_i16(pi, kk, from_i16.data());
     EXPECT_TRUE(same_bits(from_a32.data(), from_i16.data(), kk)) << name_of(type);
-    // q4_K: d times each 32-value block's code sum, from kA256's per-16 sums.
+    // q4_K, q5_K, q6_K: d times each 32-value block's code sum, from kA256's per-16 sums.
     for (int64_t b = 0; k4 && b < kk / 32; ++b) {
       const uint8_t* sb = pw + (b / 8) * cpu::kA256Bytes;
       int16_t s0 = 0, s1 = 0;
