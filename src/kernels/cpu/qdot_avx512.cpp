@@ -2,10 +2,12 @@
 // tiles (qdot_avx512-inl.h) are compiled twice: for AVX-512 F/BW/VL (vpmaddubsw + vpmaddwd) and
 // for the same plus VNNI (vpdpbusd, vpdpwssd). Only code inside the target regions uses AVX-512;
 // the entry calls it after checking the CPU (kernels/qmatmul.cpp).
+#include <algorithm>
 #include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "core/error.h"
@@ -277,29 +279,21 @@ SY_QDOT_INLINE void k_pair_codes(const uint8_t* blk, int p, __m256i& even, __m25
   }
 }
 
-// One q4_K or q5_K row (nb sub-blocks of 32 at p, nb a multiple of 8) in the kI16 order: per
-// group of two super-blocks the codes, then d * scale and dmin * min of each sub-block as f32.
-template <GgmlType kType>
-void repack_row_k(const uint8_t* p, int64_t nb, uint8_t* out) {
-  constexpr size_t kBlockBytes = kType == GgmlType::kQ5_K ? 176 : 144;
+// Walks a K-quant row (nb blocks of 32 values at p, nb a multiple of 8) a group of two
+// super-blocks (block_bytes each) at a time: fill(blk, sub, s) writes the 8 blocks of codes of
+// super-block s of the group (at blk) to sub[0..8) and keeps its scales; a last group of one
+// super-block gets zero codes for the other. Then store(g, cols) writes group g from its codes in
+// the kI16 order (transpose_16x8).
+template <class Fill, class Store>
+SY_QDOT_INLINE void repack_k_groups(const uint8_t* p, int64_t nb, size_t block_bytes,
+                                    const Fill& fill, const Store& store) {
   for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
     __m256i sub[16];
-    alignas(64) float dw[16] = {}, dm[16] = {};
     for (int s = 0; s < 2; ++s) {
-      if (16 * g + 8 * s >= nb) {
+      if (16 * g + 8 * s < nb) {
+        fill(p + static_cast<size_t>(2 * g + s) * block_bytes, sub + 8 * s, s);
+      } else {
         for (int j = 0; j < 8; ++j) sub[8 * s + j] = _mm256_setzero_si256();
-        continue;
-      }
-      const uint8_t* blk = p + (2 * g + s) * kBlockBytes;
-      for (int q = 0; q < 4; ++q) {
-        k_pair_codes<kType>(blk, q, sub[8 * s + 2 * q], sub[8 * s + 2 * q + 1]);
-      }
-      const float d = f16_at(blk), dmin = f16_at(blk + 2);
-      for (int j = 0; j < 8; ++j) {
-        int sc = 0, mn = 0;
-        quant::k_scale_min(j, blk + 4, sc, mn);
-        dw[8 * s + j] = d * static_cast<float>(sc);
-        dm[8 * s + j] = dmin * static_cast<float>(mn);
       }
     }
     __m512i rows[8], cols[8];
@@ -307,11 +301,35 @@ void repack_row_k(const uint8_t* p, int64_t nb, uint8_t* out) {
       rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(sub[r]), sub[r + 8], 1);
     }
     transpose_16x8(rows, cols);
-    uint8_t* o = out + g * kRepGroupBytes<kType>;
-    for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
-    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(dw));
-    _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(dm));
+    store(g, cols);
   }
+}
+
+// One q4_K or q5_K row (nb sub-blocks of 32 at p, nb a multiple of 8) in the kI16 order: per
+// group of two super-blocks the codes, then d * scale and dmin * min of each sub-block as f32.
+template <GgmlType kType>
+void repack_row_k(const uint8_t* p, int64_t nb, uint8_t* out) {
+  alignas(64) float dw[16] = {}, dm[16] = {};
+  repack_k_groups(
+      p, nb, kType == GgmlType::kQ5_K ? 176 : 144,
+      [&](const uint8_t* blk, __m256i* sub, int s) {
+        for (int q = 0; q < 4; ++q) k_pair_codes<kType>(blk, q, sub[2 * q], sub[2 * q + 1]);
+        const float d = f16_at(blk), dmin = f16_at(blk + 2);
+        for (int j = 0; j < 8; ++j) {
+          int sc = 0, mn = 0;
+          quant::k_scale_min(j, blk + 4, sc, mn);
+          dw[8 * s + j] = d * static_cast<float>(sc);
+          dm[8 * s + j] = dmin * static_cast<float>(mn);
+        }
+      },
+      [&](int64_t g, const __m512i(&cols)[8]) {
+        uint8_t* o = out + g * kRepGroupBytes<kType>;
+        for (int i = 0; i < 8; ++i) _mm512_store_si512(o + 64 * i, cols[i]);
+        _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(dw));
+        _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(dm));
+        std::fill(std::begin(dw), std::end(dw), 0.0f);  // zero for a half last group
+        std::fill(std::begin(dm), std::end(dm), 0.0f);
+      });
 }
 
 // One row of W (nb blocks at p) in the kI16 order at out (groups x kRepGroupBytes, the padding
@@ -340,6 +358,15 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
       for (int64_t b = 0; b < n; ++b) dm[b] = -f16_at(block_at<kType>(p, b0 + b) + 2);
       _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(dm));
     }
+  }
+}
+
+template <int R, int T>
+SY_QDOT_INLINE void zero_acc(__m512 (&acc)[R][T]) {
+  SY_QDOT_UNROLL
+  for (int r = 0; r < R; ++r) {
+    SY_QDOT_UNROLL
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   }
 }
 
@@ -380,11 +407,7 @@ template <GgmlType kType, int R, int T>
 void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
   constexpr bool kMins = kI16Mins<kType>;  // unsigned codes, no start values; mins
   __m512 acc[R][T];
-  SY_QDOT_UNROLL
-  for (int r = 0; r < R; ++r) {
-    SY_QDOT_UNROLL
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  zero_acc(acc);
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* wg = w + g * kRepGroupBytes<kType>;
     const uint8_t* ag = m.act + g * kI16GroupBytes;
@@ -413,21 +436,29 @@ void micro_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) 
   store_sums<R, T>(m, acc);
 }
 
-// Repacks the tile's rows into a per-thread buffer, then walks it in micro tiles of 4 rows x 3
-// tokens (walk_micro_tiles).
-template <GgmlType kType>
-void run_tile_i16(const QdotTile& a) {
-  const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
-  const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes<kType>;
+// The tile's rows of W, each repacked by repack(row, out) into rs bytes of a per-thread buffer
+// (64-byte aligned); returns the first.
+template <class Repack>
+uint8_t* repacked_rows(const QdotTile& a, size_t rs, const Repack& repack) {
   thread_local std::vector<uint8_t> storage;
   if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
     storage.resize(rs * static_cast<size_t>(a.rows) + 64);
   }
   uint8_t* w = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
   for (int64_t r = 0; r < a.rows; ++r) {
-    repack_row<kType>(a.w + static_cast<size_t>(r) * a.w_stride, nb,
-                      w + static_cast<size_t>(r) * rs);
+    repack(a.w + static_cast<size_t>(r) * a.w_stride, w + static_cast<size_t>(r) * rs);
   }
+  return w;
+}
+
+// Repacks the tile's rows into a per-thread buffer, then walks it in micro tiles of 4 rows x 3
+// tokens (walk_micro_tiles).
+template <GgmlType kType>
+void run_tile_i16(const QdotTile& a) {
+  const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
+  const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes<kType>;
+  uint8_t* w = repacked_rows(
+      a, rs, [nb](const uint8_t* row, uint8_t* out) { repack_row<kType>(row, nb, out); });
   walk_micro_tiles<4, 3>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
     micro_i16<kType, R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
   });
@@ -448,47 +479,40 @@ constexpr size_t kQ6RepGroupBytes = 768;
 void repack_row_q6(const uint8_t* p, int64_t nb, uint8_t* out) {
   using Q6 = K16Kernel<GgmlType::kQ6_K>;
   const __m512i ones = _mm512_set1_epi8(1), offset = _mm512_set1_epi8(32);
-  for (int64_t g = 0; g < (nb + 15) / 16; ++g) {
-    __m256i sub[16];
-    alignas(64) float first[16] = {}, second[16] = {};
-    for (int s = 0; s < 2; ++s) {
-      if (16 * g + 8 * s >= nb) {
-        for (int j = 0; j < 8; ++j) sub[8 * s + j] = _mm256_setzero_si256();
-        continue;
-      }
-      const uint8_t* blk = p + (2 * g + s) * 210;
-      for (int q = 0; q < 4; ++q) {  // values 64 q .. 64 q + 63: blocks 2 q and 2 q + 1
-        const __m512i c = _mm512_sub_epi8(Q6::codes(blk, q), offset);
-        sub[8 * s + 2 * q] = _mm512_castsi512_si256(c);
-        sub[8 * s + 2 * q + 1] = _mm512_extracti64x4_epi64(c, 1);
-      }
-      const float d = f16_at(blk + 208);
-      for (int j = 0; j < 8; ++j) {
-        first[8 * s + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * j]));
-        second[8 * s + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * j + 1]));
-      }
-    }
-    __m512i rows[8], cols[8];
-    for (int r = 0; r < 8; ++r) {
-      rows[r] = _mm512_inserti64x4(_mm512_castsi256_si512(sub[r]), sub[r + 8], 1);
-    }
-    transpose_16x8(rows, cols);
-    uint8_t* o = out + g * kQ6RepGroupBytes;
-    __m512i sum_first = _mm512_setzero_si512(), sum_second = _mm512_setzero_si512();
-    for (int i = 0; i < 8; ++i) {
-      _mm512_store_si512(o + 64 * i, cols[i]);
-      if (i < 4) {
-        sum_first = _mm512_dpbusd_epi32(sum_first, ones, cols[i]);
-      } else {
-        sum_second = _mm512_dpbusd_epi32(sum_second, ones, cols[i]);
-      }
-    }
-    _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(first));
-    _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(second));
-    const __m512i zero = _mm512_setzero_si512();
-    _mm512_store_si512(o + 640, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum_first, 7)));
-    _mm512_store_si512(o + 704, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum_second, 7)));
-  }
+  alignas(64) float first[16] = {}, second[16] = {};
+  repack_k_groups(
+      p, nb, 210,
+      [&](const uint8_t* blk, __m256i* sub, int s) {
+        for (int q = 0; q < 4; ++q) {  // values 64 q .. 64 q + 63: blocks 2 q and 2 q + 1
+          const __m512i c = _mm512_sub_epi8(Q6::codes(blk, q), offset);
+          sub[2 * q] = _mm512_castsi512_si256(c);
+          sub[2 * q + 1] = _mm512_extracti64x4_epi64(c, 1);
+        }
+        const float d = f16_at(blk + 208);
+        for (int j = 0; j < 8; ++j) {
+          first[8 * s + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * j]));
+          second[8 * s + j] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * j + 1]));
+        }
+      },
+      [&](int64_t g, const __m512i(&cols)[8]) {
+        uint8_t* o = out + g * kQ6RepGroupBytes;
+        __m512i sum_first = _mm512_setzero_si512(), sum_second = _mm512_setzero_si512();
+        for (int i = 0; i < 8; ++i) {
+          _mm512_store_si512(o + 64 * i, cols[i]);
+          if (i < 4) {
+            sum_first = _mm512_dpbusd_epi32(sum_first, ones, cols[i]);
+          } else {
+            sum_second = _mm512_dpbusd_epi32(sum_second, ones, cols[i]);
+          }
+        }
+        _mm512_store_ps(reinterpret_cast<float*>(o + 512), _mm512_load_ps(first));
+        _mm512_store_ps(reinterpret_cast<float*>(o + 576), _mm512_load_ps(second));
+        const __m512i zero = _mm512_setzero_si512();
+        _mm512_store_si512(o + 640, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum_first, 7)));
+        _mm512_store_si512(o + 704, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum_second, 7)));
+        std::fill(std::begin(first), std::end(first), 0.0f);  // zero for a half last group
+        std::fill(std::begin(second), std::end(second), 0.0f);
+      });
 }
 
 // Rows [0, R) of the repacked q6_K W (rows rs bytes apart) x tokens [0, T) of kI16 activations.
@@ -496,11 +520,7 @@ template <int R, int T>
 void micro_q6_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t groups) {
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512 acc[R][T];
-  SY_QDOT_UNROLL
-  for (int r = 0; r < R; ++r) {
-    SY_QDOT_UNROLL
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  zero_acc(acc);
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* wg = w + g * kQ6RepGroupBytes;
     const uint8_t* ag = m.act + g * kI16GroupBytes;
@@ -556,14 +576,8 @@ void micro_q6_i16(const uint8_t* w, size_t rs, const MicroArgs& m, int64_t group
 void run_tile_q6_i16(const QdotTile& a) {
   const int64_t nb = a.k / 32, groups = (nb + 15) / 16;
   const size_t rs = static_cast<size_t>(groups) * kQ6RepGroupBytes;
-  thread_local std::vector<uint8_t> storage;
-  if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
-    storage.resize(rs * static_cast<size_t>(a.rows) + 64);
-  }
-  uint8_t* w = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    repack_row_q6(a.w + static_cast<size_t>(r) * a.w_stride, nb, w + static_cast<size_t>(r) * rs);
-  }
+  uint8_t* w =
+      repacked_rows(a, rs, [nb](const uint8_t* row, uint8_t* out) { repack_row_q6(row, nb, out); });
   walk_micro_tiles<2, 4>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
     micro_q6_i16<R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
   });
@@ -670,11 +684,7 @@ SY_QDOT_INLINE void micro_p16(const MicroArgs& m) {
   const int64_t groups = m.k / kP16GroupValues;
   const __m512i nib = _mm512_set1_epi8(0x0f);
   __m512 acc[R][T];
-  SY_QDOT_UNROLL
-  for (int r = 0; r < R; ++r) {
-    SY_QDOT_UNROLL
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  }
+  zero_acc(acc);
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* ag = m.act + g * kI16GroupBytes;
     __m512i sum[R][T];
@@ -785,15 +795,9 @@ void run_tile_p16(const QdotTile& a) {
   }
   const int64_t groups = a.k / kP16GroupValues;
   const size_t rs = static_cast<size_t>(groups) * kRepGroupBytes<kType>;
-  thread_local std::vector<uint8_t> storage;
-  if (storage.size() < rs * static_cast<size_t>(a.rows) + 64) {
-    storage.resize(rs * static_cast<size_t>(a.rows) + 64);
-  }
-  uint8_t* w = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64;
-  for (int64_t r = 0; r < a.rows; ++r) {
-    repack_row_from_p16<kType>(a.w + static_cast<size_t>(r) * a.w_stride, a.k,
-                               w + static_cast<size_t>(r) * rs);
-  }
+  uint8_t* w = repacked_rows(a, rs, [k = a.k](const uint8_t* row, uint8_t* out) {
+    repack_row_from_p16<kType>(row, k, out);
+  });
   walk_micro_tiles<4, 3>(a.rows, a.tokens, [&]<int R, int T>(int64_t r, int64_t t) {
     micro_i16<kType, R, T>(w + static_cast<size_t>(r) * rs, rs, micro_at(a, r, t), groups);
   });
