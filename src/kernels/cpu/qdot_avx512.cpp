@@ -186,8 +186,7 @@ namespace sy::kernels::cpu::avx512_vnni {
 constexpr bool kVnni = true;
 #include "kernels/cpu/qdot_avx512-inl.h"  // NOLINT(bugprone-suspicious-include)
 
-// ---- q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, iq4_nl and iq4_xs against kI16 activations -----
-// ---- (prefill)
+// ---- kI16 bodies (prefill): q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, iq4_nl, iq4_xs ----------
 //
 // A tile repacks its rows of W once into the kI16 order (per group of 16 blocks: 8 vectors of
 // unsigned codes, 32-bit lane b = 4 codes of block b, then the 16 block scales as f32, and for
@@ -361,6 +360,7 @@ void repack_row(const uint8_t* p, int64_t nb, uint8_t* out) {
   }
 }
 
+// acc = 0: the bodies' f32 accumulators before their first group.
 template <int R, int T>
 SY_QDOT_INLINE void zero_acc(__m512 (&acc)[R][T]) {
   SY_QDOT_UNROLL
@@ -385,9 +385,8 @@ SY_QDOT_INLINE void i16_start_sums(__m512i (&sum)[R][T], const uint8_t* ag, size
 
 // The f32 step of one group for one weight row: acc[t] += sum[t] * (dw * d of the activations),
 // and for the kI16Mins types - dm (q4_K, q5_K: dmin * min of each sub-block) x the activations'
-// scaled sums. micro_i16 and
-// micro_p16 both end their groups here, so each output takes the same operations in the same
-// order in either body.
+// scaled sums. micro_i16 and micro_p16 both end their groups here, so each output takes the same
+// operations in the same order in either body.
 template <bool kMins, int T>
 SY_QDOT_INLINE void i16_finish_row(__m512 (&acc)[T], const __m512i (&sum)[T], __m512 dw, __m512 dm,
                                    const uint8_t* ag, size_t as) {
@@ -652,10 +651,10 @@ SY_QDOT_INLINE void p16_scales(const uint8_t* w, int64_t k, int64_t g, __m512& d
 // Decode asks for q4_0 rows twice: at decode_ahead and again at half that distance.
 //
 // Why: q4_0's group step does the least work per byte of these bodies, and at high bandwidth its
-// rows read slower than q4_K's of the same size (same bytes, same prefetches). Earlier stops
-// found that anything slowing the step closed the gap: idle vector ops added after the scales
-// (16 vpaddd: OLMoE decode median ratio 0.886 -> 0.904; 24: 0.945), or q4_K's scale decoding
-// as dead work (0.93). Prefetching every other line instead of every line cut the ratio
+// rows read slower than q4_K's of the same size (same bytes, same prefetches). Earlier
+// measurements found that anything slowing the step closed the gap: idle vector ops added after
+// the scales (16 vpaddd: OLMoE decode median ratio 0.886 -> 0.904; 24: 0.945), or q4_K's scale
+// decoding as dead work (0.93). Prefetching every other line instead of every line cut the ratio
 // (0.84-0.90 -> 0.79-0.84), so the rows depend on the software prefetches. What fits all of it:
 // a fast step keeps more demand loads waiting for memory, these hold the core's miss buffers,
 // and prefetches issued meanwhile are dropped. A second request for the same lines, nearer, gets
