@@ -459,10 +459,8 @@ TEST(QuantMatmul, MatchesExactAndF32ReferencesOnEveryPath) {
 // The header's promise: each output is computed the same way whatever the thread count, so
 // results are bit-identical; and whatever other tokens share the call, except that from 8 tokens
 // on q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K, iq4_nl and iq4_xs on AVX-512 VNNI take the
-// kI16 bodies,
-// which sum the
-// same integer products in another f32 order (then a lone token agrees within f32 rounding of the
-// sums).
+// kI16 bodies, which sum the same integer products in another f32 order (then a lone token agrees
+// within f32 rounding of the sums).
 TEST(QuantMatmul, ResultsDoNotDependOnThreadsOrTokenCount) {
   Rng rng(7);
   const int saved = omp_get_max_threads();
