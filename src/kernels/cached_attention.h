@@ -25,6 +25,9 @@
 
 namespace sy::kernels {
 
+// Calls of up to this many new tokens are decode steps (see above); more are prefill.
+inline constexpr int64_t kCachedAttentionDecodeTokens = 4;
+
 struct CachedAttentionOptions {
   float scale = 0.0f;  // score scale; 0 means 1 / sqrt(Dk)
   int64_t window = 0;  // sliding window (Mistral): keys with p(t) - s >= window are hidden; 0: none

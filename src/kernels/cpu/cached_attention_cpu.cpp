@@ -765,6 +765,7 @@ HWY_AFTER_NAMESPACE();
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/cached_attention.h"
 #include "kernels/cpu/cached_attention_cpu.h"
 #include "kernels/cpu/gemm_cpu.h"
 
@@ -790,7 +791,7 @@ constexpr int64_t kKeyTile = 256;
 constexpr int64_t kParallelMinScores = 1 << 14;
 // Up to this many new tokens (decode steps) each position attends straight from the cache, f16
 // or f32, with no GEMM calls (attend_direct); more go through the blocked path.
-constexpr int64_t kDirectMaxTokens = 4;
+constexpr int64_t kDirectMaxTokens = kCachedAttentionDecodeTokens;
 // Below this many bytes of keys and values read, the direct path runs on one thread.
 constexpr int64_t kDirectParallelBytes = int64_t{1} << 18;
 

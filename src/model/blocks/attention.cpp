@@ -63,13 +63,14 @@ void write_rows(Tensor& dst, int64_t at, const Tensor& src) {
 }
 
 // Fetches for writing the lines of positions [at, at + t) of every kv head of a head-major cache
-// tensor (see write_rows), for a decode step (t <= 4): they sit a whole head's capacity apart and
+// tensor (see write_rows), for a decode step (at most kernels::kCachedAttentionDecodeTokens
+// tokens, which read the cache head by head): they sit a whole head's capacity apart and
 // are cold, so written straight away each costs a miss to memory on the main thread, while the
 // other threads wait (OLMoE q4_0 decode: write_rows took 0.66% of the main thread's time, against
 // 0.1% for the old position-major rows); fetched before the QKV products, they are in cache when
 // written.
 void prefetch_rows(Tensor& dst, int64_t at, int64_t t) {
-  if (t > 4) return;
+  if (t > kernels::kCachedAttentionDecodeTokens) return;
   const int64_t heads = dst.dim(0), cap = dst.dim(1);
   const int64_t row = dst.dim(2) * static_cast<int64_t>(dtype_size(dst.dtype()));
   const auto* base = reinterpret_cast<const char*>(dst.bytes());
